@@ -1,0 +1,1 @@
+//! Attribution: which server and user an event belongs to.

@@ -1,0 +1,1 @@
+//! Classification: the cause taxonomy and its advice, in one table.

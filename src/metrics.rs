@@ -1,0 +1,495 @@
+//! Every metric family the exporter serves, in one place: this module *is*
+//! the metric contract (see README "Metrics reference"; renaming anything
+//! here is a breaking change and goes in CHANGELOG.md).
+//!
+//! No global registry: [`Metrics::new`] registers every family on the
+//! [`Registry`] it is given.
+//!
+//! **Label bounds.** User names in failed logins and source IPs are chosen by
+//! strangers. Source IPs never become labels. User label values pass through
+//! [`LabelGuard`]: a per-server cap on distinct values, the excess folded into
+//! [`OVERFLOW_LABEL`] and counted in
+//! `aws_transfer_exporter_label_overflow_total`. Server ids, connector ids and
+//! other ids that come from log content share one cap per id label.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// Prefix of every product metric.
+pub const PREFIX: &str = "aws_transfer";
+
+/// The label value that replaces a user (or id) beyond its cap. It contains
+/// `~`, which no Transfer Family user name can (names are `[A-Za-z0-9_.@-]`),
+/// so it can never collide with a real user.
+pub const OVERFLOW_LABEL: &str = "~other";
+
+/// Default cap on distinct `user` label values per server. Large enough for
+/// the partner lists we have seen (tens to a few hundred users per server),
+/// small enough that a scan cannot grow the series count past
+/// cap × (families with a user label) × causes per server.
+pub const DEFAULT_MAX_USERS_PER_SERVER: usize = 500;
+
+/// Default cap on distinct values of each id label (server, connector,
+/// workflow, log group) taken from log content. Ids are written by AWS, not
+/// strangers, but a log group can hold anything; this is the backstop.
+pub const DEFAULT_MAX_IDS: usize = 2000;
+
+/// Limits for the label guard; come from config (`limits.*`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_users_per_server: usize,
+    pub max_ids: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_users_per_server: DEFAULT_MAX_USERS_PER_SERVER,
+            max_ids: DEFAULT_MAX_IDS,
+        }
+    }
+}
+
+/// Caps distinct label values. Pure bookkeeping; the caller counts overflow.
+#[derive(Debug, Default)]
+pub struct LabelGuard {
+    limits: Limits,
+    users: HashMap<String, HashSet<String>>,
+    ids: HashMap<&'static str, HashSet<String>>,
+}
+
+impl LabelGuard {
+    pub fn new(limits: Limits) -> Self {
+        LabelGuard {
+            limits,
+            ..Default::default()
+        }
+    }
+
+    /// Returns the label value to use for `user` on `server`: the user itself
+    /// if already admitted or there is room, else [`OVERFLOW_LABEL`].
+    /// The empty string (no user) always passes and takes no room.
+    pub fn user<'a>(&mut self, server: &str, user: &'a str) -> (&'a str, bool) {
+        if user.is_empty() {
+            return (user, false);
+        }
+        let cap = self.limits.max_users_per_server;
+        let set = match self.users.get_mut(server) {
+            Some(s) => s,
+            None => self.users.entry(server.to_owned()).or_default(),
+        };
+        if set.contains(user) {
+            return (user, false);
+        }
+        if set.len() < cap {
+            set.insert(user.to_owned());
+            (user, false)
+        } else {
+            (OVERFLOW_LABEL, true)
+        }
+    }
+
+    /// Same for an id label (`kind` names the label, e.g. "server_id").
+    pub fn id<'a>(&mut self, kind: &'static str, id: &'a str) -> (&'a str, bool) {
+        if id.is_empty() {
+            return (id, false);
+        }
+        let cap = self.limits.max_ids;
+        let set = self.ids.entry(kind).or_default();
+        if set.contains(id) {
+            return (id, false);
+        }
+        if set.len() < cap {
+            set.insert(id.to_owned());
+            (id, false)
+        } else {
+            (OVERFLOW_LABEL, true)
+        }
+    }
+
+    /// Distinct user values admitted for a server (for tests and the landing page).
+    pub fn users_admitted(&self, server: &str) -> usize {
+        self.users.get(server).map_or(0, HashSet::len)
+    }
+}
+
+/// Histogram buckets for AWS API call latency, in seconds.
+const API_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Histogram buckets for one poll round of one log group, in seconds.
+const POLL_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+
+/// Every metric family. Fields are public so sources (poller, inventory,
+/// probe) update them directly; the product families with user labels are
+/// updated through [`crate::pipeline::Pipeline`] so the guard always applies.
+pub struct Metrics {
+    // ---- product: server events (issue: classification core) ----
+    /// Every server event: `{server_id, activity}`.
+    pub events: IntCounterVec,
+    /// Every classified server failure: `{server_id, user, category, cause}`.
+    pub errors: IntCounterVec,
+    /// CONNECTED: `{server_id, user}`.
+    pub sessions: IntCounterVec,
+    /// CLOSE/PARTIAL_CLOSE: `{server_id, user, direction}` (upload|download).
+    pub files: IntCounterVec,
+    /// Bytes of CLOSE/PARTIAL_CLOSE: `{server_id, user, direction}`.
+    pub bytes: IntCounterVec,
+    /// Last CONNECTED per user (silent-partner signal), Unix seconds.
+    pub user_last_session: GaugeVec,
+
+    // ---- product: connectors, AS2, workflows ----
+    /// `{connector_id, operation, status}` for connector transfer/listing lines.
+    pub connector_transfers: IntCounterVec,
+    /// `{connector_id, operation}` bytes of COMPLETED connector transfers.
+    pub connector_bytes: IntCounterVec,
+    /// `{connector_id, cause}` for FAILED connector lines and throttling.
+    pub connector_errors: IntCounterVec,
+    /// `{resource_id, direction, status}` final AS2 states (COMPLETED|FAILED).
+    pub as2_messages: IntCounterVec,
+    /// `{resource_id, direction, cause}` FAILED AS2 messages.
+    pub as2_errors: IntCounterVec,
+    /// `{workflow_id, status}` ExecutionCompleted|ExecutionErrored|ExecutionThrottled.
+    pub workflow_executions: IntCounterVec,
+
+    // ---- product: inventory and probe (issue: see what the logs cannot) ----
+    /// `{server_id, region, account_id, endpoint_type, protocols,
+    /// identity_provider_type, domain}` = 1. From resource ARNs first (the
+    /// last four empty), replaced by the Transfer API's view when known.
+    pub server_info: IntGaugeVec,
+    /// `{server_id}` 1 when DescribeServer says State=ONLINE.
+    pub server_online: IntGaugeVec,
+    /// `{server_id, mechanism}` (logging_role|structured|none) = 1.
+    pub server_logging_configured: IntGaugeVec,
+    /// `{server_id}` users on the server (opt-in: ListUsers).
+    pub server_users: IntGaugeVec,
+    /// `{server_id, endpoint, port}` 1 when the last probe succeeded.
+    pub endpoint_up: IntGaugeVec,
+    /// `{server_id, endpoint, port}` duration of the last probe.
+    pub endpoint_probe_duration: GaugeVec,
+    /// `{server_id, reason}` reason ∈ dns|refused|connect_timeout|banner_timeout|bad_banner|tls.
+    pub endpoint_probe_failures: IntCounterVec,
+
+    // ---- exporter self-metrics ----
+    /// `{version, revision}` = 1.
+    pub build_info: IntGaugeVec,
+    /// `{format, reason}`: messages that could not be parsed; `format` is the
+    /// detected family (json|text).
+    pub unparsed_events: IntCounterVec,
+    /// `{label}`: label values folded into `~other` by a cap.
+    pub label_overflow: IntCounterVec,
+    /// `{server_id}`: server events with no user after every attribution step.
+    pub unattributed_events: IntCounterVec,
+    /// `{operation, outcome}` outcome ∈ success|throttled|denied|not_found|transient|error.
+    pub api_calls: IntCounterVec,
+    /// `{operation}` AWS API call latency.
+    pub api_call_duration: HistogramVec,
+    /// `{log_group}` events returned by FilterLogEvents.
+    pub events_read: IntCounterVec,
+    /// `{log_group}` events skipped because their eventId was already counted.
+    pub events_duplicate: IntCounterVec,
+    /// `{log_group}` events found older than the late-arrival window (never counted in product metrics).
+    pub events_late: IntCounterVec,
+    /// `{log_group}` one poll round of one group.
+    pub poll_duration: HistogramVec,
+    /// `{log_group, kind}` failed poll rounds (kind as api outcome).
+    pub poll_errors: IntCounterVec,
+    /// `{log_group}` now minus the newest event counted, seconds.
+    pub log_group_lag: GaugeVec,
+    /// `{log_group}` time of the last successful poll round, Unix seconds.
+    pub last_successful_poll: GaugeVec,
+    /// `{log_group}` timestamp of the newest event counted, Unix seconds.
+    pub log_group_last_event: GaugeVec,
+    /// Log groups being polled.
+    pub log_groups: IntGauge,
+    /// Effective poll interval (stretched when the API budget cannot cover every group), seconds.
+    pub poll_interval: prometheus::Gauge,
+    /// `{outcome}` (success|failure) state-file writes.
+    pub state_writes: IntCounterVec,
+
+    guard: Mutex<LabelGuard>,
+}
+
+fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    reg.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn igauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    reg.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    let g = GaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    reg.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+fn histogram(
+    reg: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+    buckets: &[f64],
+) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+        .expect("valid metric definition");
+    reg.register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
+}
+
+/// Label names of `aws_transfer_server_info`.
+pub const SERVER_INFO_LABELS: &[&str] = &[
+    "server_id",
+    "region",
+    "account_id",
+    "endpoint_type",
+    "protocols",
+    "identity_provider_type",
+    "domain",
+];
+
+impl Metrics {
+    /// Registers every family on `reg`. Panics only on a programming error
+    /// (a duplicate or malformed definition), which the unit tests catch.
+    pub fn new(reg: &Registry, limits: Limits) -> Metrics {
+        let m = Metrics {
+            events: counter(reg, "aws_transfer_events_total",
+                "Transfer Family server log events, by server and activity type.",
+                &["server_id", "activity"]),
+            errors: counter(reg, "aws_transfer_errors_total",
+                "Classified server failures, by server, user, category and cause. user is empty for unknown_user and unverified login names.",
+                &["server_id", "user", "category", "cause"]),
+            sessions: counter(reg, "aws_transfer_sessions_total",
+                "Authenticated sessions (CONNECTED events).",
+                &["server_id", "user"]),
+            files: counter(reg, "aws_transfer_files_total",
+                "Files closed (CLOSE and PARTIAL_CLOSE), by direction (upload|download).",
+                &["server_id", "user", "direction"]),
+            bytes: counter(reg, "aws_transfer_bytes_total",
+                "Bytes transferred in closed files, by direction (upload|download).",
+                &["server_id", "user", "direction"]),
+            user_last_session: gauge(reg, "aws_transfer_user_last_session_timestamp_seconds",
+                "Time of the last CONNECTED event of a user (Unix seconds); persisted across restarts.",
+                &["server_id", "user"]),
+            connector_transfers: counter(reg, "aws_transfer_connector_transfers_total",
+                "SFTP connector file operations, by connector, operation and status.",
+                &["connector_id", "operation", "status"]),
+            connector_bytes: counter(reg, "aws_transfer_connector_bytes_total",
+                "Bytes moved by completed SFTP connector transfers.",
+                &["connector_id", "operation"]),
+            connector_errors: counter(reg, "aws_transfer_connector_errors_total",
+                "Failed SFTP connector operations and throttled executions, by cause.",
+                &["connector_id", "cause"]),
+            as2_messages: counter(reg, "aws_transfer_as2_messages_total",
+                "AS2 messages in a final state (COMPLETED|FAILED), by server or connector and direction.",
+                &["resource_id", "direction", "status"]),
+            as2_errors: counter(reg, "aws_transfer_as2_errors_total",
+                "Failed AS2 messages, by cause (the failure-code in lower case).",
+                &["resource_id", "direction", "cause"]),
+            workflow_executions: counter(reg, "aws_transfer_workflow_executions_total",
+                "Managed workflow executions that ended, by status (completed|errored|throttled).",
+                &["workflow_id", "status"]),
+            server_info: igauge(reg, "aws_transfer_server_info",
+                "Transfer Family server metadata (value 1).",
+                SERVER_INFO_LABELS),
+            server_online: igauge(reg, "aws_transfer_server_online",
+                "1 when the Transfer API reports the server State ONLINE.",
+                &["server_id"]),
+            server_logging_configured: igauge(reg, "aws_transfer_server_logging_configured",
+                "Logging mechanism of a server (logging_role|structured|none), value 1.",
+                &["server_id", "mechanism"]),
+            server_users: igauge(reg, "aws_transfer_server_users",
+                "Users configured on the server (opt-in; ListUsers).",
+                &["server_id"]),
+            endpoint_up: igauge(reg, "aws_transfer_endpoint_up",
+                "1 when the last reachability probe of the endpoint succeeded.",
+                &["server_id", "endpoint", "port"]),
+            endpoint_probe_duration: gauge(reg, "aws_transfer_endpoint_probe_duration_seconds",
+                "Duration of the last reachability probe.",
+                &["server_id", "endpoint", "port"]),
+            endpoint_probe_failures: counter(reg, "aws_transfer_endpoint_probe_failures_total",
+                "Failed reachability probes, by reason (dns|refused|connect_timeout|banner_timeout|bad_banner|tls).",
+                &["server_id", "reason"]),
+            build_info: igauge(reg, "aws_transfer_exporter_build_info",
+                "Exporter build metadata (value 1).",
+                &["version", "revision"]),
+            unparsed_events: counter(reg, "aws_transfer_exporter_unparsed_events_total",
+                "Log messages that could not be parsed, by input family and reason.",
+                &["format", "reason"]),
+            label_overflow: counter(reg, "aws_transfer_exporter_label_overflow_total",
+                "Label values folded into ~other because a cardinality cap was reached, by label.",
+                &["label"]),
+            unattributed_events: counter(reg, "aws_transfer_exporter_unattributed_events_total",
+                "Server events whose user could not be attributed (no user field, stream or session).",
+                &["server_id"]),
+            api_calls: counter(reg, "aws_transfer_exporter_api_calls_total",
+                "AWS API calls by operation and outcome (success|throttled|denied|not_found|transient|error).",
+                &["operation", "outcome"]),
+            api_call_duration: histogram(reg, "aws_transfer_exporter_api_call_duration_seconds",
+                "AWS API call latency.", &["operation"], API_BUCKETS),
+            events_read: counter(reg, "aws_transfer_exporter_events_read_total",
+                "Log events read from CloudWatch Logs, by log group.",
+                &["log_group"]),
+            events_duplicate: counter(reg, "aws_transfer_exporter_events_duplicate_total",
+                "Log events skipped because their eventId was already counted.",
+                &["log_group"]),
+            events_late: counter(reg, "aws_transfer_exporter_events_late_total",
+                "Log events that became visible after the late-arrival window had passed them; not counted in product metrics.",
+                &["log_group"]),
+            poll_duration: histogram(reg, "aws_transfer_exporter_poll_duration_seconds",
+                "Duration of one poll round of one log group.", &["log_group"], POLL_BUCKETS),
+            poll_errors: counter(reg, "aws_transfer_exporter_poll_errors_total",
+                "Failed poll rounds, by log group and error kind.",
+                &["log_group", "kind"]),
+            log_group_lag: gauge(reg, "aws_transfer_exporter_log_group_lag_seconds",
+                "Now minus the timestamp of the newest event counted in the group.",
+                &["log_group"]),
+            last_successful_poll: gauge(reg, "aws_transfer_exporter_last_successful_poll_timestamp_seconds",
+                "Time of the last successful poll round of the group (Unix seconds).",
+                &["log_group"]),
+            log_group_last_event: gauge(reg, "aws_transfer_exporter_log_group_last_event_timestamp_seconds",
+                "Timestamp of the newest event counted in the group (Unix seconds).",
+                &["log_group"]),
+            log_groups: {
+                let g = IntGauge::new("aws_transfer_exporter_log_groups", "Log groups being polled.")
+                    .expect("valid metric definition");
+                reg.register(Box::new(g.clone())).expect("metric registered once");
+                g
+            },
+            poll_interval: {
+                let g = prometheus::Gauge::new("aws_transfer_exporter_poll_interval_seconds",
+                    "Effective poll interval per group; above the configured one when the API budget cannot cover every group.")
+                    .expect("valid metric definition");
+                reg.register(Box::new(g.clone())).expect("metric registered once");
+                g
+            },
+            state_writes: counter(reg, "aws_transfer_exporter_state_writes_total",
+                "State-file writes, by outcome (success|failure).",
+                &["outcome"]),
+            guard: Mutex::new(LabelGuard::new(limits)),
+        };
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("GIT_REVISION").unwrap_or("unknown")])
+            .set(1);
+        m
+    }
+
+    /// Runs `f` with the label guard locked.
+    pub fn with_guard<R>(&self, f: impl FnOnce(&mut LabelGuard) -> R) -> R {
+        let mut g = self.guard.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    /// Bounded user label value for `server`, counting overflow.
+    pub fn user_label(&self, server: &str, user: &str) -> String {
+        let (v, overflowed) = self.with_guard(|g| {
+            let (v, o) = g.user(server, user);
+            (v.to_owned(), o)
+        });
+        if overflowed {
+            self.label_overflow.with_label_values(&["user"]).inc();
+        }
+        v
+    }
+
+    /// Bounded id label value (`kind` is the label name), counting overflow.
+    pub fn id_label(&self, kind: &'static str, id: &str) -> String {
+        let (v, overflowed) = self.with_guard(|g| {
+            let (v, o) = g.id(kind, id);
+            (v.to_owned(), o)
+        });
+        if overflowed {
+            self.label_overflow.with_label_values(&[kind]).inc();
+        }
+        v
+    }
+
+    /// Sets `aws_transfer_server_info` for a server, replacing any earlier
+    /// series of the same server (e.g. the ARN-only one once the Transfer API
+    /// has described it). `details` are the last four labels.
+    pub fn set_server_info(&self, server_id: &str, region: &str, account_id: &str, details: [&str; 4]) {
+        let values = [server_id, region, account_id, details[0], details[1], details[2], details[3]];
+        // Remove stale series of this server: gather the family and drop
+        // every series whose server_id matches but whose labels differ.
+        for mf in self.server_info.collect() {
+            for metric in mf.get_metric() {
+                let labels: Vec<&str> = SERVER_INFO_LABELS
+                    .iter()
+                    .map(|name| {
+                        metric
+                            .get_label()
+                            .iter()
+                            .find(|l| l.name() == *name)
+                            .map_or("", |l| l.value())
+                    })
+                    .collect();
+                if labels[0] == server_id && labels != values {
+                    let _ = self.server_info.remove_label_values(&labels);
+                }
+            }
+        }
+        self.server_info.with_label_values(&values).set(1);
+    }
+}
+
+/// Renders `reg` in the Prometheus text exposition format.
+pub fn render(reg: &Registry) -> String {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    TextEncoder::new()
+        .encode(&reg.gather(), &mut buf)
+        .expect("text encoding into a Vec cannot fail");
+    String::from_utf8(buf).expect("exposition is UTF-8")
+}
+
+/// Content-Type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guard_caps_users_per_server_and_counts_overflow() {
+        let reg = Registry::new();
+        let m = Metrics::new(&reg, Limits { max_users_per_server: 2, max_ids: 10 });
+        assert_eq!(m.user_label("s-1", "a"), "a");
+        assert_eq!(m.user_label("s-1", "b"), "b");
+        assert_eq!(m.user_label("s-1", "a"), "a");
+        assert_eq!(m.user_label("s-1", "c"), OVERFLOW_LABEL);
+        assert_eq!(m.user_label("s-2", "c"), "c", "the cap is per server");
+        assert_eq!(m.user_label("s-1", ""), "", "empty user takes no room");
+        assert_eq!(m.label_overflow.with_label_values(&["user"]).get(), 1);
+    }
+
+    #[test]
+    fn server_info_replaces_the_arn_only_series() {
+        let reg = Registry::new();
+        let m = Metrics::new(&reg, Limits::default());
+        m.set_server_info("s-1", "eu-west-1", "111122223333", ["", "", "", ""]);
+        m.set_server_info("s-1", "eu-west-1", "111122223333", ["PUBLIC", "SFTP", "SERVICE_MANAGED", "S3"]);
+        let text = render(&reg);
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("aws_transfer_server_info{")).collect();
+        assert_eq!(lines.len(), 1, "{text}");
+        assert!(lines[0].contains("protocols=\"SFTP\""), "{}", lines[0]);
+    }
+
+    #[test]
+    fn every_family_renders_valid_names() {
+        let reg = Registry::new();
+        let _m = Metrics::new(&reg, Limits::default());
+        let text = render(&reg);
+        assert!(text.contains("aws_transfer_exporter_build_info{"), "{text}");
+    }
+}

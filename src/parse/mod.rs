@@ -1,0 +1,1 @@
+//! Parsing: one raw message to a typed event, format detected per event.

@@ -1,0 +1,2 @@
+//! parse → attribute → classify → count, shared by the `classify` command and
+//! the daemon.
