@@ -28,3 +28,5 @@ pub mod pipeline;
 pub mod cli;
 pub mod daemon;
 pub mod report;
+pub mod inventory;
+pub mod probe;

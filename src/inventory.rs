@@ -1,0 +1,704 @@
+//! Server inventory from the Transfer Family API: what the logs cannot say.
+//!
+//! Why: a stopped server, or one whose logging was never configured, writes
+//! nothing, and an exporter that only reads logs would show a reassuring
+//! silence exactly when it is blind. The inventory asks the Transfer API
+//! (ListServers, every page, then DescribeServer per server), with the same
+//! credentials, Region and assumed role as the log target it belongs to, on
+//! an interval, and exports:
+//!
+//! - `aws_transfer_server_info{server_id, region, account_id, endpoint_type,
+//!   protocols, identity_provider_type, domain}` 1;
+//! - `aws_transfer_server_online{server_id}`: 1 when State is ONLINE, else 0;
+//! - `aws_transfer_server_logging_configured{server_id, mechanism}` 1, with
+//!   mechanism `logging_role`, `structured` or `none`. A server with **both**
+//!   a logging role and structured destinations has **two** series (one per
+//!   mechanism): AWS then delivers to both places, and each can break on its
+//!   own (the role loses its trust, a destination group is deleted), so each
+//!   is a separate fact. "Blind to this server" is simply
+//!   `aws_transfer_server_logging_configured{mechanism="none"} == 1`;
+//! - `aws_transfer_server_users{server_id}` (opt-in, see [`UsersMode`]).
+//!
+//! Structured log destinations (log-group ARNs, possibly ending in `:*`)
+//! become log-group names handed to the poller, so a user who sends logs to
+//! a custom-named group needs no extra config.
+//!
+//! Every call is counted in `aws_transfer_exporter_api_calls_total{operation,
+//! outcome}` and timed in `aws_transfer_exporter_api_call_duration_seconds`.
+//! Failures are never fatal: a failed refresh keeps the last known view.
+//! Transfer API calls do not consume the CloudWatch Logs budget (another
+//! service, other quotas); the default interval keeps them to a handful of
+//! calls every few minutes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_sdk_transfer::config::http::HttpResponse;
+use aws_sdk_transfer::error::{ProvideErrorMetadata, SdkError};
+use serde::Deserialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Metrics;
+
+/// Default time between inventory refreshes. Servers are created, stopped
+/// or reconfigured rarely; five minutes finds a change well inside any
+/// alert's `for:` window and costs 1 + (number of servers) calls.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Page size asked of ListServers / ListUsers (the API maximum is 1000).
+const PAGE_SIZE: i32 = 1000;
+
+/// Logging mechanisms, the values of the `mechanism` label.
+pub const MECHANISMS: [&str; 3] = ["logging_role", "structured", "none"];
+
+/// How `aws_transfer_server_users` is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsersMode {
+    /// Not exported (the default: one more series per server that most
+    /// dashboards do not need).
+    Off,
+    /// From DescribeServer's `UserCount`: no extra call.
+    UserCount,
+    /// By paging through ListUsers for every server: one or more extra
+    /// calls per server and refresh, for when `UserCount` is absent or not
+    /// trusted. A failing ListUsers is counted and logged, never fatal; the
+    /// last known value is kept.
+    ListUsers,
+}
+
+/// The `inventory:` section of the config file, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventorySection {
+    /// Query the Transfer API at all (default true).
+    pub enabled: Option<bool>,
+    /// Time between refreshes (default 5m).
+    pub interval: Option<String>,
+    /// off (default) | user_count | list_users.
+    pub users: Option<String>,
+    /// Hand structured log destinations to the poller (default true).
+    pub add_log_groups: Option<bool>,
+}
+
+/// Validated inventory settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryConfig {
+    pub enabled: bool,
+    pub interval: Duration,
+    pub users: UsersMode,
+    pub add_log_groups: bool,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        InventoryConfig {
+            enabled: true,
+            interval: DEFAULT_INTERVAL,
+            users: UsersMode::Off,
+            add_log_groups: true,
+        }
+    }
+}
+
+impl InventorySection {
+    /// Validates into [`InventoryConfig`], pushing one message per problem
+    /// (each naming its key) onto `errors`.
+    pub fn validate(&self, errors: &mut Vec<String>) -> InventoryConfig {
+        let d = InventoryConfig::default();
+        let users = match self.users.as_deref() {
+            None | Some("off") => UsersMode::Off,
+            Some("user_count") => UsersMode::UserCount,
+            Some("list_users") => UsersMode::ListUsers,
+            Some(other) => {
+                errors.push(format!(
+                    "inventory.users: unknown value {other:?}; use off, user_count or list_users"
+                ));
+                d.users
+            }
+        };
+        InventoryConfig {
+            enabled: self.enabled.unwrap_or(d.enabled),
+            interval: crate::probe::parse_duration(
+                "inventory.interval",
+                self.interval.as_deref(),
+                d.interval,
+                errors,
+            ),
+            users,
+            add_log_groups: self.add_log_groups.unwrap_or(d.add_log_groups),
+        }
+    }
+}
+
+/// What the exporter knows about one server.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServerSummary {
+    pub server_id: String,
+    pub region: String,
+    pub account_id: String,
+    /// The API's State (ONLINE, OFFLINE, STARTING, STOPPING, …).
+    pub state: String,
+    pub online: bool,
+    /// PUBLIC | VPC | VPC_ENDPOINT.
+    pub endpoint_type: String,
+    /// SFTP, FTP, FTPS, AS2, in the API's order.
+    pub protocols: Vec<String>,
+    pub identity_provider_type: String,
+    /// S3 | EFS.
+    pub domain: String,
+    pub logging_role: Option<String>,
+    /// As the API gives them: log-group ARNs.
+    pub structured_log_destinations: Vec<String>,
+    /// Elastic IPs of an internet-facing VPC endpoint.
+    pub address_allocation_ids: Vec<String>,
+    pub user_count: Option<i64>,
+}
+
+impl ServerSummary {
+    /// Logging mechanisms in effect: one or two of `logging_role`,
+    /// `structured`, or just `none`.
+    pub fn mechanisms(&self) -> Vec<&'static str> {
+        let mut m = Vec::new();
+        if self.logging_role.as_deref().is_some_and(|r| !r.is_empty()) {
+            m.push("logging_role");
+        }
+        if !self.structured_log_destinations.is_empty() {
+            m.push("structured");
+        }
+        if m.is_empty() {
+            m.push("none");
+        }
+        m
+    }
+
+    /// Whether the public hostname reaches this server: PUBLIC endpoints,
+    /// and VPC endpoints with Elastic IPs attached.
+    pub fn internet_facing(&self) -> bool {
+        self.endpoint_type == "PUBLIC"
+            || (self.endpoint_type == "VPC" && !self.address_allocation_ids.is_empty())
+    }
+
+    /// Log-group names of the structured destinations.
+    pub fn log_groups(&self) -> Vec<String> {
+        self.structured_log_destinations
+            .iter()
+            .filter_map(|a| log_group_name(a))
+            .collect()
+    }
+
+    fn info_labels(&self) -> [String; 7] {
+        [
+            self.server_id.clone(),
+            self.region.clone(),
+            self.account_id.clone(),
+            self.endpoint_type.clone(),
+            self.protocols.join(","),
+            self.identity_provider_type.clone(),
+            self.domain.clone(),
+        ]
+    }
+}
+
+/// The log-group name in a structured log destination:
+/// `arn:aws:logs:<region>:<account>:log-group:<name>[:*]` → `<name>`.
+/// A bare name is returned as is. `None` for anything else (counted by the
+/// caller's log line, never guessed at).
+pub fn log_group_name(dest: &str) -> Option<String> {
+    let dest = dest.trim();
+    if !dest.starts_with("arn:") {
+        return (!dest.is_empty() && !dest.contains(':')).then(|| dest.to_owned());
+    }
+    // arn:partition:service:region:account:resource — the resource may
+    // itself contain ':' (log-group:NAME:*), so split at most 6 ways.
+    let parts: Vec<&str> = dest.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[2] != "logs" {
+        return None;
+    }
+    let rest = parts[5].strip_prefix("log-group:")?;
+    let name = rest.strip_suffix(":*").unwrap_or(rest);
+    (!name.is_empty() && !name.contains(':')).then(|| name.to_owned())
+}
+
+/// The account id field of an ARN (`arn:aws:transfer:eu-west-1:111122223333:server/s-…`).
+fn arn_account(arn: &str) -> &str {
+    arn.split(':').nth(4).unwrap_or("")
+}
+
+/// Maps an SDK error to the bounded `outcome` label.
+pub fn outcome<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> &'static str {
+    match err {
+        SdkError::ServiceError(_) => {
+            let code = err.code().unwrap_or("");
+            match code {
+                "ThrottlingException" | "Throttling" | "TooManyRequestsException" => "throttled",
+                "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" => {
+                    "denied"
+                }
+                "ResourceNotFoundException" => "not_found",
+                "ServiceUnavailableException" | "InternalServiceError" => "transient",
+                _ => {
+                    // Unknown error codes with a 5xx status are the server's
+                    // trouble, not ours (moto's unimplemented ListUsers is one).
+                    if err
+                        .raw_response()
+                        .is_some_and(|r| r.status().as_u16() >= 500)
+                    {
+                        "transient"
+                    } else {
+                        "error"
+                    }
+                }
+            }
+        }
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            "transient"
+        }
+        _ => "error",
+    }
+}
+
+/// An inventory refresh that failed as a whole (ListServers failed).
+#[derive(Debug, thiserror::Error)]
+#[error("ListServers failed ({outcome}): {message}")]
+pub struct RefreshError {
+    pub outcome: &'static str,
+    pub message: String,
+}
+
+/// The inventory of one target (one account + Region).
+pub struct Inventory {
+    client: aws_sdk_transfer::Client,
+    region: String,
+    metrics: Arc<Metrics>,
+    cfg: InventoryConfig,
+    /// Last known view, by server id: series of servers that disappear are
+    /// removed with the exact labels they were set with.
+    known: HashMap<String, ServerSummary>,
+}
+
+impl Inventory {
+    /// Uses the target's SDK config (credentials, Region, assumed role,
+    /// endpoint URL), so the inventory sees what the log poller sees.
+    pub fn new(sdk: &aws_config::SdkConfig, metrics: Arc<Metrics>, cfg: InventoryConfig) -> Self {
+        Inventory {
+            client: aws_sdk_transfer::Client::new(sdk),
+            region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
+            metrics,
+            cfg,
+            known: HashMap::new(),
+        }
+    }
+
+    fn count(&self, operation: &str, outcome: &str, started: Instant) {
+        self.metrics
+            .api_calls
+            .with_label_values(&[operation, outcome])
+            .inc();
+        self.metrics
+            .api_call_duration
+            .with_label_values(&[operation])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// One refresh: lists every server, describes each, updates the
+    /// metrics, and returns the new view (sorted by server id).
+    pub async fn refresh(&mut self) -> Result<Vec<ServerSummary>, RefreshError> {
+        let listed = self.list_servers().await?;
+        let mut out = Vec::with_capacity(listed.len());
+        for l in listed {
+            let Some(id) = l.server_id().map(str::to_owned) else {
+                continue;
+            };
+            let mut s = self.describe(&id, &l).await;
+            if self.cfg.users == UsersMode::ListUsers {
+                s.user_count = self
+                    .list_users(&id)
+                    .await
+                    .or_else(|| self.known.get(&id).and_then(|k| k.user_count));
+            }
+            out.push(s);
+        }
+        out.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        self.apply(&out);
+        Ok(out)
+    }
+
+    async fn list_servers(
+        &self,
+    ) -> Result<Vec<aws_sdk_transfer::types::ListedServer>, RefreshError> {
+        let mut all = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let started = Instant::now();
+            let resp = self
+                .client
+                .list_servers()
+                .max_results(PAGE_SIZE)
+                .set_next_token(token.take())
+                .send()
+                .await;
+            match resp {
+                Ok(page) => {
+                    self.count("ListServers", "success", started);
+                    all.extend(page.servers().iter().cloned());
+                    match page.next_token() {
+                        Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                        _ => break,
+                    }
+                }
+                Err(e) => {
+                    let o = outcome(&e);
+                    self.count("ListServers", o, started);
+                    return Err(RefreshError {
+                        outcome: o,
+                        message: aws_sdk_transfer::error::DisplayErrorContext(&e).to_string(),
+                    });
+                }
+            }
+        }
+        Ok(all)
+    }
+
+    /// DescribeServer; on failure, what ListServers said (no protocols or
+    /// structured destinations) so the server still shows up.
+    async fn describe(&self, id: &str, l: &aws_sdk_transfer::types::ListedServer) -> ServerSummary {
+        let mut s = ServerSummary {
+            server_id: id.to_owned(),
+            region: self.region.clone(),
+            account_id: arn_account(l.arn()).to_owned(),
+            state: l.state().map(|v| v.as_str().to_owned()).unwrap_or_default(),
+            endpoint_type: l
+                .endpoint_type()
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default(),
+            identity_provider_type: l
+                .identity_provider_type()
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default(),
+            domain: l
+                .domain()
+                .map(|v| v.as_str().to_owned())
+                .unwrap_or_default(),
+            logging_role: l.logging_role().map(str::to_owned),
+            user_count: l.user_count().map(i64::from),
+            ..Default::default()
+        };
+        let started = Instant::now();
+        match self.client.describe_server().server_id(id).send().await {
+            Ok(resp) => {
+                self.count("DescribeServer", "success", started);
+                if let Some(d) = resp.server() {
+                    s.account_id = arn_account(d.arn()).to_owned();
+                    if let Some(v) = d.state() {
+                        s.state = v.as_str().to_owned();
+                    }
+                    if let Some(v) = d.endpoint_type() {
+                        s.endpoint_type = v.as_str().to_owned();
+                    }
+                    if let Some(v) = d.identity_provider_type() {
+                        s.identity_provider_type = v.as_str().to_owned();
+                    }
+                    if let Some(v) = d.domain() {
+                        s.domain = v.as_str().to_owned();
+                    }
+                    s.protocols = d
+                        .protocols()
+                        .iter()
+                        .map(|p| p.as_str().to_owned())
+                        .collect();
+                    s.logging_role = d.logging_role().map(str::to_owned);
+                    s.structured_log_destinations = d.structured_log_destinations().to_vec();
+                    s.address_allocation_ids = d
+                        .endpoint_details()
+                        .map(|e| e.address_allocation_ids().to_vec())
+                        .unwrap_or_default();
+                    if let Some(n) = d.user_count() {
+                        s.user_count = Some(i64::from(n));
+                    }
+                }
+            }
+            Err(e) => {
+                let o = outcome(&e);
+                self.count("DescribeServer", o, started);
+                tracing::warn!(server_id = %id, outcome = o,
+                    error = %aws_sdk_transfer::error::DisplayErrorContext(&e),
+                    "DescribeServer failed; using what ListServers said");
+            }
+        }
+        if s.account_id.is_empty() {
+            s.account_id = self
+                .known
+                .get(id)
+                .map(|k| k.account_id.clone())
+                .unwrap_or_default();
+        }
+        s.online = s.state == "ONLINE";
+        s
+    }
+
+    /// Counts a server's users by paging through ListUsers; `None` (counted,
+    /// logged) when a call fails.
+    async fn list_users(&self, id: &str) -> Option<i64> {
+        let mut n = 0i64;
+        let mut token: Option<String> = None;
+        loop {
+            let started = Instant::now();
+            match self
+                .client
+                .list_users()
+                .server_id(id)
+                .max_results(PAGE_SIZE)
+                .set_next_token(token.take())
+                .send()
+                .await
+            {
+                Ok(page) => {
+                    self.count("ListUsers", "success", started);
+                    n += page.users().len() as i64;
+                    match page.next_token() {
+                        Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                        _ => return Some(n),
+                    }
+                }
+                Err(e) => {
+                    let o = outcome(&e);
+                    self.count("ListUsers", o, started);
+                    tracing::warn!(server_id = %id, outcome = o,
+                        error = %aws_sdk_transfer::error::DisplayErrorContext(&e),
+                        "ListUsers failed; keeping the last known user count");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Sets the metrics for a new view and removes the series of servers
+    /// and mechanisms that are gone.
+    fn apply(&mut self, servers: &[ServerSummary]) {
+        let m = &self.metrics;
+        let now: HashMap<String, ServerSummary> = servers
+            .iter()
+            .map(|s| (s.server_id.clone(), s.clone()))
+            .collect();
+        for (id, old) in &self.known {
+            let new = now.get(id);
+            if new.is_none_or(|n| n.info_labels() != old.info_labels()) {
+                let l = old.info_labels();
+                let l: Vec<&str> = l.iter().map(String::as_str).collect();
+                let _ = m.server_info.remove_label_values(&l);
+            }
+            if new.is_none() {
+                let _ = m.server_online.remove_label_values(&[id]);
+                let _ = m.server_users.remove_label_values(&[id]);
+                for mech in MECHANISMS {
+                    let _ = m.server_logging_configured.remove_label_values(&[id, mech]);
+                }
+            }
+        }
+        for s in servers {
+            let l = s.info_labels();
+            m.set_server_info(&l[0], &l[1], &l[2], [&l[3], &l[4], &l[5], &l[6]]);
+            m.server_online
+                .with_label_values(&[&s.server_id])
+                .set(i64::from(s.online));
+            let mechs = s.mechanisms();
+            for mech in MECHANISMS {
+                if mechs.contains(&mech) {
+                    m.server_logging_configured
+                        .with_label_values(&[&s.server_id, mech])
+                        .set(1);
+                } else {
+                    let _ = m
+                        .server_logging_configured
+                        .remove_label_values(&[&s.server_id, mech]);
+                }
+            }
+            match (self.cfg.users, s.user_count) {
+                (UsersMode::Off, _) => {}
+                (_, Some(n)) => m.server_users.with_label_values(&[&s.server_id]).set(n),
+                (_, None) => {}
+            }
+        }
+        self.known = now;
+    }
+}
+
+/// Receives the log-group names of structured destinations (the full,
+/// sorted set on every refresh: the receiver must treat known names as a
+/// no-op). The daemon wires this to `Sources::add_groups` of the target.
+pub type GroupSink = Arc<dyn Fn(Vec<String>) + Send + Sync>;
+
+/// Spawns the refresh loop on `tracker` and returns the receiver of the
+/// latest view (empty until the first refresh succeeds). Refreshes at once,
+/// then every `interval`, until `token` is cancelled.
+pub fn spawn(
+    tracker: &TaskTracker,
+    token: CancellationToken,
+    mut inventory: Inventory,
+    sink: Option<GroupSink>,
+) -> watch::Receiver<Arc<Vec<ServerSummary>>> {
+    let (tx, rx) = watch::channel(Arc::new(Vec::new()));
+    if !inventory.cfg.enabled {
+        return rx;
+    }
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval(inventory.cfg.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures_in_a_row = 0u32;
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let result = tokio::select! {
+                _ = token.cancelled() => break,
+                r = inventory.refresh() => r,
+            };
+            match result {
+                Ok(servers) => {
+                    failures_in_a_row = 0;
+                    tracing::debug!(region = %inventory.region, servers = servers.len(), "inventory refreshed");
+                    if inventory.cfg.add_log_groups {
+                        if let Some(sink) = &sink {
+                            let groups: BTreeSet<String> =
+                                servers.iter().flat_map(ServerSummary::log_groups).collect();
+                            for s in &servers {
+                                for d in &s.structured_log_destinations {
+                                    if log_group_name(d).is_none() {
+                                        tracing::warn!(server_id = %s.server_id, destination = %d,
+                                            "structured log destination is not a log-group ARN; not polled");
+                                    }
+                                }
+                            }
+                            if !groups.is_empty() {
+                                sink(groups.into_iter().collect());
+                            }
+                        }
+                    }
+                    let _ = tx.send(Arc::new(servers));
+                }
+                Err(e) => {
+                    failures_in_a_row += 1;
+                    // Rate-limit: the first failure and then every tenth.
+                    if failures_in_a_row == 1 || failures_in_a_row % 10 == 0 {
+                        tracing::warn!(region = %inventory.region, failures_in_a_row,
+                            error = %e, "inventory refresh failed; keeping the last known view");
+                    }
+                }
+            }
+        }
+        tracing::debug!("inventory stopped");
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_group_names_from_destinations() {
+        let table: &[(&str, Option<&str>)] = &[
+            (
+                "arn:aws:logs:eu-west-1:111122223333:log-group:/custom/transfer:*",
+                Some("/custom/transfer"),
+            ),
+            (
+                "arn:aws:logs:eu-west-1:111122223333:log-group:my-group",
+                Some("my-group"),
+            ),
+            (
+                "arn:aws-cn:logs:cn-north-1:111122223333:log-group:/a/b_c.d-e#f:*",
+                Some("/a/b_c.d-e#f"),
+            ),
+            ("/plain/name", Some("/plain/name")),
+            ("arn:aws:s3:::bucket", None),
+            ("arn:aws:logs:eu-west-1:111122223333:log-group::*", None),
+            ("arn:aws:logs:eu-west-1:111122223333:destination:x", None),
+            ("", None),
+        ];
+        for (input, want) in table {
+            assert_eq!(log_group_name(input).as_deref(), *want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn mechanisms_table() {
+        let base = ServerSummary::default();
+        let role = Some("arn:aws:iam::1:role/log".to_owned());
+        let dest = vec!["arn:aws:logs:r:1:log-group:g:*".to_owned()];
+        let table = [
+            (None, vec![], vec!["none"]),
+            (role.clone(), vec![], vec!["logging_role"]),
+            (Some(String::new()), vec![], vec!["none"]),
+            (None, dest.clone(), vec!["structured"]),
+            (role, dest, vec!["logging_role", "structured"]),
+        ];
+        for (logging_role, dests, want) in table {
+            let s = ServerSummary {
+                logging_role: logging_role.clone(),
+                structured_log_destinations: dests.clone(),
+                ..base.clone()
+            };
+            assert_eq!(
+                s.mechanisms(),
+                want,
+                "role {logging_role:?} dests {dests:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn internet_facing_table() {
+        let table = [
+            ("PUBLIC", vec![], true),
+            ("VPC", vec!["eipalloc-1".to_owned()], true),
+            ("VPC", vec![], false),
+            ("VPC_ENDPOINT", vec![], false),
+        ];
+        for (t, eips, want) in table {
+            let s = ServerSummary {
+                endpoint_type: t.to_owned(),
+                address_allocation_ids: eips.clone(),
+                ..Default::default()
+            };
+            assert_eq!(s.internet_facing(), want, "{t} {eips:?}");
+        }
+    }
+
+    #[test]
+    fn section_validates_and_names_keys() {
+        let ok: InventorySection =
+            serde_norway::from_str("interval: 1m\nusers: list_users\nadd_log_groups: false")
+                .unwrap();
+        let mut errors = Vec::new();
+        let c = ok.validate(&mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            c,
+            InventoryConfig {
+                enabled: true,
+                interval: Duration::from_secs(60),
+                users: UsersMode::ListUsers,
+                add_log_groups: false
+            }
+        );
+        for (yaml, key) in [
+            ("interval: soon", "inventory.interval:"),
+            ("users: all", "inventory.users:"),
+        ] {
+            let s: InventorySection = serde_norway::from_str(yaml).unwrap();
+            let mut errors = Vec::new();
+            s.validate(&mut errors);
+            assert!(
+                errors.len() == 1 && errors[0].starts_with(key),
+                "input {yaml:?}: {errors:?}"
+            );
+        }
+        let err = serde_norway::from_str::<InventorySection>("list_users: true").unwrap_err();
+        assert!(err.to_string().contains("list_users"), "{err}");
+    }
+}
