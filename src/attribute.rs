@@ -1,1 +1,266 @@
-//! Attribution: which server and user an event belongs to.
+//! Attribution: which server and which user an event belongs to
+//! (reference §8.2).
+//!
+//! - **Server:** `resource-arn` (already parsed into the event); else a log
+//!   group named `/aws/transfer/<id>` (legacy lines, which carry no ARN).
+//! - **User:** the event's own `user` field (CONNECTED, AUTH_FAILURE); else a
+//!   `session-id → user` map fed by CONNECTED events; else the stream name:
+//!   `<server-id>/<user>` (structured per-user streams, observed) or
+//!   `<user>.<session-id>` (legacy streams, split at the *last* dot because
+//!   user names may contain dots).
+//!
+//! The session map is an LRU with a TTL measured in *event* time, so that
+//! replaying an old dump with `classify` behaves like the live daemon did.
+//! Both bounds are config (`attribution.*`).
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use lru::LruCache;
+
+use crate::event::{Activity, RawEvent, ServerEvent};
+
+/// Default number of sessions remembered. A busy server runs a few thousand
+/// sessions an hour; 100k entries of ~100 bytes cost ~10 MB at most.
+pub const DEFAULT_SESSION_CACHE_SIZE: usize = 100_000;
+
+/// Default lifetime of a session-id → user entry, in event time. Must be at
+/// least the server's idle timeout plus the longest session; Transfer Family
+/// sessions rarely last more than hours, so 12 h errs on the long side.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+
+/// Where an event's user came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserSource {
+    /// The event's own `user` / `User` field.
+    Field,
+    /// The session-id → user map (fed by an earlier CONNECTED).
+    Session,
+    /// The log stream name.
+    Stream,
+    /// Nowhere.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attribution {
+    pub server_id: Option<String>,
+    pub user: Option<String>,
+    pub source: UserSource,
+}
+
+pub struct Attributor {
+    sessions: LruCache<String, (String, i64)>,
+    ttl_ms: i64,
+}
+
+impl Attributor {
+    pub fn new(cache_size: usize, ttl: Duration) -> Attributor {
+        Attributor {
+            sessions: LruCache::new(NonZeroUsize::new(cache_size.max(1)).expect("max(1) > 0")),
+            ttl_ms: i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Sessions currently remembered.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Attributes a server event; remembers the session of a CONNECTED.
+    pub fn attribute(&mut self, ev: &ServerEvent, raw: &RawEvent) -> Attribution {
+        let server_id = ev
+            .server_id
+            .clone()
+            .or_else(|| server_from_group(&raw.log_group).map(str::to_owned));
+        let stream = if raw.log_stream.is_empty() {
+            ev.stream_token.as_deref().unwrap_or("")
+        } else {
+            raw.log_stream.as_str()
+        };
+
+        if let Some(user) = ev.user.as_deref().filter(|u| !u.is_empty()) {
+            if ev.activity == Some(Activity::Connected) {
+                if let Some(sid) = ev.session_id.as_deref().filter(|s| !s.is_empty()) {
+                    self.sessions
+                        .put(sid.to_owned(), (user.to_owned(), raw.timestamp_ms));
+                }
+            }
+            return Attribution {
+                server_id,
+                user: Some(user.to_owned()),
+                source: UserSource::Field,
+            };
+        }
+        if let Some(sid) = ev.session_id.as_deref() {
+            if let Some(user) = self.session_user(sid, raw.timestamp_ms) {
+                return Attribution {
+                    server_id,
+                    user: Some(user),
+                    source: UserSource::Session,
+                };
+            }
+        }
+        if let Some(user) = user_from_stream(stream) {
+            return Attribution {
+                server_id,
+                user: Some(user.to_owned()),
+                source: UserSource::Stream,
+            };
+        }
+        Attribution {
+            server_id,
+            user: None,
+            source: UserSource::None,
+        }
+    }
+
+    fn session_user(&mut self, sid: &str, now_ms: i64) -> Option<String> {
+        let (user, seen) = self.sessions.get_mut(sid)?;
+        if now_ms.saturating_sub(*seen) > self.ttl_ms {
+            self.sessions.pop(sid);
+            return None;
+        }
+        // Activity keeps a session alive: the TTL counts from the last event.
+        *seen = (*seen).max(now_ms);
+        Some(user.clone())
+    }
+}
+
+/// `/aws/transfer/<id>` → `<id>` (the logging-role group of a server or
+/// connector). Any other group says nothing about the server.
+pub fn server_from_group(group: &str) -> Option<&str> {
+    let id = group.strip_prefix("/aws/transfer/")?;
+    (!id.is_empty() && !id.contains('/')).then_some(id)
+}
+
+/// User from a stream name, or `None` for `ERRORS` and unknown shapes.
+pub fn user_from_stream(stream: &str) -> Option<&str> {
+    if stream.is_empty() || stream == "ERRORS" {
+        return None;
+    }
+    // Structured per-user stream `<server-id>/<user>`: server ids hold no
+    // `/`, so split at the first one. Workflow streams `<workflow-id>/<execution-id>`
+    // start with `w-` and carry no user.
+    if let Some((server, user)) = stream.split_once('/') {
+        return (server.starts_with("s-") && !user.is_empty()).then_some(user);
+    }
+    // Legacy `<user>.<session-id>`: the session id is hex; split at the last dot.
+    let (user, session) = stream.rsplit_once('.')?;
+    let hex = session.len() >= 8 && session.bytes().all(|b| b.is_ascii_hexdigit());
+    (hex && !user.is_empty()).then_some(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse;
+    use crate::event::Parsed;
+
+    fn server_event(msg: &str) -> ServerEvent {
+        match parse(msg).expect("parses") {
+            Parsed::Server { event, .. } => event,
+            other => panic!("not a server event: {other:?}"),
+        }
+    }
+
+    fn raw(group: &str, stream: &str, ts: i64, msg: &str) -> RawEvent {
+        RawEvent {
+            log_group: group.into(),
+            log_stream: stream.into(),
+            event_id: String::new(),
+            timestamp_ms: ts,
+            message: msg.into(),
+        }
+    }
+
+    #[test]
+    fn user_from_stream_table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("s-0123456789abcdef0/jdoe", Some("jdoe")),
+            ("s-0123456789abcdef0/first.last@example.com", Some("first.last@example.com")),
+            ("jdoe.0a700c01575303e3", Some("jdoe")),
+            ("first.last.0a700c01575303e3", Some("first.last")),
+            ("ERRORS", None),
+            ("", None),
+            ("w-0123456789abcdef0/exec-1", None),
+            ("jdoe.notasession", None),
+            ("s-0123456789abcdef0/", None),
+            (".0a700c01575303e3", None),
+        ];
+        for (stream, want) in cases {
+            assert_eq!(user_from_stream(stream), *want, "stream: {stream:?}");
+        }
+    }
+
+    #[test]
+    fn server_from_group_table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("/aws/transfer/s-0123456789abcdef0", Some("s-0123456789abcdef0")),
+            ("/aws/transfer/c-0123456789abcdef0", Some("c-0123456789abcdef0")),
+            ("/aws/transfer/", None),
+            ("/my/structured/group", None),
+            ("/aws/transfer/a/b", None),
+        ];
+        for (group, want) in cases {
+            assert_eq!(server_from_group(group), *want, "group: {group:?}");
+        }
+    }
+
+    const ARN: &str = "arn:aws:transfer:eu-west-1:111122223333:server/s-0123456789abcdef0";
+
+    #[test]
+    fn session_id_attributes_later_events_until_ttl() {
+        let mut a = Attributor::new(10, Duration::from_secs(60));
+        let connected = format!(
+            r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"jdoe","session-id":"26315c40e111fcf04b00"}}"#
+        );
+        let error = format!(
+            r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Access denied","session-id":"26315c40e111fcf04b00"}}"#
+        );
+        let at = a.attribute(&server_event(&connected), &raw("/g", "", 1_000, &connected));
+        assert_eq!((at.user.as_deref(), at.source), (Some("jdoe"), UserSource::Field));
+        // No stream name: only the session map can tell.
+        let at = a.attribute(&server_event(&error), &raw("/g", "", 30_000, &error));
+        assert_eq!((at.user.as_deref(), at.source), (Some("jdoe"), UserSource::Session));
+        assert_eq!(at.server_id.as_deref(), Some("s-0123456789abcdef0"));
+        // 60 s after the last use the entry has expired.
+        let at = a.attribute(&server_event(&error), &raw("/g", "", 91_000, &error));
+        assert_eq!((at.user, at.source), (None, UserSource::None));
+    }
+
+    #[test]
+    fn lru_bound_holds() {
+        let mut a = Attributor::new(3, Duration::from_secs(3600));
+        for i in 0..10 {
+            let m = format!(
+                r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"u{i}","session-id":"s{i}"}}"#
+            );
+            a.attribute(&server_event(&m), &raw("/g", "", i, &m));
+        }
+        assert_eq!(a.len(), 3);
+    }
+
+    #[test]
+    fn legacy_line_takes_server_from_group_and_user_from_stream_token() {
+        let mut a = Attributor::new(10, Duration::from_secs(60));
+        let line = "jdoe.0a700c01575303e3 CLOSE Path=/example-bucket/jdoe/in/a.csv BytesIn=2048";
+        let at = a.attribute(&server_event(line), &raw("/aws/transfer/s-0123456789abcdef0", "", 0, line));
+        assert_eq!(at.server_id.as_deref(), Some("s-0123456789abcdef0"));
+        assert_eq!((at.user.as_deref(), at.source), (Some("jdoe"), UserSource::Stream));
+    }
+
+    #[test]
+    fn structured_stream_name_attributes_error_without_session() {
+        let mut a = Attributor::new(10, Duration::from_secs(60));
+        let m = format!(
+            r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Error performing readdir","session-id":"365df67affe36e4b123d"}}"#
+        );
+        let at = a.attribute(&server_event(&m), &raw("/shared", "s-0123456789abcdef0/jdoe", 0, &m));
+        assert_eq!((at.user.as_deref(), at.source), (Some("jdoe"), UserSource::Stream));
+    }
+}

@@ -1,1 +1,346 @@
-//! Classification: the cause taxonomy and its advice, in one table.
+//! Classification: every failure event gets a `category`, a `cause` and a
+//! one-line operator advice. The vocabulary is a public API (metric label
+//! values); see the README's cause table.
+//!
+//! All rules live in the tables below, read top to bottom, first match wins.
+//! To add a cause: add a row (and a test row in `tests` with the verbatim
+//! message). Matching is exact or anchored (prefix) wherever the message is
+//! known, so no rule can match another cause's message; the table test
+//! checks that every rule's own sample matches *only* that rule.
+
+use crate::event::{Activity, As2Event, ConnectorEvent, ServerEvent, WorkflowEvent};
+
+/// The result of classifying a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classification {
+    pub category: &'static str,
+    pub cause: &'static str,
+    pub advice: &'static str,
+}
+
+pub const UNRECOGNIZED: &str = "unrecognized";
+
+/// How a rule matches the event's message (after trimming whitespace and a
+/// trailing full stop).
+#[derive(Debug, Clone, Copy)]
+enum Msg {
+    /// Any message, or none.
+    Any,
+    /// Exactly this text.
+    Exact(&'static str),
+    /// Starts with this text.
+    Prefix(&'static str),
+    /// `<KEYTYPE> SHA256:<base64>` (or `MD5:<hex:…>`): the client's key
+    /// fingerprint, logged when the user exists but the key is not theirs.
+    KeyFingerprint,
+}
+
+struct Rule {
+    activities: &'static [Activity],
+    msg: Msg,
+    category: &'static str,
+    cause: &'static str,
+    advice: &'static str,
+}
+
+const AUTH: &[Activity] = &[Activity::AuthFailure];
+const ERROR: &[Activity] = &[Activity::Error];
+const OPERATION: &[Activity] = &[Activity::Error, Activity::ExitReason];
+const NEGOTIATION: &[Activity] = &[Activity::KexFailure, Activity::Error, Activity::ExitReason];
+
+/// Server-event rules (reference §4.1). Order matters: specific messages
+/// first, then the per-activity fallbacks.
+const SERVER_RULES: &[Rule] = &[
+    // ---- auth ----
+    Rule { activities: AUTH, msg: Msg::Exact("Authentication failure"),
+        category: "auth", cause: "unknown_user",
+        advice: "No such user on this server: check the user exists on the server the client targets (and the client uses the right server)." },
+    Rule { activities: AUTH, msg: Msg::Exact("The user is unrecognized"),
+        category: "auth", cause: "unknown_user",
+        advice: "No such user on this server: check the user exists on the server the client targets (and the client uses the right server)." },
+    Rule { activities: AUTH, msg: Msg::KeyFingerprint,
+        category: "auth", cause: "key_mismatch",
+        advice: "The user exists but the offered key is not registered for them: compare the logged fingerprint (the client's key) with the user's SSH public keys; a partner may have rotated their key." },
+    Rule { activities: AUTH, msg: Msg::Exact("Invalid user name or password"),
+        category: "auth", cause: "invalid_password",
+        advice: "Bad password or unknown user (indistinguishable): check the credentials; with a custom identity provider read its logs (/aws/lambda/<function> or API Gateway)." },
+    // ---- negotiation ----
+    Rule { activities: NEGOTIATION, msg: Msg::Exact("no matching key exchange method found"),
+        category: "negotiation", cause: "kex_mismatch",
+        advice: "The client offers only key exchange methods outside the server's security policy: upgrade the client or choose a security policy that allows them." },
+    Rule { activities: NEGOTIATION, msg: Msg::Exact("no matching host key type found"),
+        category: "negotiation", cause: "host_key_mismatch",
+        advice: "The client accepts none of the server's host key types: add a host key of a type the client accepts, or update the client." },
+    Rule { activities: &[Activity::TlsResumeFailure], msg: Msg::Any,
+        category: "negotiation", cause: "tls_resume_required",
+        advice: "The FTPS client lacks the TLS session resumption the server enforces: change the client, or set TlsSessionResumptionMode=ENABLED on the server." },
+    Rule { activities: &[Activity::ConnectionRejected], msg: Msg::Any,
+        category: "negotiation", cause: "connection_rejected",
+        advice: "Connection refused before login, likely no PROXY protocol v2 header under PROXY_PROTOCOL_V2_ENFORCED: route every client path through the NLB." },
+    // ---- iam ----
+    Rule { activities: OPERATION, msg: Msg::Exact("Access denied"),
+        category: "iam", cause: "access_denied",
+        advice: "The user's IAM role or session policy lacks S3 (or KMS, for SSE-KMS uploads) permissions for this bucket/prefix: add the missing actions; request ids in the event locate the S3 call." },
+    Rule { activities: OPERATION, msg: Msg::Prefix("Unable to AssumeRole for user"),
+        category: "iam", cause: "assume_role_failed",
+        advice: "The user's role does not trust transfer.amazonaws.com, was deleted, or its aws:SourceArn condition names server/… instead of user/<server-id>/*: restore the trust policy or the role." },
+    // ---- storage ----
+    Rule { activities: OPERATION, msg: Msg::Prefix("Error performing readdir"),
+        category: "storage", cause: "bucket_not_found",
+        advice: "The addressed S3 bucket does not exist: check the bucket in the user's home directory or path exists (and was not deleted)." },
+    Rule { activities: OPERATION, msg: Msg::Prefix("Permission denied"),
+        category: "storage", cause: "permission_denied",
+        advice: "EFS POSIX permissions refused the operation: fix the file's owner/mode or the user's PosixProfile (uid/gid)." },
+    Rule { activities: OPERATION, msg: Msg::Prefix("AWS Transfer does not support random access writes"),
+        category: "storage", cause: "random_access_write",
+        advice: "The client writes one file over several connections or out of order: turn off parallel/segmented upload in the client." },
+    // ---- session ----
+    Rule { activities: &[Activity::PartialClose], msg: Msg::Any,
+        category: "session", cause: "partial_transfer",
+        advice: "The client disconnected with a file open; the partial file was stored: check the client and the network path." },
+    Rule { activities: &[Activity::ExitReason], msg: Msg::Any,
+        category: "session", cause: "abnormal_exit",
+        advice: "The session ended on an unexpected error: read the event's message." },
+    // ---- fallbacks: the category follows the activity ----
+    Rule { activities: AUTH, msg: Msg::Any,
+        category: "auth", cause: UNRECOGNIZED,
+        advice: "Authentication failed for a reason this exporter does not know yet: read the message; with a custom identity provider read its logs." },
+    Rule { activities: &[Activity::KexFailure], msg: Msg::Any,
+        category: "negotiation", cause: UNRECOGNIZED,
+        advice: "SSH negotiation failed for a reason this exporter does not know yet: read the message and compare the client's offer with the security policy." },
+    Rule { activities: ERROR, msg: Msg::Any,
+        category: "session", cause: UNRECOGNIZED,
+        advice: "An operation failed for a reason this exporter does not know yet: read the message, operation and path." },
+];
+
+/// Documented SFTP connector failure codes (reference §5.1), lower-cased,
+/// with what to check.
+const CONNECTOR_CODES: &[(&str, &str, &str)] = &[
+    ("ASSUME_ROLE_ERROR", "assume_role_error", "Check the connector's access role: its trust of transfer.amazonaws.com and its permissions."),
+    ("CONNECTION_ERROR", "connection_error", "Check the partner URL, DNS, the partner's firewall and the trusted host keys."),
+    ("TIMEOUT_ERROR", "timeout_error", "The partner did not answer in time: check the partner's reachability and load."),
+    ("SEND_FILE_NOT_FOUND", "send_file_not_found", "The file to send does not exist in S3: check the send file paths."),
+    ("RETRIEVE_FILE_NOT_FOUND", "retrieve_file_not_found", "The file to retrieve does not exist on the partner server: check the retrieve path."),
+    ("FILE_NOT_FOUND", "file_not_found", "A file does not exist: check the paths on both sides."),
+    ("DIRECTORY_NOT_FOUND", "directory_not_found", "A directory does not exist: check the directory paths on both sides."),
+    ("PATH_NOT_FOUND", "path_not_found", "A path does not exist: check the paths on both sides."),
+    ("READ_FILE_ERROR", "read_file_error", "Reading failed: check read permissions on that side (S3 policy or the partner's file permissions)."),
+    ("WRITE_FILE_ERROR", "write_file_error", "Writing failed: check write permissions on that side (S3 policy or the partner's file permissions)."),
+    ("LIST_DIRECTORY_ERROR", "list_directory_error", "Listing failed: check list permissions on the partner directory."),
+    ("RENAME_ERROR", "rename_error", "Rename failed: check permissions on the partner server."),
+    ("DELETE_ERROR", "delete_error", "Delete failed: check permissions on the partner server."),
+    ("UNSUPPORTED_OPERATION_ERROR", "unsupported_operation_error", "The partner server does not support the operation: read failure-message."),
+    ("INTERNAL_ERROR", "internal_error", "Transfer Family internal error: read failure-message; retry, and open a support case if it persists."),
+    ("UNKNOWN_ERROR", "unknown_error", "Unknown error: read failure-message."),
+];
+
+const PARTNER: &str = "Check the partner's AS2 endpoint: URL, DNS, reachability and its HTTP response.";
+const CERTS: &str = "Check certificates, profiles and the agreement: keys for signing/encryption must match on both sides.";
+const MDN: &str = "The partner's MDN rejected the message: check with the partner which check failed (certificates, compression, security).";
+const RESOURCES: &str = "Check the Transfer Family resources and IAM: agreement, connector, server state, the access role and its S3 paths.";
+const MESSAGE: &str = "Check the message itself: size, duplication, compression and request format.";
+
+/// Documented AS2 failure codes (reference §5.2), lower-cased, with advice.
+const AS2_CODES: &[(&str, &str, &str)] = &[
+    ("HTTP_ERROR_RESPONSE_FROM_PARTNER", "http_error_response_from_partner", PARTNER),
+    ("UNABLE_TO_CONNECT_TO_REMOTE_HOST_OR_IP", "unable_to_connect_to_remote_host_or_ip", PARTNER),
+    ("UNABLE_TO_RESOLVE_HOSTNAME", "unable_to_resolve_hostname", PARTNER),
+    ("UNABLE_RESOLVE_HOST_TO_IP_ADDRESS", "unable_resolve_host_to_ip_address", PARTNER),
+    ("INVALID_URL_FORMAT", "invalid_url_format", PARTNER),
+    ("INVALID_ENDPOINT_PROTOCOL", "invalid_endpoint_protocol", PARTNER),
+    ("DECRYPT_FAILED", "decrypt_failed", CERTS),
+    ("DECRYPT_FAILED_INVALID_SMIME_FORMAT", "decrypt_failed_invalid_smime_format", CERTS),
+    ("DECRYPT_FAILED_NO_DECRYPTION_KEY_FOUND", "decrypt_failed_no_decryption_key_found", CERTS),
+    ("DECRYPT_FAILED_UNSUPPORTED_ENCRYPTION_ALG", "decrypt_failed_unsupported_encryption_alg", CERTS),
+    ("ENCRYPTION_FAILED", "encryption_failed", CERTS),
+    ("ENCRYPT_FAILED_NO_ENCRYPTION_KEY_FOUND", "encrypt_failed_no_encryption_key_found", CERTS),
+    ("SIGNING_FAILED", "signing_failed", CERTS),
+    ("SIGNING_FAILED_NO_SIGNING_KEY_FOUND", "signing_failed_no_signing_key_found", CERTS),
+    ("VERIFICATION_FAILED", "verification_failed", CERTS),
+    ("VERIFICATION_FAILED_NO_MATCHING_KEY_FOUND", "verification_failed_no_matching_key_found", CERTS),
+    ("INSUFFICENT_MESSAGE_SECURITY_UNENCRYPTED", "insufficent_message_security_unencrypted", CERTS),
+    ("MDN_RESPONSE_INDICATES_AUTHENTICATION_FAILED", "mdn_response_indicates_authentication_failed", MDN),
+    ("MDN_RESPONSE_INDICATES_DECOMPRESSION_FAILED", "mdn_response_indicates_decompression_failed", MDN),
+    ("MDN_RESPONSE_INDICATES_DECRYPTION_FAILED", "mdn_response_indicates_decryption_failed", MDN),
+    ("MDN_RESPONSE_INDICATES_INSUFFICIENT_MESSAGE_SECURITY", "mdn_response_indicates_insufficient_message_security", MDN),
+    ("MDN_RESPONSE_INDICATES_INTEGRITY_CHECK_FAILED", "mdn_response_indicates_integrity_check_failed", MDN),
+    ("AGREEMENT_NOT_FOUND", "agreement_not_found", RESOURCES),
+    ("CONNECTOR_NOT_FOUND", "connector_not_found", RESOURCES),
+    ("SERVER_NOT_FOUND", "server_not_found", RESOURCES),
+    ("SERVER_NOT_ONLINE", "server_not_online", RESOURCES),
+    ("ACCESS_DENIED", "access_denied", RESOURCES),
+    ("CREDENTIALS_RETRIEVAL_FAILED", "credentials_retrieval_failed", RESOURCES),
+    ("PATH_NOT_FOUND", "path_not_found", RESOURCES),
+    ("SEND_FILE_NOT_FOUND", "send_file_not_found", RESOURCES),
+    ("DECOMPRESSION_FAILED", "decompression_failed", MESSAGE),
+    ("DUPLICATE_MESSAGE", "duplicate_message", MESSAGE),
+    ("FILE_SIZE_TOO_LARGE", "file_size_too_large", MESSAGE),
+    ("INVALID_REQUEST", "invalid_request", MESSAGE),
+];
+
+const CONNECTOR_HOST_KEY: Classification = Classification {
+    category: "connector",
+    cause: "host_key_mismatch",
+    advice: "Host key negotiation with the partner failed: compare the algorithms the partner offers with the connector's trusted host keys and security policy.",
+};
+const CONNECTOR_THROTTLED: Classification = Classification {
+    category: "connector",
+    cause: "throttled",
+    advice: "Connector executions were throttled: spread StartFileTransfer calls or ask for a quota increase.",
+};
+
+fn normalize(message: &str) -> &str {
+    let m = message.trim();
+    m.strip_suffix('.').unwrap_or(m)
+}
+
+fn is_key_fingerprint(m: &str) -> bool {
+    let Some((kind, fp)) = m.split_once(' ') else {
+        return false;
+    };
+    let kind_ok = !kind.is_empty()
+        && kind.len() <= 32
+        && kind.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    let fp_ok = if let Some(b64) = fp.strip_prefix("SHA256:") {
+        !b64.is_empty()
+            && b64.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+    } else if let Some(hex) = fp.strip_prefix("MD5:") {
+        !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit() || b == b':')
+    } else {
+        false
+    };
+    kind_ok && fp_ok
+}
+
+impl Msg {
+    fn matches(self, message: &str) -> bool {
+        match self {
+            Msg::Any => true,
+            Msg::Exact(t) => message == t,
+            Msg::Prefix(t) => message.starts_with(t),
+            Msg::KeyFingerprint => is_key_fingerprint(message),
+        }
+    }
+}
+
+/// Is this activity a failure? Known failures, plus unknown activity types
+/// whose name says so (the set is open; a new `*_FAILURE` must not vanish).
+pub fn is_failure(activity: &Activity) -> bool {
+    match activity {
+        Activity::AuthFailure
+        | Activity::Error
+        | Activity::ExitReason
+        | Activity::PartialClose
+        | Activity::TlsResumeFailure
+        | Activity::ConnectionRejected
+        | Activity::KexFailure => true,
+        Activity::Other(name) => {
+            name.contains("FAIL") || name.contains("ERROR") || name.contains("REJECT")
+        }
+        _ => false,
+    }
+}
+
+/// Classifies a server event; `None` for non-failures (CONNECTED, OPEN, …).
+pub fn server(ev: &ServerEvent) -> Option<Classification> {
+    let activity = ev.activity.as_ref()?;
+    if !is_failure(activity) {
+        return None;
+    }
+    let message = normalize(ev.message.as_deref().unwrap_or(""));
+    for rule in SERVER_RULES {
+        if rule.activities.contains(activity) && rule.msg.matches(message) {
+            return Some(Classification {
+                category: rule.category,
+                cause: rule.cause,
+                advice: rule.advice,
+            });
+        }
+    }
+    // An unknown failure activity (e.g. a future `FOO_FAILURE`).
+    Some(Classification {
+        category: "session",
+        cause: UNRECOGNIZED,
+        advice: "A failure activity this exporter does not know yet: read the event.",
+    })
+}
+
+fn code_lookup(
+    table: &'static [(&'static str, &'static str, &'static str)],
+    code: Option<&str>,
+) -> Option<(&'static str, &'static str)> {
+    let code = code?.trim();
+    table
+        .iter()
+        .find(|(c, _, _)| c.eq_ignore_ascii_case(code))
+        .map(|(_, cause, advice)| (*cause, *advice))
+}
+
+/// Classifies a connector line; `None` unless its status is FAILED.
+pub fn connector(ev: &ConnectorEvent) -> Option<Classification> {
+    if !ev.status_code.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("FAILED")) {
+        return None;
+    }
+    let message = ev.failure_message.as_deref().unwrap_or("");
+    if message.starts_with("Key exchange negotiation failed") && message.contains("host key") {
+        return Some(CONNECTOR_HOST_KEY);
+    }
+    Some(match code_lookup(CONNECTOR_CODES, ev.failure_code.as_deref()) {
+        Some((cause, advice)) => Classification { category: "connector", cause, advice },
+        None => Classification {
+            category: "connector",
+            cause: UNRECOGNIZED,
+            advice: "A connector failure code this exporter does not know yet: read failure-code and failure-message.",
+        },
+    })
+}
+
+/// Classifies a connector throttling line.
+pub fn connector_throttled() -> Classification {
+    CONNECTOR_THROTTLED
+}
+
+/// Classifies an AS2 line; `None` unless its status is FAILED (intermediate
+/// states PROCESSING/MDN_* and COMPLETED are not failures).
+pub fn as2(ev: &As2Event) -> Option<Classification> {
+    if !ev.status_code.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("FAILED")) {
+        return None;
+    }
+    Some(match code_lookup(AS2_CODES, ev.failure_code.as_deref()) {
+        Some((cause, advice)) => Classification { category: "as2", cause, advice },
+        None => Classification {
+            category: "as2",
+            cause: UNRECOGNIZED,
+            advice: "An AS2 failure code this exporter does not know yet: read failure-code and failure-message.",
+        },
+    })
+}
+
+/// Classifies a workflow line; `None` unless it is StepErrored,
+/// ExecutionErrored or ExecutionThrottled.
+pub fn workflow(ev: &WorkflowEvent) -> Option<Classification> {
+    let (cause, advice) = match ev.kind.as_str() {
+        "StepErrored" => ("step_failed", "A workflow step failed: read details.errorType/errorMessage (COPY across Regions, tagging EFS files and FIPS-mode decryption are known causes)."),
+        "ExecutionErrored" => ("execution_failed", "The workflow execution failed: read the error; 'Service failure on starting workflow' right after a change clears in about 10 minutes."),
+        "ExecutionThrottled" => ("throttled", "Workflow executions were throttled: reduce concurrent uploads that start workflows or ask for a quota increase."),
+        _ => return None,
+    };
+    Some(Classification { category: "workflow", cause, advice })
+}
+
+/// Every (category, cause, advice) this module can return, for docs and tests.
+pub fn vocabulary() -> Vec<Classification> {
+    let mut v: Vec<Classification> = SERVER_RULES
+        .iter()
+        .map(|r| Classification { category: r.category, cause: r.cause, advice: r.advice })
+        .collect();
+    v.extend(CONNECTOR_CODES.iter().map(|(_, cause, advice)| Classification { category: "connector", cause, advice }));
+    v.extend([CONNECTOR_HOST_KEY, CONNECTOR_THROTTLED]);
+    v.extend(AS2_CODES.iter().map(|(_, cause, advice)| Classification { category: "as2", cause, advice }));
+    for kind in ["StepErrored", "ExecutionErrored", "ExecutionThrottled"] {
+        v.extend(workflow(&WorkflowEvent { kind: kind.into(), ..Default::default() }));
+    }
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|c| seen.insert((c.category, c.cause)));
+    v
+}

@@ -113,6 +113,12 @@ impl LabelGuard {
         }
     }
 
+    /// Whether `user` is already a label value on `server` (seen from a
+    /// trusted source: CONNECTED, a stream name, a session).
+    pub fn is_admitted(&self, server: &str, user: &str) -> bool {
+        !user.is_empty() && self.users.get(server).is_some_and(|s| s.contains(user))
+    }
+
     /// Distinct user values admitted for a server (for tests and the landing page).
     pub fn users_admitted(&self, server: &str) -> usize {
         self.users.get(server).map_or(0, HashSet::len)
@@ -414,6 +420,21 @@ impl Metrics {
             self.label_overflow.with_label_values(&[kind]).inc();
         }
         v
+    }
+
+    /// Sets the ARN-derived `aws_transfer_server_info` series of a server
+    /// unless one exists already (the Transfer API's fuller view wins).
+    pub fn ensure_server_info(&self, server_id: &str, region: &str, account_id: &str) {
+        let exists = self.server_info.collect().iter().any(|mf| {
+            mf.get_metric().iter().any(|m| {
+                m.get_label()
+                    .iter()
+                    .any(|l| l.name() == "server_id" && l.value() == server_id)
+            })
+        });
+        if !exists {
+            self.set_server_info(server_id, region, account_id, ["", "", "", ""]);
+        }
     }
 
     /// Sets `aws_transfer_server_info` for a server, replacing any earlier

@@ -1,0 +1,128 @@
+//! Legacy logging-role text lines (reference §3):
+//!
+//! ```text
+//! [<stream-name>] <ACTIVITY> Key=Value Key="value with spaces" …
+//! ```
+//!
+//! The stream token is optional (the troubleshooting docs quote lines
+//! without it): an upper-case activity word as the first token means there
+//! is none. Everything after the activity must be `Key=Value` pairs with
+//! CamelCase keys, so free text that merely starts with an upper-case word
+//! (a Lambda `START RequestId: …` line) is rejected rather than counted as a
+//! Transfer event. Unknown keys are accepted and ignored.
+
+use crate::event::{Activity, Format, ParseError, Parsed, ServerEvent};
+
+/// An activity word: `[A-Z][A-Z0-9_]*`, at most 64 bytes.
+fn is_activity_word(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_uppercase()
+        && b.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+fn is_key(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+}
+
+/// Splits off the next whitespace-delimited token.
+fn next_token(s: &str) -> Option<(&str, &str)> {
+    let s = s.trim_start();
+    if s.is_empty() {
+        return None;
+    }
+    match s.find(char::is_whitespace) {
+        Some(i) => Some((&s[..i], &s[i..])),
+        None => Some((s, "")),
+    }
+}
+
+/// Reads `Key=Value` / `Key="quoted value"` pairs. Inside quotes `\"` and
+/// `\\` are unescaped; an unterminated quote runs to the end of the line.
+/// Returns `None` if something that is not a pair is found.
+fn pairs(mut rest: &str, mut f: impl FnMut(&str, String)) -> Option<()> {
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return Some(());
+        }
+        let eq = rest.find('=')?;
+        let key = &rest[..eq];
+        if !is_key(key) {
+            return None;
+        }
+        let after = &rest[eq + 1..];
+        if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some((_, n)) => value.push(n),
+                        None => value.push('\\'),
+                    },
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            f(key, value);
+            rest = &quoted[end.min(quoted.len())..];
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            f(key, after[..end].to_owned());
+            rest = &after[end..];
+        }
+    }
+}
+
+/// Parses a text line.
+pub fn parse(line: &str) -> Result<Parsed, ParseError> {
+    let (first, rest) = next_token(line).ok_or(ParseError::Empty)?;
+    let (stream_token, activity, rest) = if is_activity_word(first) {
+        // `ERRORS AUTH_FAILURE …`: ERRORS is a stream, not an activity, when
+        // another activity word follows it.
+        match next_token(rest) {
+            Some((second, rest2)) if is_activity_word(second) && !second.contains('=') => {
+                (Some(first), second, rest2)
+            }
+            _ => (None, first, rest),
+        }
+    } else {
+        match next_token(rest) {
+            Some((second, rest2)) if is_activity_word(second) => (Some(first), second, rest2),
+            _ => return Err(ParseError::UnknownText),
+        }
+    };
+    let mut ev = ServerEvent {
+        activity: Some(Activity::from_wire(activity)),
+        stream_token: stream_token.map(str::to_owned),
+        ..Default::default()
+    };
+    let ok = pairs(rest, |key, value| match key {
+        "User" => ev.user = Some(value),
+        "Message" => ev.message = Some(value),
+        "Method" => ev.method = Some(value),
+        "Operation" => ev.operation = Some(value),
+        "Path" => ev.path = Some(value),
+        "SourceIP" => ev.source_ip = Some(value),
+        "SessionId" => ev.session_id = Some(value),
+        "BytesIn" => ev.bytes_in = value.trim().parse().ok(),
+        "BytesOut" => ev.bytes_out = value.trim().parse().ok(),
+        _ => {}
+    });
+    if ok.is_none() {
+        return Err(ParseError::UnknownText);
+    }
+    Ok(Parsed::Server {
+        format: Format::Legacy,
+        event: ev,
+    })
+}
