@@ -116,7 +116,28 @@ pub struct ServeArgs {
     #[arg(long = "poll.interval", value_name = "DURATION")]
     pub poll_interval: Option<String>,
 
+    /// How often the group list is refreshed (e.g. 5m).
+    #[arg(long = "logs.discovery-interval", value_name = "DURATION")]
+    pub discovery_interval: Option<String>,
+
+    /// Events per FilterLogEvents page (1 to 10000).
+    #[arg(long = "logs.page-limit", value_name = "N")]
+    pub page_limit: Option<i32>,
+
+    /// Cap on FilterLogEvents + DescribeLogGroups calls per second, shared by
+    /// every group of the target's account and Region.
+    #[arg(long = "aws.api-rate-per-second", value_name = "RATE")]
+    pub api_rate_per_second: Option<f64>,
+
     /// State file (checkpoints, remembered event ids, last sessions).
     #[arg(long = "state.path", value_name = "PATH")]
     pub state_path: Option<PathBuf>,
+
+    /// Cap on distinct `user` label values per server (excess folds into `~other`).
+    #[arg(long = "limits.max-users-per-server", value_name = "N")]
+    pub max_users_per_server: Option<usize>,
+
+    /// Validate the configuration (file and flags), print the result and exit.
+    #[arg(long = "config.check")]
+    pub config_check: bool,
 }

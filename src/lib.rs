@@ -30,3 +30,5 @@ pub mod daemon;
 pub mod report;
 pub mod inventory;
 pub mod probe;
+pub mod http;
+pub mod shutdown;

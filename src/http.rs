@@ -1,0 +1,429 @@
+//! The HTTP server (hyper 1.x): `/metrics` (or the configured telemetry
+//! path), `/-/healthy`, `/-/ready`, and `/`, a small landing page. Anything
+//! else is 404.
+//!
+//! The server knows nothing of CloudWatch or the pipeline: it reads them
+//! through [`View`], which the daemon implements, so the page and the
+//! routing are testable on their own.
+//!
+//! Shutdown: when the token is cancelled the listener closes, and every open
+//! connection finishes the request it is serving (hyper's graceful
+//! shutdown); the daemon waits for them on its task tracker, under its drain
+//! deadline.
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a client may take to send its request headers. Scrapers send
+/// them at once; the bound stops an idle or slow connection from holding a
+/// task (and shutdown) forever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Log groups listed on the landing page; beyond this the page says how many
+/// more there are (the metrics have them all).
+pub const MAX_GROUPS_ON_PAGE: usize = 200;
+
+/// One polled log group, for the landing page.
+#[derive(Debug, Clone, Default)]
+pub struct GroupRow {
+    pub target: String,
+    pub log_group: String,
+    /// Time of the last successful poll round, Unix seconds.
+    pub last_poll_unix: Option<f64>,
+    /// Now minus the newest event counted, seconds.
+    pub lag_seconds: Option<f64>,
+    /// Last error, if the last round failed.
+    pub last_error: Option<String>,
+}
+
+/// One recent classified failure, for the landing page.
+#[derive(Debug, Clone, Default)]
+pub struct FailureRow {
+    pub timestamp_ms: i64,
+    pub log_group: String,
+    pub server_id: String,
+    pub user: String,
+    pub category: String,
+    pub cause: String,
+    pub advice: String,
+    pub message: String,
+}
+
+/// One configured target, for the landing page.
+#[derive(Debug, Clone, Default)]
+pub struct TargetRow {
+    pub name: String,
+    pub region: String,
+    pub endpoint_url: Option<String>,
+    pub role_arn: Option<String>,
+}
+
+/// What the server needs to know about the rest of the daemon.
+pub trait View: Send + Sync + 'static {
+    /// True once the first complete discovery + poll round has finished.
+    fn is_ready(&self) -> bool;
+    fn groups(&self) -> Vec<GroupRow>;
+    /// Newest first.
+    fn recent_failures(&self) -> Vec<FailureRow>;
+}
+
+/// Everything a request handler reads.
+pub struct AppState {
+    pub registry: Registry,
+    pub telemetry_path: String,
+    pub targets: Vec<TargetRow>,
+    pub view: Arc<dyn View>,
+}
+
+/// Accepts connections on `listener` until `cancel` fires; each connection
+/// is a task on `tracker` that finishes its in-flight request on shutdown.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(err) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let state = state.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(handle(&state, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+    tracing::debug!("listener closed");
+}
+
+fn response(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+
+/// Routes one request.
+pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    route(state, req.method(), req.uri().path()).await
+}
+
+async fn route(state: &AppState, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = response(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    let mut r = if path == state.telemetry_path {
+        // Rendering 100k series takes tens of milliseconds: keep it off the
+        // async workers so health checks stay fast during a scrape.
+        let registry = state.registry.clone();
+        match tokio::task::spawn_blocking(move || crate::metrics::render(&registry)).await {
+            Ok(text) => response(StatusCode::OK, crate::metrics::CONTENT_TYPE, text),
+            Err(err) => {
+                tracing::error!(error = %err, "rendering metrics failed");
+                response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    TEXT,
+                    "rendering metrics failed\n",
+                )
+            }
+        }
+    } else {
+        match path {
+            "/-/healthy" => response(StatusCode::OK, TEXT, "Healthy\n"),
+            "/-/ready" => {
+                if state.view.is_ready() {
+                    response(StatusCode::OK, TEXT, "Ready\n")
+                } else {
+                    response(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        TEXT,
+                        "Not ready: the first discovery and poll round has not finished\n",
+                    )
+                }
+            }
+            "/" => response(StatusCode::OK, HTML, landing_page(state, now_unix())),
+            _ => response(StatusCode::NOT_FOUND, TEXT, "not found\n"),
+        }
+    };
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Escapes text for HTML element content and double-quoted attributes.
+/// Log content is attacker-controlled (user names in failed logins), so
+/// everything from the outside passes through here.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn ago(now: f64, t: Option<f64>) -> String {
+    match t {
+        Some(t) if t > 0.0 => format!("{:.0}s ago", (now - t).max(0.0)),
+        _ => "never".to_owned(),
+    }
+}
+
+fn utc(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Renders the landing page. `now` is Unix seconds (a parameter for tests).
+pub fn landing_page(state: &AppState, now: f64) -> String {
+    let mut h = String::with_capacity(8 * 1024);
+    let path = escape(&state.telemetry_path);
+    let ready = state.view.is_ready();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>AWS Transfer Family Exporter</title>\
+<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}}</style></head>\n<body>\n\
+<h1>AWS Transfer Family Exporter</h1>\n<p>Version {version}. <a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Healthy</a> · <a href=\"/-/ready\">Ready</a> ({ready})</p>\n",
+        version = escape(env!("CARGO_PKG_VERSION")),
+        ready = if ready { "yes" } else { "not yet" },
+    );
+
+    h.push_str("<h2>Targets</h2>\n<table><tr><th>Name</th><th>Region</th><th>Endpoint</th><th>Role</th></tr>\n");
+    for t in &state.targets {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&t.name),
+            escape(&t.region),
+            escape(t.endpoint_url.as_deref().unwrap_or("AWS default")),
+            escape(t.role_arn.as_deref().unwrap_or("")),
+        );
+    }
+    h.push_str("</table>\n");
+
+    let groups = state.view.groups();
+    let _ = write!(
+        h,
+        "<h2>Log groups ({})</h2>\n<table><tr><th>Target</th><th>Log group</th><th>Last successful poll</th><th>Lag</th><th>Last error</th></tr>\n",
+        groups.len()
+    );
+    for g in groups.iter().take(MAX_GROUPS_ON_PAGE) {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&g.target),
+            escape(&g.log_group),
+            ago(now, g.last_poll_unix),
+            g.lag_seconds
+                .map_or_else(|| "–".to_owned(), |l| format!("{l:.0}s")),
+            escape(g.last_error.as_deref().unwrap_or("")),
+        );
+    }
+    h.push_str("</table>\n");
+    if groups.len() > MAX_GROUPS_ON_PAGE {
+        let _ = writeln!(
+            h,
+            "<p>… and {} more (see <code>aws_transfer_exporter_log_group_lag_seconds</code>).</p>",
+            groups.len() - MAX_GROUPS_ON_PAGE
+        );
+    }
+
+    let failures = state.view.recent_failures();
+    let _ = write!(
+        h,
+        "<h2>Recent failures ({})</h2>\n<table><tr><th>Time (UTC)</th><th>Server</th><th>User</th><th>Cause</th><th>Message</th><th>What to do</th></tr>\n",
+        failures.len()
+    );
+    for f in &failures {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&utc(f.timestamp_ms)),
+            escape(&f.server_id),
+            escape(&f.user),
+            escape(&f.category),
+            escape(&f.cause),
+            escape(&f.message),
+            escape(&f.advice),
+        );
+    }
+    h.push_str("</table>\n</body></html>\n");
+    h
+}
+
+/// Binds `addr`. Separate from [`serve`] so the daemon can log the bound
+/// address (port 0 in tests) before serving.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fake {
+        ready: bool,
+    }
+
+    impl View for Fake {
+        fn is_ready(&self) -> bool {
+            self.ready
+        }
+        fn groups(&self) -> Vec<GroupRow> {
+            vec![GroupRow {
+                target: "default".into(),
+                log_group: "/aws/transfer/s-1<b>".into(),
+                last_poll_unix: Some(990.0),
+                lag_seconds: Some(3.0),
+                last_error: None,
+            }]
+        }
+        fn recent_failures(&self) -> Vec<FailureRow> {
+            vec![FailureRow {
+                timestamp_ms: 1_700_000_000_000,
+                log_group: "/g".into(),
+                server_id: "s-1".into(),
+                user: "<script>alert(1)</script>".into(),
+                category: "auth".into(),
+                cause: "unknown_user".into(),
+                advice: "check the user exists & is on this server".into(),
+                message: "Authentication failure \"x\"".into(),
+            }]
+        }
+    }
+
+    fn state(ready: bool) -> AppState {
+        AppState {
+            registry: Registry::new(),
+            telemetry_path: "/metrics".into(),
+            targets: vec![TargetRow {
+                name: "default".into(),
+                region: "eu-west-1".into(),
+                endpoint_url: None,
+                role_arn: None,
+            }],
+            view: Arc::new(Fake { ready }),
+        }
+    }
+
+    #[test]
+    fn landing_page_escapes_log_content() {
+        let page = landing_page(&state(true), 1000.0);
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(
+            page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{page}"
+        );
+        assert!(page.contains("/aws/transfer/s-1&lt;b&gt;"), "{page}");
+        assert!(
+            page.contains("check the user exists &amp; is on this server"),
+            "{page}"
+        );
+        assert!(page.contains("10s ago"), "{page}");
+        assert!(page.contains("2023-11-14T22:13:20Z"), "{page}");
+    }
+
+    #[tokio::test]
+    async fn routes() {
+        let s = state(false);
+        let get = Method::GET;
+        assert_eq!(route(&s, &get, "/metrics").await.status(), StatusCode::OK);
+        assert_eq!(
+            route(&s, &get, "/metrics").await.headers()[CONTENT_TYPE],
+            crate::metrics::CONTENT_TYPE
+        );
+        assert_eq!(route(&s, &get, "/-/healthy").await.status(), StatusCode::OK);
+        assert_eq!(
+            route(&s, &get, "/-/ready").await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        assert_eq!(
+            route(&state(true), &get, "/-/ready").await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(route(&s, &get, "/").await.status(), StatusCode::OK);
+        assert_eq!(
+            route(&s, &get, "/nope").await.status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            route(&s, &Method::POST, "/metrics").await.status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[test]
+    fn escape_covers_the_five() {
+        assert_eq!(
+            escape("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}
