@@ -73,7 +73,9 @@ pub struct Outcome {
     pub advice: Option<&'static str>,
     /// The event's own message (server events) or failure message.
     pub message: Option<String>,
-    /// Why the message could not be parsed; only then set.
+    /// Why the message could not be parsed; only then set (and only then
+    /// present in JSON output).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub parse_error: Option<String>,
 }
 
