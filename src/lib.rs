@@ -32,3 +32,4 @@ pub mod inventory;
 pub mod probe;
 pub mod http;
 pub mod shutdown;
+pub mod source;

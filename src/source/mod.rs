@@ -1,0 +1,652 @@
+//! The CloudWatch Logs source: discover log groups, poll each one without
+//! losing or double-counting an event, feed the pipeline, persist progress.
+//!
+//! ```text
+//! Sources::start
+//!   ├─ one task per target: round = [discovery if due] + poll every group
+//!   │     (≤ POLL_CONCURRENCY at once, every API call through the shared
+//!   │      token bucket of the target's account+Region)
+//!   └─ one state-flush task: write the state file when something changed
+//! ```
+//!
+//! Files: [`cloudwatch`] (narrow trait + SDK), [`ratelimit`] (budget,
+//! backoff), [`checkpoint`] (pure window/dedup/audit rules), [`poller`] (one
+//! poll of one group), [`discovery`] (group listing), [`state`] (the file).
+
+pub mod checkpoint;
+pub mod cloudwatch;
+pub mod discovery;
+pub mod poller;
+pub mod ratelimit;
+pub mod state;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::checkpoint::GroupProgress;
+use self::cloudwatch::{ErrorKind, LogsApi, SdkLogs};
+use self::poller::{lock, now_ms, PollCtx};
+use self::ratelimit::{CallError, TokenBucket};
+use self::state::{StateFile, STATE_VERSION};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+
+/// Default log group name prefix: where Transfer Family's logging role writes.
+pub const DEFAULT_GROUP_PREFIX: &str = "/aws/transfer/";
+
+/// How far back a group seen for the first time is read. Ten minutes shows
+/// recent failures right after a deploy without replaying days of history
+/// into counters (which would make every rate() spike).
+pub const DEFAULT_INITIAL_LOOKBACK: Duration = Duration::from_secs(10 * 60);
+
+/// How far each poll reaches back behind the last checkpoint for events that
+/// became visible late. CloudWatch usually makes events searchable within
+/// seconds, sometimes a minute or two; five minutes covers that with margin
+/// while keeping the remembered ids (one per event in the window) small.
+pub const DEFAULT_LATE_ARRIVAL_WINDOW: Duration = Duration::from_secs(5 * 60);
+
+/// How often each group is polled. Failures show up within this plus the
+/// scrape interval; each poll of each group costs at least one API call from
+/// the shared budget, so shorter intervals only pay off with few groups.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How often group prefixes are listed again. New Transfer servers are rare;
+/// five minutes picks them up the same coffee break without spending the
+/// budget (one DescribeLogGroups call per 50 groups per prefix).
+pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(5 * 60);
+
+/// Events per FilterLogEvents page: the API maximum, so a window costs as
+/// few calls of the shared budget as possible.
+pub const DEFAULT_PAGE_LIMIT: i32 = 10_000;
+
+/// API calls per second per account+Region (FilterLogEvents +
+/// DescribeLogGroups). FilterLogEvents' quota is account-wide: 5 TPS in some
+/// Regions, 10 in most, 25 in us-east-1, and it is shared with the console
+/// and every other tool. Two per second leaves more than half of the
+/// smallest quota to everyone else.
+pub const DEFAULT_API_RATE_PER_SECOND: f64 = 2.0;
+
+/// How often the state file is written when something changed. A crash loses
+/// at most this much progress, which is re-read (and counted again) by the
+/// next process; writing more often costs an fsync each time.
+pub const DEFAULT_STATE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Default state file path (relative to the working directory).
+pub const DEFAULT_STATE_PATH: &str = ".state/aws-transfer-exporter.json";
+
+/// Groups of one target polled at once. The token bucket sets the call rate;
+/// a little concurrency only hides the latency of slow responses.
+pub const POLL_CONCURRENCY: usize = 4;
+
+/// How long a slice must have been outside the late-arrival window before
+/// it is audited for late events, as a multiple of that window: events up to
+/// (1 + this) windows late are reported by `events_late` (20 minutes with
+/// the defaults).
+pub const AUDIT_DELAY_WINDOWS: u32 = 3;
+
+/// One CloudWatch Logs target: an account+Region (+ optional role) and the
+/// groups to poll there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetSpec {
+    /// Unique name (labels logs, keys the state file).
+    pub name: String,
+    pub region: String,
+    /// Endpoint override (VPC endpoints, tests).
+    pub endpoint_url: Option<String>,
+    /// Role to assume with the default chain's credentials (multi-account).
+    pub role_arn: Option<String>,
+    pub group_prefixes: Vec<String>,
+    pub groups: Vec<String>,
+    pub initial_lookback: Duration,
+    pub late_arrival_window: Duration,
+    pub poll_interval: Duration,
+    pub discovery_interval: Duration,
+    pub page_limit: i32,
+    pub api_rate_per_second: f64,
+}
+
+/// What the landing page shows per group.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GroupStatus {
+    pub target: String,
+    pub log_group: String,
+    /// End of the last successful poll, Unix seconds.
+    pub last_success_unix: Option<f64>,
+    /// Timestamp of the newest event counted, Unix milliseconds.
+    pub newest_event_ms: Option<i64>,
+    /// The last poll's error, if it failed (cleared by a successful poll).
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct StatusInner {
+    last_poll_ms: Option<i64>,
+    error: Option<String>,
+}
+
+struct GroupRt {
+    name: String,
+    progress: Arc<Mutex<GroupProgress>>,
+    status: Mutex<StatusInner>,
+}
+
+struct TargetRt {
+    spec: TargetSpec,
+    api: Arc<dyn LogsApi>,
+    bucket: Arc<TokenBucket>,
+    groups: Mutex<BTreeMap<String, Arc<GroupRt>>>,
+    /// Names added at run time by [`Sources::add_groups`].
+    extra: Mutex<BTreeSet<String>>,
+    /// Progress from the state file for groups not (yet) rediscovered;
+    /// written back on flush so a group missing for a while keeps its place.
+    restored: Mutex<BTreeMap<String, GroupProgress>>,
+    wake: Notify,
+    ready: AtomicBool,
+    /// Effective poll interval of the last round, milliseconds.
+    effective_interval_ms: AtomicU64,
+}
+
+struct Shared {
+    targets: Vec<Arc<TargetRt>>,
+    pipeline: Arc<Mutex<Pipeline>>,
+    metrics: Arc<Metrics>,
+    state_path: PathBuf,
+    dirty: AtomicBool,
+    flush_lock: tokio::sync::Mutex<()>,
+}
+
+/// Handle on the running sources.
+#[derive(Clone)]
+pub struct Sources {
+    shared: Arc<Shared>,
+}
+
+/// Key of a token bucket: calls with the same Region, endpoint and role hit
+/// the same account-wide quota.
+fn bucket_key(t: &TargetSpec) -> String {
+    format!(
+        "{}|{}|{}",
+        t.region,
+        t.endpoint_url.as_deref().unwrap_or(""),
+        t.role_arn.as_deref().unwrap_or("")
+    )
+}
+
+impl Sources {
+    /// Loads the state file, builds one SDK client per target, and starts
+    /// polling. Tasks run on `tracker` and stop when `cancel` fires.
+    pub async fn start(
+        targets: Vec<TargetSpec>,
+        state_path: PathBuf,
+        state_flush_interval: Duration,
+        pipeline: Arc<Mutex<Pipeline>>,
+        metrics: Arc<Metrics>,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Sources> {
+        let mut apis: Vec<Arc<dyn LogsApi>> = Vec::with_capacity(targets.len());
+        for t in &targets {
+            apis.push(Arc::new(
+                SdkLogs::new(&t.region, t.endpoint_url.as_deref(), t.role_arn.as_deref()).await,
+            ));
+        }
+        Self::start_with_apis(
+            targets,
+            apis,
+            state_path,
+            state_flush_interval,
+            pipeline,
+            metrics,
+            tracker,
+            cancel,
+        )
+    }
+
+    /// [`Self::start`] with the API implementation given per target (same
+    /// order as `targets`): for benchmarks with an in-process page source.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with_apis(
+        targets: Vec<TargetSpec>,
+        apis: Vec<Arc<dyn LogsApi>>,
+        state_path: PathBuf,
+        state_flush_interval: Duration,
+        pipeline: Arc<Mutex<Pipeline>>,
+        metrics: Arc<Metrics>,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Sources> {
+        anyhow::ensure!(apis.len() == targets.len(), "one API per target");
+        let mut names = BTreeSet::new();
+        for t in &targets {
+            anyhow::ensure!(
+                names.insert(t.name.clone()),
+                "target name {:?} is used twice",
+                t.name
+            );
+        }
+        let mut state = state::load_or_default(&state_path);
+        lock(&pipeline).restore_last_sessions(&state.last_sessions);
+
+        let mut buckets: HashMap<String, Arc<TokenBucket>> = HashMap::new();
+        // Targets sharing an account+Region share the lowest configured rate.
+        let mut rates: HashMap<String, f64> = HashMap::new();
+        for t in &targets {
+            let r = rates.entry(bucket_key(t)).or_insert(t.api_rate_per_second);
+            *r = r.min(t.api_rate_per_second);
+        }
+        let mut rts = Vec::new();
+        for (spec, api) in targets.into_iter().zip(apis) {
+            let key = bucket_key(&spec);
+            let bucket = buckets
+                .entry(key.clone())
+                .or_insert_with(|| Arc::new(TokenBucket::new(rates[&key])))
+                .clone();
+            let restored = state.targets.remove(&spec.name).unwrap_or_default();
+            rts.push(Arc::new(TargetRt {
+                effective_interval_ms: AtomicU64::new(spec.poll_interval.as_millis() as u64),
+                spec,
+                api,
+                bucket,
+                groups: Mutex::new(BTreeMap::new()),
+                extra: Mutex::new(BTreeSet::new()),
+                restored: Mutex::new(restored),
+                wake: Notify::new(),
+                ready: AtomicBool::new(false),
+            }));
+        }
+        let shared = Arc::new(Shared {
+            targets: rts,
+            pipeline,
+            metrics,
+            state_path,
+            dirty: AtomicBool::new(false),
+            flush_lock: tokio::sync::Mutex::new(()),
+        });
+        for t in &shared.targets {
+            let (sh, t, c, tr) = (shared.clone(), t.clone(), cancel.clone(), tracker.clone());
+            tracker.spawn(async move { run_target(sh, t, c, tr).await });
+        }
+        {
+            let (sh, c) = (shared.clone(), cancel.clone());
+            let every = if state_flush_interval.is_zero() {
+                DEFAULT_STATE_FLUSH_INTERVAL
+            } else {
+                state_flush_interval
+            };
+            tracker.spawn(async move { run_flusher(sh, every, c).await });
+        }
+        Ok(Sources { shared })
+    }
+
+    /// True once every target has completed one round: a successful
+    /// discovery and one poll attempt of every group it found.
+    pub fn is_ready(&self) -> bool {
+        self.shared
+            .targets
+            .iter()
+            .all(|t| t.ready.load(Ordering::Acquire))
+    }
+
+    /// One row per polled group, sorted by target then group.
+    pub fn status(&self) -> Vec<GroupStatus> {
+        let mut out = Vec::new();
+        for t in &self.shared.targets {
+            let groups: Vec<Arc<GroupRt>> = lock(&t.groups).values().cloned().collect();
+            for g in groups {
+                let newest = lock(&g.progress).newest_event_ms;
+                let st = lock(&g.status);
+                out.push(GroupStatus {
+                    target: t.spec.name.clone(),
+                    log_group: g.name.clone(),
+                    last_success_unix: st.last_poll_ms.map(|ms| ms as f64 / 1000.0),
+                    newest_event_ms: newest,
+                    last_error: st.error.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Adds explicit group names to a target (e.g. structured-logging
+    /// destinations found by the inventory). Polled from the next round on.
+    pub fn add_groups(&self, target: &str, groups: Vec<String>) {
+        let Some(t) = self.shared.targets.iter().find(|t| t.spec.name == target) else {
+            tracing::warn!(target_name = target, "add_groups: no such target");
+            return;
+        };
+        let mut extra = lock(&t.extra);
+        let before = extra.len();
+        extra.extend(groups.into_iter().filter(|g| !g.is_empty()));
+        if extra.len() != before {
+            drop(extra);
+            t.wake.notify_one();
+        }
+    }
+
+    /// Writes the state file now (called at shutdown, after polling stopped).
+    pub async fn flush_state(&self) -> anyhow::Result<()> {
+        flush(&self.shared).await
+    }
+}
+
+/// Builds the state file's content from what is in memory.
+fn snapshot(shared: &Shared) -> StateFile {
+    let mut targets = BTreeMap::new();
+    for t in &shared.targets {
+        let mut groups: BTreeMap<String, GroupProgress> = lock(&t.restored).clone();
+        let live: Vec<Arc<GroupRt>> = lock(&t.groups).values().cloned().collect();
+        for g in live {
+            groups.insert(g.name.clone(), lock(&g.progress).clone());
+        }
+        targets.insert(t.spec.name.clone(), groups);
+    }
+    StateFile {
+        version: STATE_VERSION,
+        saved_at_ms: now_ms(),
+        targets,
+        last_sessions: lock(&shared.pipeline).last_sessions(),
+    }
+}
+
+async fn flush(shared: &Arc<Shared>) -> anyhow::Result<()> {
+    let _guard = shared.flush_lock.lock().await;
+    shared.dirty.store(false, Ordering::Release);
+    let snap = snapshot(shared);
+    let path = shared.state_path.clone();
+    let result = tokio::task::spawn_blocking(move || state::write_atomic(&path, &snap))
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r);
+    match result {
+        Ok(()) => {
+            shared
+                .metrics
+                .state_writes
+                .with_label_values(&["success"])
+                .inc();
+            Ok(())
+        }
+        Err(err) => {
+            shared.dirty.store(true, Ordering::Release);
+            shared
+                .metrics
+                .state_writes
+                .with_label_values(&["failure"])
+                .inc();
+            tracing::error!(path = %shared.state_path.display(), error = %err, "writing the state file failed; will retry");
+            Err(anyhow::anyhow!(
+                "writing state file {}: {err}",
+                shared.state_path.display()
+            ))
+        }
+    }
+}
+
+async fn run_flusher(shared: Arc<Shared>, every: Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if shared.dirty.load(Ordering::Acquire) {
+            let _ = flush(&shared).await;
+        }
+    }
+    // Final write: polling tasks stop at the same cancellation; whatever
+    // they finished is recorded (the daemon also calls flush_state).
+    let _ = flush(&shared).await;
+}
+
+fn update_group_gauge(shared: &Shared) {
+    let n: usize = shared.targets.iter().map(|t| lock(&t.groups).len()).sum();
+    shared.metrics.log_groups.set(n as i64);
+}
+
+/// Applies a wanted set of groups to a target: new ones start from the
+/// state file or the initial lookback, vanished ones are dropped.
+fn apply_groups(shared: &Shared, t: &TargetRt, wanted: &BTreeSet<String>) {
+    let now = now_ms();
+    let mut groups = lock(&t.groups);
+    let current: BTreeSet<String> = groups.keys().cloned().collect();
+    let (added, removed) = discovery::diff(&current, wanted);
+    for name in added {
+        let restored = lock(&t.restored).remove(&name);
+        let resumed = restored.is_some();
+        let progress = restored
+            .unwrap_or_else(|| GroupProgress::new(now, t.spec.initial_lookback.as_millis() as i64));
+        tracing::info!(target_name = %t.spec.name, log_group = %name, resumed, "log group added");
+        groups.insert(
+            name.clone(),
+            Arc::new(GroupRt {
+                name,
+                progress: Arc::new(Mutex::new(progress)),
+                status: Mutex::new(StatusInner::default()),
+            }),
+        );
+    }
+    for name in removed {
+        groups.remove(&name);
+        drop_group_series(&shared.metrics, &name);
+        tracing::info!(target_name = %t.spec.name, log_group = %name, "log group no longer found; dropped");
+    }
+    drop(groups);
+    update_group_gauge(shared);
+}
+
+fn drop_group_series(m: &Metrics, group: &str) {
+    // Gauges of a gone group would otherwise report a growing lag forever.
+    let _ = m.log_group_lag.remove_label_values(&[group]);
+    let _ = m.log_group_last_event.remove_label_values(&[group]);
+    let _ = m.last_successful_poll.remove_label_values(&[group]);
+}
+
+fn wanted_static(t: &TargetRt) -> BTreeSet<String> {
+    let mut w: BTreeSet<String> = t.spec.groups.iter().cloned().collect();
+    w.extend(lock(&t.extra).iter().cloned());
+    w
+}
+
+/// A target's loop: rounds of [discovery if due] + one poll of every group.
+async fn run_target(
+    shared: Arc<Shared>,
+    t: Arc<TargetRt>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut last_discovery: Option<Instant> = None;
+    let mut listed: BTreeSet<String> = BTreeSet::new();
+    let mut discovery_error: Option<String> = None;
+    // Explicit groups that answered "not found": skipped until the next
+    // discovery, so a missing name costs one call per discovery interval.
+    let mut missing: BTreeSet<String> = BTreeSet::new();
+    let mut stretched = false;
+    loop {
+        let round_start = Instant::now();
+        // ---- discovery ----
+        let due = last_discovery.is_none_or(|l| l.elapsed() >= t.spec.discovery_interval);
+        let mut discovered_ok = true;
+        if due && !t.spec.group_prefixes.is_empty() {
+            match discovery::list_prefixes(
+                t.api.as_ref(),
+                &t.spec.group_prefixes,
+                &t.bucket,
+                &shared.metrics,
+                &cancel,
+            )
+            .await
+            {
+                Ok(set) => {
+                    listed = set;
+                    last_discovery = Some(Instant::now());
+                    if discovery_error.take().is_some() {
+                        tracing::info!(target_name = %t.spec.name, "log group discovery recovered");
+                    }
+                }
+                Err(CallError::Cancelled) => break,
+                Err(CallError::Api(err)) => {
+                    discovered_ok = false;
+                    let msg = err.to_string();
+                    if discovery_error.as_deref() != Some(msg.as_str()) {
+                        tracing::warn!(target_name = %t.spec.name, error = %err, "log group discovery failed; keeping the groups already known");
+                    }
+                    discovery_error = Some(msg);
+                }
+            }
+        } else if due {
+            last_discovery = Some(Instant::now());
+        }
+        if due {
+            missing.clear();
+        }
+        let mut wanted = wanted_static(&t);
+        wanted.retain(|g| !missing.contains(g));
+        wanted.extend(listed.iter().cloned());
+        apply_groups(&shared, &t, &wanted);
+
+        // ---- poll every group ----
+        let groups: VecDeque<Arc<GroupRt>> = lock(&t.groups).values().cloned().collect();
+        let queue = Arc::new(Mutex::new(groups));
+        let gone: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+        let mut workers = Vec::new();
+        for _ in 0..POLL_CONCURRENCY {
+            let (sh, t2, c, q, gone) = (
+                shared.clone(),
+                t.clone(),
+                cancel.clone(),
+                queue.clone(),
+                gone.clone(),
+            );
+            workers.push(tracker.spawn(async move {
+                loop {
+                    let next = lock(&q).pop_front();
+                    let Some(g) = next else { break };
+                    if c.is_cancelled() {
+                        break;
+                    }
+                    if let Some(kind) = poll_one(&sh, &t2, &g, &c).await {
+                        if kind == ErrorKind::NotFound {
+                            lock(&gone).push(g.name.clone());
+                        }
+                    }
+                }
+            }));
+        }
+        for w in workers {
+            let _ = w.await;
+        }
+        if cancel.is_cancelled() {
+            break;
+        }
+        let gone = std::mem::take(&mut *lock(&gone));
+        if !gone.is_empty() {
+            // Deleted since the listing: drop now; a later listing (or the
+            // explicit list) brings it back if it reappears.
+            for g in &gone {
+                listed.remove(g);
+                missing.insert(g.clone());
+            }
+            let mut w = wanted_static(&t);
+            w.retain(|g| !missing.contains(g));
+            w.extend(listed.iter().cloned());
+            apply_groups(&shared, &t, &w);
+        }
+        if discovered_ok && !t.ready.swap(true, Ordering::AcqRel) {
+            tracing::info!(target_name = %t.spec.name, groups = lock(&t.groups).len(), "first round complete");
+        }
+
+        // ---- pace: stretch when the budget cannot cover every group ----
+        let took = round_start.elapsed();
+        let effective = took.max(t.spec.poll_interval);
+        t.effective_interval_ms
+            .store(effective.as_millis() as u64, Ordering::Relaxed);
+        let max_ms = shared
+            .targets
+            .iter()
+            .map(|t| t.effective_interval_ms.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        shared.metrics.poll_interval.set(max_ms as f64 / 1000.0);
+        let over = took > t.spec.poll_interval + t.spec.poll_interval / 10;
+        if over && !stretched {
+            tracing::warn!(
+                target_name = %t.spec.name,
+                configured_s = t.spec.poll_interval.as_secs_f64(),
+                effective_s = took.as_secs_f64(),
+                groups = lock(&t.groups).len(),
+                api_rate_per_second = t.bucket.rate(),
+                "the API budget cannot poll every group each interval; polling less often (raise api_rate_per_second or poll_interval)"
+            );
+        } else if !over && stretched {
+            tracing::info!(target_name = %t.spec.name, "poll interval back to the configured value");
+        }
+        stretched = over;
+        let sleep = t.spec.poll_interval.saturating_sub(took);
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(sleep) => {}
+            _ = t.wake.notified() => {}
+        }
+    }
+}
+
+/// Polls one group once, recording the outcome. Returns the error kind if
+/// the poll failed.
+async fn poll_one(
+    shared: &Shared,
+    t: &TargetRt,
+    g: &GroupRt,
+    cancel: &CancellationToken,
+) -> Option<ErrorKind> {
+    let late_ms = t.spec.late_arrival_window.as_millis() as i64;
+    let ctx = PollCtx {
+        api: t.api.as_ref(),
+        bucket: &t.bucket,
+        metrics: &shared.metrics,
+        pipeline: &shared.pipeline,
+        cancel,
+        page_limit: t.spec.page_limit,
+        late_window_ms: late_ms,
+        audit_delay_ms: late_ms * AUDIT_DELAY_WINDOWS as i64,
+        audit_min_span_ms: late_ms,
+    };
+    let result = poller::poll_group(&ctx, &g.name, &g.progress).await;
+    match result {
+        Ok(s) => {
+            if s.new > 0 || s.pages > 0 {
+                shared.dirty.store(true, Ordering::Release);
+            }
+            let mut st = lock(&g.status);
+            st.last_poll_ms = Some(now_ms());
+            if st.error.take().is_some() {
+                tracing::info!(target_name = %t.spec.name, log_group = %g.name, "polling recovered");
+            }
+            None
+        }
+        Err(CallError::Cancelled) => None,
+        Err(CallError::Api(err)) => {
+            // Events counted before the failure are remembered: mark dirty.
+            shared.dirty.store(true, Ordering::Release);
+            shared
+                .metrics
+                .poll_errors
+                .with_label_values(&[g.name.as_str(), err.kind.as_str()])
+                .inc();
+            let msg = err.to_string();
+            let mut st = lock(&g.status);
+            if st.error.as_deref() != Some(msg.as_str()) {
+                tracing::warn!(target_name = %t.spec.name, log_group = %g.name, error = %err, "poll failed; retrying next round");
+            }
+            st.error = Some(msg);
+            Some(err.kind)
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! The state file: per-group progress ([`GroupProgress`]: checkpoint,
+//! remembered ids, audit slices) per target, and the last session per user
+//! (the silent-partner gauge), as JSON.
+//!
+//! Written atomically: a temporary file in the same directory is written and
+//! fsynced, renamed over the old file, and the directory is fsynced, so a
+//! crash at any point leaves either the old or the new file, never a torn
+//! one. A missing file means "first start"; an unreadable one is moved aside
+//! (`<path>.corrupt`) and reported, and the daemon starts from the
+//! configured position rather than crashing.
+//!
+//! What a restart guarantees: the file is written after the events it
+//! records were counted, so events counted after the last write are counted
+//! again by the next process (at least once across a crash; exactly once
+//! within a process; never lost).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::GroupProgress;
+use crate::pipeline::LastSession;
+
+/// Version of the file layout; a file with another version is treated as
+/// unreadable (reported, moved aside) rather than misread.
+pub const STATE_VERSION: u32 = 1;
+
+/// Everything persisted.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct StateFile {
+    pub version: u32,
+    /// When it was written, Unix milliseconds (for people reading the file).
+    #[serde(default)]
+    pub saved_at_ms: i64,
+    /// target name -> log group name -> progress.
+    #[serde(default)]
+    pub targets: BTreeMap<String, BTreeMap<String, GroupProgress>>,
+    /// Last CONNECTED per (server, user), restored into the pipeline.
+    #[serde(default)]
+    pub last_sessions: Vec<LastSession>,
+}
+
+/// Why a state file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid state file: {source}")]
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{path} has state version {found}, expected {STATE_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+}
+
+/// Reads the state file. `Ok(None)` when it does not exist.
+pub fn load(path: &Path) -> Result<Option<StateFile>, LoadError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(LoadError::Io {
+                path: path.to_owned(),
+                source: e,
+            })
+        }
+    };
+    let state: StateFile = serde_json::from_slice(&bytes).map_err(|e| LoadError::Corrupt {
+        path: path.to_owned(),
+        source: e,
+    })?;
+    if state.version != STATE_VERSION {
+        return Err(LoadError::Version {
+            path: path.to_owned(),
+            found: state.version,
+        });
+    }
+    Ok(Some(state))
+}
+
+/// Loads the state file, never failing: a missing file is a first start, an
+/// unreadable one is logged and moved aside to `<path>.corrupt`.
+pub fn load_or_default(path: &Path) -> StateFile {
+    match load(path) {
+        Ok(Some(s)) => {
+            let groups: usize = s.targets.values().map(BTreeMap::len).sum();
+            tracing::info!(path = %path.display(), groups, "state file loaded; resuming");
+            s
+        }
+        Ok(None) => {
+            tracing::info!(path = %path.display(), "no state file; every group starts at its initial lookback");
+            StateFile::default()
+        }
+        Err(err) => {
+            let aside = aside_path(path);
+            let moved = std::fs::rename(path, &aside).is_ok();
+            tracing::error!(
+                path = %path.display(),
+                error = %err,
+                moved_to = %if moved { aside.display().to_string() } else { String::from("(not moved)") },
+                "state file unreadable; every group starts at its initial lookback"
+            );
+            StateFile::default()
+        }
+    }
+}
+
+fn aside_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".corrupt");
+    PathBuf::from(s)
+}
+
+/// Writes `state` to `path` atomically (temp file, fsync, rename, fsync
+/// directory). Creates the parent directory if needed.
+pub fn write_atomic(path: &Path, state: &StateFile) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::new(&mut f);
+        serde_json::to_writer(&mut w, state)?;
+        w.flush()?;
+        drop(w);
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename is durable only once the directory entry is.
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> StateFile {
+        let mut p = GroupProgress::new(1_000_000, 60_000);
+        let w = p.window(1_000_000, 10_000);
+        p.admit(&w, "e1", 990_000);
+        let mut groups = BTreeMap::new();
+        groups.insert("/aws/transfer/s-1".to_owned(), p);
+        let mut targets = BTreeMap::new();
+        targets.insert("default".to_owned(), groups);
+        StateFile {
+            version: STATE_VERSION,
+            saved_at_ms: 1,
+            targets,
+            last_sessions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn write_then_load_roundtrips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.json");
+        write_atomic(&path, &sample()).unwrap();
+        let back = load(&path).unwrap().expect("exists");
+        assert_eq!(back.targets, sample().targets);
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left: {leftovers:?}");
+    }
+
+    #[test]
+    fn missing_file_is_a_first_start() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load(&dir.path().join("nope.json")).unwrap().is_none());
+    }
+
+    /// Table: bad file contents, each reported and moved aside.
+    #[test]
+    fn unreadable_files_are_reported_and_moved_aside() {
+        let cases: &[(&str, &str)] = &[
+            ("empty", ""),
+            ("truncated", "{\"version\":1,\"targets\":{\"a\":"),
+            ("not json", "hello"),
+            ("wrong version", "{\"version\":99}"),
+            ("wrong shape", "{\"version\":1,\"targets\":[1,2]}"),
+        ];
+        for (name, text) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.json");
+            std::fs::write(&path, text).unwrap();
+            assert!(load(&path).is_err(), "{name}: should not load");
+            let s = load_or_default(&path);
+            assert!(s.targets.is_empty(), "{name}");
+            assert!(!path.exists(), "{name}: moved aside");
+            assert!(dir.path().join("state.json.corrupt").exists(), "{name}");
+        }
+    }
+
+    #[test]
+    fn write_to_an_unwritable_place_fails_cleanly() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, "x").unwrap();
+        // parent is a regular file: cannot create the directory
+        assert!(write_atomic(&blocker.join("state.json"), &sample()).is_err());
+    }
+}
