@@ -344,3 +344,164 @@ pub fn vocabulary() -> Vec<Classification> {
     v.retain(|c| seen.insert((c.category, c.cause)));
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Parsed;
+    use crate::parse::parse;
+
+    const ARN: &str = "arn:aws:transfer:eu-west-1:111122223333:server/s-0123456789abcdef0";
+
+    /// Parse then classify; `None` for non-failures.
+    fn run(message: &str) -> Option<(&'static str, &'static str)> {
+        let parsed = parse(message).unwrap_or_else(|e| panic!("parse failed ({e}) for: {message}"));
+        let c = match &parsed {
+            Parsed::Server { event, .. } => server(event),
+            Parsed::Connector(ev) => connector(ev),
+            Parsed::ConnectorThrottled { .. } => Some(connector_throttled()),
+            Parsed::As2(ev) => as2(ev),
+            Parsed::Workflow(ev) => workflow(ev),
+        };
+        c.map(|c| (c.category, c.cause))
+    }
+
+    fn j(body: &str) -> String {
+        format!(r#"{{"resource-arn":"{ARN}",{body}}}"#)
+    }
+
+    #[test]
+    fn every_cause_row_in_every_format() {
+        let cases: Vec<(String, Option<(&str, &str)>)> = vec![
+            // auth/unknown_user: structured [observed] and legacy [third-party], verbatim
+            (format!(r#"{{"method":"publickey","activity-type":"AUTH_FAILURE","source-ip":"203.0.113.50","resource-arn":"{ARN}","message":"Authentication failure","user":"no-such-user"}}"#), Some(("auth", "unknown_user"))),
+            ("ERRORS AUTH_FAILURE Method=publickey User=no-such-user Message=\"The user is unrecognized\" SourceIP=203.0.113.50".into(), Some(("auth", "unknown_user"))),
+            // auth/key_mismatch, verbatim, and other key types
+            (format!(r#"{{"method":"publickey","activity-type":"AUTH_FAILURE","source-ip":"198.51.100.7","resource-arn":"{ARN}","message":"RSA SHA256:5xnBpqyCABcNrzDPG/YfQw50ZKAtzcetXTX1MOrJslQ","user":"jdoe"}}"#), Some(("auth", "key_mismatch"))),
+            ("ERRORS AUTH_FAILURE Method=publickey User=jdoe Message=\"RSA SHA256:ZROXXaS/VKEhJHy2VMLhMfUz0aONCnC6Ws7Z175uUzc\" SourceIP=198.51.100.7".into(), Some(("auth", "key_mismatch"))),
+            (j(r#""activity-type":"AUTH_FAILURE","user":"jdoe","message":"ED25519 SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU""#), Some(("auth", "key_mismatch"))),
+            (j(r#""activity-type":"AUTH_FAILURE","user":"jdoe","message":"ECDSA SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU""#), Some(("auth", "key_mismatch"))),
+            (j(r#""activity-type":"AUTH_FAILURE","user":"jdoe","message":"ECDSA-SK SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU""#), Some(("auth", "key_mismatch"))),
+            // auth/invalid_password
+            (j(r#""activity-type":"AUTH_FAILURE","method":"password","user":"jdoe","message":"Invalid user name or password""#), Some(("auth", "invalid_password"))),
+            ("ERRORS AUTH_FAILURE Method=password User=jdoe Message=\"Invalid user name or password\" SourceIP=198.51.100.7".into(), Some(("auth", "invalid_password"))),
+            // auth/unrecognized: a message no rule knows, and a near-miss of a fingerprint
+            (j(r#""activity-type":"AUTH_FAILURE","user":"jdoe","message":"Something new""#), Some(("auth", "unrecognized"))),
+            (j(r#""activity-type":"AUTH_FAILURE","user":"jdoe","message":"rsa SHA256:abc""#), Some(("auth", "unrecognized"))),
+            (j(r#""activity-type":"AUTH_FAILURE","user":"jdoe","message":"Authentication failure for jdoe""#), Some(("auth", "unrecognized"))),
+            // negotiation
+            (format!(r#"{{"activity-type":"KEX_FAILURE","source-ip":"192.0.2.30","resource-arn":"{ARN}","message":"no matching key exchange method found","kex":"diffie-hellman-group1-sha1,diffie-hellman-group-exchange-sha1"}}"#), Some(("negotiation", "kex_mismatch"))),
+            (j(r#""activity-type":"KEX_FAILURE","message":"no matching host key type found","kex":"ssh-dss""#), Some(("negotiation", "host_key_mismatch"))),
+            ("ERRORS KEX_FAILURE SourceIP=192.0.2.30 Message=\"no matching host key type found\"".into(), Some(("negotiation", "host_key_mismatch"))),
+            (j(r#""activity-type":"KEX_FAILURE","message":"kex protocol error""#), Some(("negotiation", "unrecognized"))),
+            (j(r#""activity-type":"TLS_RESUME_FAILURE","source-ip":"192.0.2.30""#), Some(("negotiation", "tls_resume_required"))),
+            ("ERRORS TLS_RESUME_FAILURE SourceIP=192.0.2.30".into(), Some(("negotiation", "tls_resume_required"))),
+            (j(r#""activity-type":"CONNECTION_REJECTED","source-ip":"192.0.2.30""#), Some(("negotiation", "connection_rejected"))),
+            ("ERRORS CONNECTION_REJECTED SourceIP=192.0.2.30".into(), Some(("negotiation", "connection_rejected"))),
+            // iam, verbatim observed events
+            (format!(r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Access denied","session-id":"26315c40e111fcf04b00"}}"#), Some(("iam", "access_denied"))),
+            (format!(r#"{{"s3extended-request-id":"…","path":"/example-bucket/jdoe","activity-type":"ERROR","resource-arn":"{ARN}","message":"Access denied","request-id":"…","operation":"MKDIR","session-id":"26315c40e111fcf04b00"}}"#), Some(("iam", "access_denied"))),
+            ("jdoe.0a700c01575303e3 ERROR Message=\"Access denied\" Operation=CLOSE Path=/example-bucket/jdoe/in/c.csv BytesIn=27".into(), Some(("iam", "access_denied"))),
+            ("ERROR Message=\"Access denied\" Operation=CLOSE Path=/example-bucket/jdoe/in/c.csv BytesIn=27".into(), Some(("iam", "access_denied"))),
+            (format!(r#"{{"path":"/example-bucket/jdoe/new","activity-type":"ERROR","resource-arn":"{ARN}","message":"Unable to AssumeRole for user","operation":"MKDIR","session-id":"bd7b5b22d6092852d0d8"}}"#), Some(("iam", "assume_role_failed"))),
+            ("jdoe.0a700c01575303e3 ERROR Message=\"Unable to AssumeRole for user\" Operation=MKDIR".into(), Some(("iam", "assume_role_failed"))),
+            // storage
+            (format!(r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Error performing readdir","session-id":"365df67affe36e4b123d"}}"#), Some(("storage", "bucket_not_found"))),
+            ("jdoe.0a700c01575303e3 ERROR Message=\"Error performing readdir\"".into(), Some(("storage", "bucket_not_found"))),
+            (j(r#""activity-type":"ERROR","message":"Permission denied","path":"/fs-0123456789abcdef0/home/jdoe","session-id":"a""#), Some(("storage", "permission_denied"))),
+            ("jdoe.0a700c01575303e3 ERROR Message=\"Permission denied\" Path=/fs-0123/home/jdoe".into(), Some(("storage", "permission_denied"))),
+            (j(r#""activity-type":"ERROR","message":"AWS Transfer does not support random access writes to S3 objects.","session-id":"a""#), Some(("storage", "random_access_write"))),
+            ("jdoe.0a700c01575303e3 ERROR Message=\"AWS Transfer does not support random access writes to S3 objects.\"".into(), Some(("storage", "random_access_write"))),
+            // session
+            (j(r#""activity-type":"PARTIAL_CLOSE","path":"/b/k","bytes-in":"121","session-id":"a""#), Some(("session", "partial_transfer"))),
+            ("jdoe.0a700c01575303e3 PARTIAL_CLOSE Path=/b/k BytesIn=121".into(), Some(("session", "partial_transfer"))),
+            (j(r#""activity-type":"EXIT_REASON","message":"Unexpected error","session-id":"a""#), Some(("session", "abnormal_exit"))),
+            ("jdoe.0a700c01575303e3 EXIT_REASON Message=\"Unexpected error\"".into(), Some(("session", "abnormal_exit"))),
+            (j(r#""activity-type":"ERROR","message":"Something else failed","session-id":"a""#), Some(("session", "unrecognized"))),
+            (j(r#""activity-type":"ERROR","session-id":"a""#), Some(("session", "unrecognized"))),
+            (j(r#""activity-type":"BRAND_NEW_FAILURE","message":"x""#), Some(("session", "unrecognized"))),
+            // Near-misses must not match another cause's rule.
+            (j(r#""activity-type":"ERROR","message":"Not Access denied","session-id":"a""#), Some(("session", "unrecognized"))),
+            (j(r#""activity-type":"ERROR","message":"Access denied for reasons","session-id":"a""#), Some(("session", "unrecognized"))),
+            // workflows
+            (r#"{"type":"StepErrored","details":{"errorType":"BAD_REQUEST","errorMessage":"Bad Request","stepType":"COPY","stepName":"copy"},"workflowId":"w-1","executionId":"e-1","transferDetails":{"serverId":"s-0123456789abcdef0","username":"jdoe","sessionId":"a"}}"#.into(), Some(("workflow", "step_failed"))),
+            (r#"{"type":"ExecutionErrored","details":{"errorMessage":"Service failure on starting workflow"},"workflowId":"w-1","executionId":"e-1","transferDetails":{"serverId":"0123456789abcdef0","username":"jdoe","sessionId":"a"}}"#.into(), Some(("workflow", "execution_failed"))),
+            (r#"{"type":"ExecutionThrottled","details":{},"workflowId":"w-1","executionId":"e-1"}"#.into(), Some(("workflow", "throttled"))),
+            (r#"{"type":"ExecutionCompleted","details":{},"workflowId":"w-1","executionId":"e-1"}"#.into(), None),
+            // connectors
+            (r#"{"operation":"SEND","connector-id":"c-0123456789abcdef0","status-code":"FAILED","failure-code":"TIMEOUT_ERROR","failure-message":"Transfer request timeout."}"#.into(), Some(("connector", "timeout_error"))),
+            (r#"{"operation":"RETRIEVE","connector-id":"c-0123456789abcdef0","status-code":"FAILED","failure-code":"CONNECTION_ERROR","failure-message":"Unknown Host"}"#.into(), Some(("connector", "connection_error"))),
+            (r#"{"operation":"SEND","connector-id":"c-0123456789abcdef0","status-code":"FAILED","failure-code":"ASSUME_ROLE_ERROR"}"#.into(), Some(("connector", "assume_role_error"))),
+            (r#"{"operation":"SEND","connector-id":"c-0123456789abcdef0","status-code":"FAILED","failure-code":"SEND_FILE_NOT_FOUND"}"#.into(), Some(("connector", "send_file_not_found"))),
+            (r#"{"operation":"SEND","connector-id":"c-0123456789abcdef0","status-code":"FAILED","failure-code":"CONNECTION_ERROR","failure-message":"Key exchange negotiation failed due to incompatible host key algorithms. Client offered: [ssh-rsa] Server offered: [ssh-ed25519]"}"#.into(), Some(("connector", "host_key_mismatch"))),
+            (r#"{"operation":"SEND","connector-id":"c-0123456789abcdef0","status-code":"FAILED","failure-code":"BRAND_NEW_CODE"}"#.into(), Some(("connector", "unrecognized"))),
+            (r#"{"operation":"SEND","connector-id":"c-0123456789abcdef0","status-code":"COMPLETED","bytes":10}"#.into(), None),
+            (r#"{"type":"ExecutionThrottled","details":{},"connectorId":"c-0123456789abcdef0"}"#.into(), Some(("connector", "throttled"))),
+            // AS2: only FAILED is a failure
+            (r#"{"as2-message-id":"m","server-id":"s-0123456789abcdef0","agreement-id":"a","status-code":"FAILED","failure-code":"DECRYPT_FAILED"}"#.into(), Some(("as2", "decrypt_failed"))),
+            (r#"{"as2-message-id":"m","connector-id":"c-0123456789abcdef0","status-code":"FAILED","failure-code":"MDN_RESPONSE_INDICATES_INTEGRITY_CHECK_FAILED"}"#.into(), Some(("as2", "mdn_response_indicates_integrity_check_failed"))),
+            (r#"{"as2-message-id":"m","server-id":"s-1","status-code":"FAILED","failure-code":"SOMETHING_NEW"}"#.into(), Some(("as2", "unrecognized"))),
+            (r#"{"as2-message-id":"m","server-id":"s-1","status-code":"PROCESSING"}"#.into(), None),
+            (r#"{"as2-message-id":"m","server-id":"s-1","status-code":"MDN_TRANSMIT"}"#.into(), None),
+            (r#"{"as2-message-id":"m","server-id":"s-1","status-code":"COMPLETED"}"#.into(), None),
+            // non-failures have no cause
+            (j(r#""activity-type":"CONNECTED","user":"jdoe","session-id":"a""#), None),
+            ("jdoe.0a700c01575303e3 CONNECTED SourceIP=198.51.100.7 User=jdoe HomeDir=/example-bucket/jdoe Client=SSH-2.0-OpenSSH_9.6 Role=arn:aws:iam::111122223333:role/sftp-jdoe".into(), None),
+            (j(r#""activity-type":"OPEN","path":"/b/k","mode":"READ","session-id":"a""#), None),
+            ("jdoe.0a700c01575303e3 OPEN Path=/example-bucket/jdoe/in/a.csv Mode=CREATE|TRUNCATE|WRITE".into(), None),
+            (format!(r#"{{"path":"/example-bucket/jdoe/in/a.csv","activity-type":"CLOSE","resource-arn":"{ARN}","bytes-in":"2048","session-id":"26315c40e111fcf04b00"}}"#), None),
+            ("jdoe.0a700c01575303e3 CLOSE Path=/example-bucket/jdoe/in/a.csv BytesIn=2048".into(), None),
+            (j(r#""activity-type":"DISCONNECTED","session-id":"a""#), None),
+            (j(r#""activity-type":"SETSTAT","path":"/b/k","session-id":"a""#), None),
+            (j(r#""activity-type":"MKDIR","path":"/b/k","session-id":"a""#), None),
+            (j(r#""activity-type":"SOMETHING_NEW","session-id":"a""#), None),
+        ];
+        let mut failures = Vec::new();
+        for (msg, want) in &cases {
+            let got = run(msg);
+            if got != *want {
+                failures.push(format!("input: {msg}\n  want {want:?}\n   got {got:?}"));
+            }
+        }
+        assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    }
+
+    /// No rule's sample message may match an earlier rule of another cause:
+    /// each exact/prefix text, fed to the server table, lands on its own rule.
+    #[test]
+    fn rules_do_not_overlap() {
+        for rule in SERVER_RULES {
+            let text = match rule.msg {
+                Msg::Exact(t) | Msg::Prefix(t) => t,
+                Msg::KeyFingerprint => "RSA SHA256:abc",
+                Msg::Any => continue,
+            };
+            for activity in rule.activities {
+                let ev = ServerEvent {
+                    activity: Some(activity.clone()),
+                    message: Some(text.into()),
+                    ..Default::default()
+                };
+                let got = server(&ev).expect("failure activity");
+                assert_eq!(
+                    (got.category, got.cause),
+                    (rule.category, rule.cause),
+                    "message {text:?} under {activity:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn vocabulary_has_unique_causes_and_advice_everywhere() {
+        let v = vocabulary();
+        assert!(v.len() > 60, "{}", v.len());
+        for c in &v {
+            assert!(!c.advice.is_empty(), "{c:?}");
+            assert!(
+                c.cause.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "cause is a snake_case label value: {c:?}"
+            );
+        }
+    }
+}

@@ -243,8 +243,9 @@ impl Pipeline {
         let at = self.attributor.attribute(&ev, raw);
         let server_raw = at.server_id.as_deref().unwrap_or("");
         let server = self.metrics.id_label("server_id", server_raw);
-        if !self.servers_seen.contains(server_raw) && !server_raw.is_empty() {
-            self.servers_seen.insert(server_raw.to_owned());
+        // Keyed by the bounded label, so this set is bounded too.
+        if !server_raw.is_empty() && !self.servers_seen.contains(&server) {
+            self.servers_seen.insert(server.clone());
             if let (Some(region), Some(account)) = (ev.region.as_deref(), ev.account_id.as_deref()) {
                 self.metrics.ensure_server_info(&server, region, account);
             }
@@ -424,5 +425,191 @@ fn bounded_word(s: Option<&str>) -> String {
         }
         Some(_) => "other".to_owned(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{render, Limits, OVERFLOW_LABEL};
+    use prometheus::Registry;
+    use proptest::prelude::*;
+
+    const ARN: &str = "arn:aws:transfer:eu-west-1:111122223333:server/s-0123456789abcdef0";
+
+    fn pipeline(limits: Limits) -> (Registry, Pipeline) {
+        let reg = Registry::new();
+        let m = Arc::new(Metrics::new(&reg, limits));
+        (reg, Pipeline::new(m, PipelineConfig::default()))
+    }
+
+    fn raw(stream: &str, msg: &str) -> RawEvent {
+        RawEvent {
+            log_group: "/aws/transfer/shared".into(),
+            log_stream: stream.into(),
+            event_id: "1".into(),
+            timestamp_ms: 1_764_000_000_000,
+            message: msg.into(),
+        }
+    }
+
+    /// Value of one sample in the exposition, by its exact series text.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .map(|v| v.parse().expect("number"))
+    }
+
+    #[test]
+    fn unknown_user_never_becomes_a_label_but_key_mismatch_does() {
+        let (reg, mut p) = pipeline(Limits::default());
+        p.process(&raw("ERRORS", &format!(r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","message":"Authentication failure","user":"evil-name"}}"#)));
+        p.process(&raw("ERRORS", &format!(r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","message":"RSA SHA256:5xnBpqyCABcNrzDPG/YfQw50ZKAtzcetXTX1MOrJslQ","user":"jdoe"}}"#)));
+        p.process(&raw("ERRORS", &format!(r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","method":"password","message":"Invalid user name or password","user":"maybe"}}"#)));
+        let text = render(&reg);
+        assert!(!text.contains("evil-name"), "{text}");
+        assert!(!text.contains("maybe"), "unverified password-login names stay out: {text}");
+        assert_eq!(sample(&text, r#"aws_transfer_errors_total{category="auth",cause="unknown_user",server_id="s-0123456789abcdef0",user=""}"#), Some(1.0), "{text}");
+        assert_eq!(sample(&text, r#"aws_transfer_errors_total{category="auth",cause="key_mismatch",server_id="s-0123456789abcdef0",user="jdoe"}"#), Some(1.0), "{text}");
+        assert_eq!(sample(&text, r#"aws_transfer_errors_total{category="auth",cause="invalid_password",server_id="s-0123456789abcdef0",user=""}"#), Some(1.0), "{text}");
+        // Once a user is seen connecting, its failed password logins are labelled.
+        p.process(&raw("s-0123456789abcdef0/maybe", &format!(r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"maybe","session-id":"x1"}}"#)));
+        p.process(&raw("ERRORS", &format!(r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","method":"password","message":"Invalid user name or password","user":"maybe"}}"#)));
+        let text = render(&reg);
+        assert_eq!(sample(&text, r#"aws_transfer_errors_total{category="auth",cause="invalid_password",server_id="s-0123456789abcdef0",user="maybe"}"#), Some(1.0), "{text}");
+    }
+
+    #[test]
+    fn session_attribution_counts_bytes_per_user_and_direction() {
+        let (reg, mut p) = pipeline(Limits::default());
+        // No stream names at all: only the session map can attribute.
+        p.process(&raw("", &format!(r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"jdoe","session-id":"26315c40e111fcf04b00"}}"#)));
+        p.process(&raw("", &format!(r#"{{"activity-type":"CLOSE","resource-arn":"{ARN}","bytes-in":"2048","session-id":"26315c40e111fcf04b00"}}"#)));
+        p.process(&raw("", &format!(r#"{{"activity-type":"CLOSE","resource-arn":"{ARN}","bytes-out":100,"session-id":"26315c40e111fcf04b00"}}"#)));
+        let o = p.process(&raw("", &format!(r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Access denied","session-id":"26315c40e111fcf04b00"}}"#)));
+        assert_eq!(o.user.as_deref(), Some("jdoe"));
+        assert_eq!(o.cause.as_deref(), Some("access_denied"));
+        let text = render(&reg);
+        for (series, want) in [
+            (r#"aws_transfer_sessions_total{server_id="s-0123456789abcdef0",user="jdoe"}"#, 1.0),
+            (r#"aws_transfer_files_total{direction="upload",server_id="s-0123456789abcdef0",user="jdoe"}"#, 1.0),
+            (r#"aws_transfer_bytes_total{direction="upload",server_id="s-0123456789abcdef0",user="jdoe"}"#, 2048.0),
+            (r#"aws_transfer_bytes_total{direction="download",server_id="s-0123456789abcdef0",user="jdoe"}"#, 100.0),
+            (r#"aws_transfer_errors_total{category="iam",cause="access_denied",server_id="s-0123456789abcdef0",user="jdoe"}"#, 1.0),
+            (r#"aws_transfer_events_total{activity="CLOSE",server_id="s-0123456789abcdef0"}"#, 2.0),
+            (r#"aws_transfer_user_last_session_timestamp_seconds{server_id="s-0123456789abcdef0",user="jdoe"}"#, 1_764_000_000.0),
+            (r#"aws_transfer_server_info{account_id="111122223333",domain="",endpoint_type="",identity_provider_type="",protocols="",region="eu-west-1",server_id="s-0123456789abcdef0"}"#, 1.0),
+        ] {
+            assert_eq!(sample(&text, series), Some(want), "{series}\n{text}");
+        }
+    }
+
+    #[test]
+    fn unparseable_events_are_counted_not_dropped() {
+        let (reg, mut p) = pipeline(Limits::default());
+        let o = p.process(&raw("x", "{broken"));
+        assert_eq!(o.parse_error.as_deref(), Some("invalid_json"));
+        p.process(&raw("x", "START RequestId: 1"));
+        p.process(&raw("x", ""));
+        let text = render(&reg);
+        assert_eq!(sample(&text, r#"aws_transfer_exporter_unparsed_events_total{format="json",reason="invalid_json"}"#), Some(1.0), "{text}");
+        assert_eq!(sample(&text, r#"aws_transfer_exporter_unparsed_events_total{format="text",reason="unknown_text"}"#), Some(1.0), "{text}");
+        assert_eq!(sample(&text, r#"aws_transfer_exporter_unparsed_events_total{format="text",reason="empty"}"#), Some(1.0), "{text}");
+    }
+
+    #[test]
+    fn last_sessions_round_trip_through_restore() {
+        let (_reg, mut p) = pipeline(Limits::default());
+        p.process(&raw("s-0123456789abcdef0/jdoe", &format!(r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"jdoe","session-id":"a"}}"#)));
+        let saved = p.last_sessions();
+        assert_eq!(saved.len(), 1);
+        let (reg2, mut p2) = pipeline(Limits::default());
+        p2.restore_last_sessions(&saved);
+        assert_eq!(p2.last_sessions(), saved);
+        let text = render(&reg2);
+        assert_eq!(sample(&text, r#"aws_transfer_user_last_session_timestamp_seconds{server_id="s-0123456789abcdef0",user="jdoe"}"#), Some(1_764_000_000.0), "{text}");
+        // An older restored value never overwrites a newer one.
+        p2.restore_last_sessions(&[LastSession { timestamp_seconds: 5.0, ..saved[0].clone() }]);
+        assert_eq!(p2.last_sessions(), saved);
+    }
+
+    /// The attack: 100,000 AUTH_FAILUREs with random user names and IPs, plus
+    /// key mismatches and sessions for many names, must leave the series count
+    /// bounded by the cap, and the pipeline's own memory bounded too.
+    #[test]
+    fn attack_leaves_series_and_memory_bounded() {
+        let cap = 50;
+        let (reg, mut p) = pipeline(Limits { max_users_per_server: cap, ..Limits::default() });
+        let mut rng_state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            rng_state ^= rng_state << 13;
+            rng_state ^= rng_state >> 7;
+            rng_state ^= rng_state << 17;
+            rng_state
+        };
+        for i in 0..100_000u64 {
+            let user = format!("u{:x}", next());
+            let ip = format!("{}.{}.{}.{}", next() % 256, next() % 256, next() % 256, next() % 256);
+            let msg = match i % 4 {
+                0 | 1 => format!(r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","message":"Authentication failure","user":"{user}","source-ip":"{ip}"}}"#),
+                // Names that do exist can still be many: they are capped.
+                2 => format!(r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","message":"RSA SHA256:abc","user":"{user}","source-ip":"{ip}"}}"#),
+                _ => format!(r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"{user}","session-id":"{:x}","source-ip":"{ip}"}}"#, next()),
+            };
+            p.process(&raw("ERRORS", &msg));
+        }
+        let families = reg.gather();
+        let series: usize = families.iter().map(|f| f.get_metric().len()).sum();
+        // users ≤ cap + 1 overflow value, per family with a user label.
+        assert!(series < 4 * (cap + 2) + 60, "series grew to {series}");
+        let text = render(&reg);
+        assert!(!text.contains("source_ip") && !text.contains("203.0."), "no IP labels");
+        assert!(text.contains(OVERFLOW_LABEL), "overflow is visible");
+        let overflow = sample(&text, r#"aws_transfer_exporter_label_overflow_total{label="user"}"#).unwrap_or(0.0);
+        assert!(overflow > 40_000.0, "overflow counted: {overflow}");
+        // Pipeline memory: last-session map follows labels (bounded by the
+        // cap), the session map by its LRU size.
+        assert!(p.last_sessions().len() <= cap + 1, "{}", p.last_sessions().len());
+        assert!(p.attributor.len() <= PipelineConfig::default().session_cache_size);
+        assert!(p.handles.events.len() < 10);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+
+        /// Arbitrary bytes (lossily decoded, as sources do) never panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512),
+                                       stream in "[a-zA-Z0-9./_-]{0,40}") {
+            let (_reg, mut p) = pipeline(Limits::default());
+            let msg = String::from_utf8_lossy(&bytes).into_owned();
+            let _ = p.process(&RawEvent { log_group: "/aws/transfer/s-1".into(), log_stream: stream, message: msg, ..Default::default() });
+        }
+
+        /// Arbitrary JSON objects built from the keys we read, with any value
+        /// types, never panic and always yield a format or a parse error.
+        #[test]
+        fn arbitrary_json_never_panics(
+            fields in proptest::collection::vec((
+                prop::sample::select(vec!["activity-type","resource-arn","session-id","user","message","bytes-in","bytes-out",
+                    "connector-id","connectorId","status-code","failure-code","failure-message","bytes","as2-message-id",
+                    "server-id","type","workflowId","transferDetails","details","operation","x"]),
+                prop_oneof![
+                    any::<String>().prop_map(serde_json::Value::from),
+                    any::<i64>().prop_map(serde_json::Value::from),
+                    any::<f64>().prop_map(|f| serde_json::json!(f)),
+                    any::<bool>().prop_map(serde_json::Value::from),
+                    Just(serde_json::Value::Null),
+                    prop::sample::select(vec!["AUTH_FAILURE","ERROR","CONNECTED","CLOSE","FAILED","COMPLETED","StepErrored",
+                        "Authentication failure","RSA SHA256:x","Access denied","TIMEOUT_ERROR"]).prop_map(serde_json::Value::from),
+                    any::<String>().prop_map(|s| serde_json::json!({"serverId": s, "username": s})),
+                    Just(serde_json::json!([1, {"a": null}])),
+                ]), 0..8)) {
+            let obj: serde_json::Map<String, serde_json::Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+            let msg = serde_json::Value::Object(obj).to_string();
+            let (_reg, mut p) = pipeline(Limits::default());
+            let o = p.process(&RawEvent { message: msg, ..Default::default() });
+            prop_assert!(o.format.is_some() || o.parse_error.is_some());
+        }
     }
 }
