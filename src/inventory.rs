@@ -583,7 +583,7 @@ pub fn spawn(
                 Err(e) => {
                     failures_in_a_row += 1;
                     // Rate-limit: the first failure and then every tenth.
-                    if failures_in_a_row == 1 || failures_in_a_row % 10 == 0 {
+                    if failures_in_a_row == 1 || failures_in_a_row.is_multiple_of(10) {
                         tracing::warn!(region = %inventory.region, failures_in_a_row,
                             error = %e, "inventory refresh failed; keeping the last known view");
                     }

@@ -33,3 +33,4 @@ pub mod probe;
 pub mod http;
 pub mod shutdown;
 pub mod source;
+pub mod config;

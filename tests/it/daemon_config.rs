@@ -1,0 +1,108 @@
+//! The config table against the real binary: every `*.bad.yaml` makes the
+//! daemon exit non-zero with the expected keys on stderr; every `*.ok.yaml`
+//! passes `--config.check`.
+
+use std::time::Duration;
+
+use crate::support::daemon::run_to_exit;
+use crate::support::root;
+
+fn fixtures(suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(root().join("tests/data/config"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    v.sort();
+    v
+}
+
+fn expectations(text: &str) -> Vec<&str> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("# expect:"))
+        .map(str::trim)
+        .collect()
+}
+
+#[test]
+fn bad_configs_exit_nonzero_naming_the_key() {
+    let files = fixtures(".bad.yaml");
+    assert!(files.len() >= 10, "{files:?}");
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        // Startup for real (no --config.check): the daemon must refuse to run.
+        let (status, _out, err) = run_to_exit(
+            &[
+                format!("--config.file={}", f.display()),
+                "--web.listen-address=127.0.0.1:0".into(),
+            ],
+            &[],
+            Duration::from_secs(20),
+        );
+        let name = f.file_name().unwrap().to_string_lossy();
+        let status = status.unwrap_or_else(|| {
+            panic!("{name}: the daemon started instead of refusing the config\n{err}")
+        });
+        assert!(!status.success(), "{name}: exit {status}\n{err}");
+        for want in expectations(&text) {
+            assert!(
+                err.contains(want),
+                "{name}: stderr does not mention {want:?}:\n{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn ok_configs_pass_the_check() {
+    for f in fixtures(".ok.yaml") {
+        let (status, out, err) = run_to_exit(
+            &[
+                format!("--config.file={}", f.display()),
+                "--config.check".into(),
+            ],
+            &[],
+            Duration::from_secs(20),
+        );
+        let name = f.file_name().unwrap().to_string_lossy();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{name}: {status:?}\n{err}"
+        );
+        assert!(out.contains("configuration OK"), "{name}: {out}");
+    }
+}
+
+#[test]
+fn example_config_is_valid() {
+    let f = root().join("examples/config.yaml");
+    let (status, out, err) = run_to_exit(
+        &[
+            format!("--config.file={}", f.display()),
+            "--config.check".into(),
+        ],
+        &[],
+        Duration::from_secs(20),
+    );
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{out}\n{err}"
+    );
+}
+
+#[test]
+fn taken_port_exits_nonzero_naming_the_flag() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (status, _out, err) = run_to_exit(
+        &[
+            format!("--web.listen-address={addr}"),
+            format!("--state.path={}", dir.path().join("s.json").display()),
+        ],
+        &[],
+        Duration::from_secs(20),
+    );
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}\n{err}");
+    assert!(err.contains("--web.listen-address"), "{err}");
+}

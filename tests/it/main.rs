@@ -1,0 +1,10 @@
+//! The integration-test binary: one binary, modules by topic. Every test
+//! talks to real servers on 127.0.0.1 (moto's CloudWatch Logs API, our
+//! daemon binary, promtool) and cleans up its processes. Prepare the
+//! environment once with `scripts/test-env.sh`.
+
+mod support;
+
+mod daemon_config;
+mod daemon_e2e;
+mod daemon_restart;
