@@ -51,14 +51,14 @@ fn reason(r: &probe::ProbeResult) -> Option<Reason> {
 /// A real sshd on a high loopback port with a generated host key, killed on
 /// drop. As root it runs as `nobody` (sshd refuses to run as root without
 /// its system privilege-separation directory, and unprivileged is the point).
-struct Sshd {
+pub(crate) struct Sshd {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl Sshd {
-    fn start() -> Sshd {
+    pub(crate) fn start() -> Sshd {
         let sshd = PathBuf::from("/usr/sbin/sshd");
         assert!(
             sshd.exists(),

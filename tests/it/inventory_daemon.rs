@@ -1,0 +1,240 @@
+//! Inventory, probe and silent partners through the real daemon binary,
+//! against its own moto (Transfer + CloudWatch Logs on one port) and a real
+//! sshd on 127.0.0.1:
+//! - a server whose structured destination is a custom-named group gets
+//!   that group polled with no group in the config, and its events counted;
+//! - a server with no logging shows `mechanism="none"`;
+//! - an explicit probe target (derived public hostnames switched off) shows
+//!   `aws_transfer_endpoint_up` 1 on `/metrics`;
+//! - the silent-partner gauge survives a restart through the state file,
+//!   even when the event that set it can no longer be read.
+
+use std::time::Duration;
+
+use aws_sdk_transfer::types::{Domain, EndpointType, IdentityProviderType, Protocol};
+
+use crate::probe_listeners::Sshd;
+use crate::support::logs::shapes;
+use crate::support::{exposition, now_ms, unique, Daemon, Logs, Moto, REGION};
+
+/// The account moto puts in every ARN.
+const MOTO_ACCOUNT: &str = "123456789012";
+const ROLE: &str = "arn:aws:iam::123456789012:role/transfer-logging";
+/// Bound on the daemon reaching an expected /metrics state.
+const WAIT: Duration = Duration::from_secs(30);
+
+fn transfer_client(moto: &Moto) -> aws_sdk_transfer::Client {
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(&moto.url)
+        .credentials_provider(aws_sdk_transfer::config::SharedCredentialsProvider::new(
+            aws_sdk_transfer::config::Credentials::new("test", "test", None, None, "test"),
+        ))
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_transfer::Client::new(&sdk)
+}
+
+/// A CONNECTED event in the structured shape, with moto's account in the ARN.
+fn connected(server: &str, user: &str, session: &str) -> String {
+    shapes::connected(server, user, session).replace("111122223333", MOTO_ACCOUNT)
+}
+
+#[test]
+fn structured_destination_is_polled_without_config_and_probe_reports_up() {
+    let moto = Moto::start(); // own instance: ListServers sees only this test's servers
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = transfer_client(&moto);
+    let logs = Logs::new(&moto.url);
+
+    // A custom-named group, outside any prefix the daemon discovers.
+    let group = format!("/{}/partners", unique("inv"));
+    logs.create_group(&group);
+    let dest = format!("arn:aws:logs:{REGION}:{MOTO_ACCOUNT}:log-group:{group}:*");
+    let structured = rt
+        .block_on(
+            client
+                .create_server()
+                .endpoint_type(EndpointType::Public)
+                .domain(Domain::S3)
+                .identity_provider_type(IdentityProviderType::ServiceManaged)
+                .protocols(Protocol::Sftp)
+                .logging_role(ROLE)
+                .structured_log_destinations(dest)
+                .send(),
+        )
+        .expect("CreateServer with StructuredLogDestinations")
+        .server_id;
+    let blind = rt
+        .block_on(
+            client
+                .create_server()
+                .endpoint_type(EndpointType::Public)
+                .domain(Domain::S3)
+                .identity_provider_type(IdentityProviderType::ServiceManaged)
+                .protocols(Protocol::Sftp)
+                .send(),
+        )
+        .expect("CreateServer without logging")
+        .server_id;
+
+    let t = now_ms() - 30_000;
+    logs.put_new(
+        &group,
+        &format!("{structured}/alice"),
+        &[(t, connected(&structured, "alice", "0123456789abcdef0123"))],
+    );
+
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "probe:\n  interval: 1s\n  connect_timeout: 1s\n  banner_timeout: 1s\n  public_hostnames: false\n  targets:\n    - server_id: {blind}\n      address: 127.0.0.1:{}\n",
+            sshd.port
+        ),
+    )
+    .unwrap();
+    let d = Daemon::start(&[
+        format!("--config.file={}", config.display()),
+        format!("--aws.region={REGION}"),
+        format!("--aws.endpoint-url={}", moto.url),
+        "--logs.group-prefix=/none-such-prefix/".into(),
+        "--poll.interval=1s".into(),
+        format!("--state.path={}", dir.path().join("state.json").display()),
+    ]);
+
+    // The event in the structured group was counted: the group was polled.
+    d.wait_sum(
+        "aws_transfer_sessions_total",
+        &[("server_id", &structured), ("user", "alice")],
+        1.0,
+        WAIT,
+    );
+    let text = d.metrics();
+    let v = |name: &str, labels: &[(&str, &str)]| exposition::value(&text, name, labels);
+    assert_eq!(
+        v(
+            "aws_transfer_server_logging_configured",
+            &[("server_id", &blind), ("mechanism", "none")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    for mech in ["logging_role", "structured"] {
+        assert_eq!(
+            v(
+                "aws_transfer_server_logging_configured",
+                &[("server_id", &structured), ("mechanism", mech)]
+            ),
+            Some(1.0),
+            "{mech}\n{text}"
+        );
+    }
+    assert_eq!(
+        v(
+            "aws_transfer_server_info",
+            &[
+                ("server_id", &structured),
+                ("account_id", MOTO_ACCOUNT),
+                ("protocols", "SFTP")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        v("aws_transfer_server_online", &[("server_id", &blind)]),
+        Some(1.0)
+    );
+    assert!(
+        exposition::sum(
+            &text,
+            "aws_transfer_exporter_api_calls_total",
+            &[("operation", "ListServers"), ("outcome", "success")]
+        ) >= 1.0,
+        "{text}"
+    );
+
+    // The explicit probe target (the real sshd) is up.
+    let port = sshd.port.to_string();
+    d.wait_sum(
+        "aws_transfer_endpoint_up",
+        &[
+            ("server_id", &blind),
+            ("endpoint", "127.0.0.1"),
+            ("port", &port),
+        ],
+        1.0,
+        WAIT,
+    );
+    // No derived public hostname was ever probed.
+    let text = d.metrics();
+    assert!(!text.contains("amazonaws.com"), "{text}");
+}
+
+#[test]
+fn silent_partner_gauge_survives_a_restart() {
+    let moto = Moto::start();
+    let logs = Logs::new(&moto.url);
+    let server = "s-0aaaaaaaaaaaa5e55";
+    let group = format!("/{}/silent", unique("partner"));
+    logs.create_group(&group);
+    // A partner that connected 90 s ago (whole seconds, so the gauge is exact).
+    let t = (now_ms() / 1000 - 90) * 1000;
+    logs.put_new(
+        &group,
+        &format!("{server}/jdoe"),
+        &[(t, connected(server, "jdoe", "feedfacefeedfacefeed"))],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let args = |groups: &[&str]| {
+        let mut a = vec![
+            format!("--aws.region={REGION}"),
+            format!("--aws.endpoint-url={}", moto.url),
+            "--logs.group-prefix=/none-such-prefix/".into(),
+            "--poll.interval=1s".into(),
+            format!("--state.path={}", state.display()),
+        ];
+        a.extend(groups.iter().map(|g| format!("--logs.group={g}")));
+        a
+    };
+    let labels = [("server_id", server), ("user", "jdoe")];
+    let want = (t / 1000) as f64;
+
+    let mut first = Daemon::start(&args(&[&group]));
+    first.wait_sum(
+        "aws_transfer_user_last_session_timestamp_seconds",
+        &labels,
+        want,
+        WAIT,
+    );
+    first.terminate();
+    let status = first
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", first.stderr_tail(20));
+
+    // The event can no longer be read: the group is gone, and the second
+    // life is not even told about it. Only the state file remembers jdoe.
+    logs.delete_group(&group);
+    let second = Daemon::start(&args(&[]));
+    second.wait_sum(
+        "aws_transfer_user_last_session_timestamp_seconds",
+        &labels,
+        want,
+        WAIT,
+    );
+    let text = second.metrics();
+    assert_eq!(
+        exposition::value(&text, "aws_transfer_sessions_total", &labels),
+        None,
+        "the second life counted no session, so the gauge came from the state file:\n{text}"
+    );
+}
