@@ -49,6 +49,9 @@ pub struct FaultProxy {
     rt: Option<tokio::runtime::Runtime>,
 }
 
+/// What moto answered: status, headers, body.
+type Upstream = (u16, Vec<(String, Vec<u8>)>, Vec<u8>);
+
 /// Operations the proxy disturbs; everything else (test setup writes) passes.
 const DISTURBED: &[&str] = &["FilterLogEvents", "DescribeLogGroups"];
 
@@ -227,37 +230,35 @@ async fn handle(
         Err(_) => return Ok(json(400, r#"{"message":"bad request body"}"#)),
     };
     let url = format!("{upstream}{path}");
-    let forwarded = tokio::task::spawn_blocking(
-        move || -> Result<(u16, Vec<(String, Vec<u8>)>, Vec<u8>), String> {
-            let mut b = ureq::http::Request::builder()
-                .method(method.as_str())
-                .uri(&url);
-            for (k, v) in &headers {
-                b = b.header(k.as_str(), v.as_slice());
-            }
-            let request = b.body(body.to_vec()).map_err(|e| e.to_string())?;
-            let mut resp = agent.run(request).map_err(|e| e.to_string())?;
-            let status = resp.status().as_u16();
-            let hs = resp
-                .headers()
-                .iter()
-                .filter(|(k, _)| {
-                    !matches!(
-                        k.as_str(),
-                        "content-length" | "connection" | "transfer-encoding"
-                    )
-                })
-                .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
-                .collect();
-            let data = resp
-                .body_mut()
-                .with_config()
-                .limit(256 * 1024 * 1024)
-                .read_to_vec()
-                .map_err(|e| e.to_string())?;
-            Ok((status, hs, data))
-        },
-    )
+    let forwarded = tokio::task::spawn_blocking(move || -> Result<Upstream, String> {
+        let mut b = ureq::http::Request::builder()
+            .method(method.as_str())
+            .uri(&url);
+        for (k, v) in &headers {
+            b = b.header(k.as_str(), v.as_slice());
+        }
+        let request = b.body(body.to_vec()).map_err(|e| e.to_string())?;
+        let mut resp = agent.run(request).map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let hs = resp
+            .headers()
+            .iter()
+            .filter(|(k, _)| {
+                !matches!(
+                    k.as_str(),
+                    "content-length" | "connection" | "transfer-encoding"
+                )
+            })
+            .map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        let data = resp
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_vec()
+            .map_err(|e| e.to_string())?;
+        Ok((status, hs, data))
+    })
     .await;
     Ok(match forwarded {
         Ok(Ok((status, hs, data))) => {
