@@ -8,3 +8,6 @@ mod support;
 mod daemon_config;
 mod daemon_e2e;
 mod daemon_restart;
+mod probe_listeners;
+mod inventory_moto;
+mod inventory_daemon;
