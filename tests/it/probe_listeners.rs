@@ -1,8 +1,10 @@
 //! The endpoint probe against real listeners on 127.0.0.1: a real OpenSSH
 //! server (good banner), a closed port (refused), a listener that accepts
 //! and never speaks (banner_timeout), one that sends garbage (bad_banner),
-//! a full accept queue (connect_timeout), and a TLS handshake against a
-//! non-TLS server (tls). The fault listeners are hand-written on purpose:
+//! a full accept queue (connect_timeout), a TLS handshake against a
+//! non-TLS server (tls), implicit FTPS against a real TLS server
+//! (`openssl s_server`), and explicit FTPS with `AUTH TLS` refused (tls).
+//! The fault listeners are hand-written on purpose:
 //! they *are* the faults. Every timeout is short and every process is killed
 //! by a guard.
 
@@ -331,4 +333,122 @@ async fn prober_task_reports_up_and_stops_on_cancel() {
     tokio::time::timeout(Duration::from_secs(2), tracker.wait())
         .await
         .expect("prober drains within 2 s of cancellation");
+}
+
+/// A real TLS server (`openssl s_server`, self-signed certificate generated
+/// here) for implicit FTPS: the probe completes the handshake, then reads
+/// the `220` greeting through TLS. The greeting is queued on s_server's
+/// stdin before the probe connects; s_server forwards it once the
+/// handshake is done.
+struct TlsServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsServer {
+    fn start(greeting: &str) -> TlsServer {
+        use std::io::{BufRead, Write};
+        let dir = tempfile::tempdir().unwrap();
+        let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+        let st = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=ftps.test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run openssl req");
+        assert!(st.success(), "openssl req failed");
+        let port = free_port();
+        let mut child = Command::new("openssl")
+            .args(["s_server", "-naccept", "1", "-accept"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn openssl s_server");
+        child
+            .stdin
+            .as_mut()
+            .unwrap()
+            .write_all(greeting.as_bytes())
+            .unwrap();
+        // s_server prints ACCEPT once it listens; wait for it (bounded by
+        // the guard below: the read ends when the process is killed).
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("ACCEPT") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let s = TlsServer {
+            child,
+            port,
+            _dir: dir,
+        };
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("openssl s_server listening within 10 s");
+        s
+    }
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn implicit_ftps_handshake_and_greeting_against_a_real_tls_server() {
+    let server = TlsServer::start("220 FTPS ready\r\n");
+    let r = probe_once(&target(server.port, Protocol::FtpsImplicit)).await;
+    assert_eq!(
+        r.outcome.as_deref().map_err(|e| e.clone()),
+        Ok("220 FTPS ready"),
+        "handshake then greeting"
+    );
+}
+
+/// Explicit FTPS whose server refuses `AUTH TLS` (a fault listener: a
+/// plain FTP greeting, then `504`) fails as `tls`.
+#[tokio::test]
+async fn explicit_ftps_refused_auth_tls_is_tls() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (mut sock, _) = l.accept().await.unwrap();
+        sock.write_all(b"220 plain FTP only\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::io::AsyncReadExt::read(&mut sock, &mut buf)
+            .await
+            .unwrap();
+        assert_eq!(&buf[..n], b"AUTH TLS\r\n");
+        sock.write_all(b"504 Security mechanism not implemented\r\n")
+            .await
+            .unwrap();
+    });
+    let r = probe_once(&target(port, Protocol::Ftps)).await;
+    assert_eq!(reason(&r), Some(Reason::Tls), "{:?}", r.outcome);
+    server.await.expect("listener saw AUTH TLS");
 }
