@@ -425,7 +425,16 @@ impl Inventory {
                 self.count("DescribeServer", o, started);
                 tracing::warn!(server_id = %id, outcome = o,
                     error = %aws_sdk_transfer::error::DisplayErrorContext(&e),
-                    "DescribeServer failed; using what ListServers said");
+                    "DescribeServer failed; using what ListServers said and the last known details");
+                // What only DescribeServer tells comes from the last good
+                // view: a transient failure must not turn a server with
+                // structured logging into `mechanism="none"` (a false
+                // "blind" alert) or drop its protocols from the probe.
+                if let Some(k) = self.known.get(id) {
+                    s.protocols = k.protocols.clone();
+                    s.structured_log_destinations = k.structured_log_destinations.clone();
+                    s.address_allocation_ids = k.address_allocation_ids.clone();
+                }
             }
         }
         if s.account_id.is_empty() {

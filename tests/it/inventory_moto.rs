@@ -346,3 +346,157 @@ async fn unreachable_api_is_counted_and_keeps_the_last_view() {
         "last known view kept:\n{text}"
     );
 }
+
+/// The one fault this module injects: DescribeServer answers HTTP 500 while
+/// `fail` is set; every other call is forwarded to moto unchanged. A
+/// hand-written proxy in front of the real server, loopback only; its
+/// runtime (and listener) stop when it is dropped.
+struct DescribeFaultProxy {
+    url: String,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+    rt: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for DescribeFaultProxy {
+    fn drop(&mut self) {
+        // Tests drop it from async code: stop without blocking.
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl DescribeFaultProxy {
+    fn start(upstream: &str) -> DescribeFaultProxy {
+        use http_body_util::{BodyExt, Full};
+        use hyper::body::Bytes;
+        use std::sync::atomic::Ordering;
+
+        assert!(upstream.starts_with("http://127.0.0.1:"), "loopback only");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (fail2, upstream) = (fail.clone(), upstream.to_owned());
+        rt.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (fail, upstream) = (fail2.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (fail, upstream) = (fail.clone(), upstream.clone());
+                        async move {
+                            let target = req
+                                .headers()
+                                .get("x-amz-target")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_owned();
+                            if fail.load(Ordering::Relaxed) && target.ends_with(".DescribeServer") {
+                                return Ok::<_, std::convert::Infallible>(
+                                    hyper::Response::builder()
+                                        .status(500)
+                                        .header("content-type", "application/x-amz-json-1.1")
+                                        .body(Full::new(Bytes::from_static(
+                                            br#"{"__type":"InternalServiceError","message":"injected"}"#,
+                                        )))
+                                        .unwrap(),
+                                );
+                            }
+                            let path = req.uri().path().to_owned();
+                            let headers: Vec<(String, String)> = req
+                                .headers()
+                                .iter()
+                                .filter(|(k, _)| !matches!(k.as_str(), "host" | "content-length" | "connection"))
+                                .filter_map(|(k, v)| Some((k.to_string(), v.to_str().ok()?.to_owned())))
+                                .collect();
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let resp = tokio::task::spawn_blocking(move || {
+                                let mut b = ureq::http::Request::builder()
+                                    .method("POST")
+                                    .uri(format!("{upstream}{path}"));
+                                for (k, v) in &headers {
+                                    b = b.header(k, v);
+                                }
+                                let agent: ureq::Agent = ureq::Agent::config_builder()
+                                    .http_status_as_error(false)
+                                    .timeout_global(Some(Duration::from_secs(10)))
+                                    .build()
+                                    .into();
+                                let mut r = agent.run(b.body(body.to_vec()).unwrap()).unwrap();
+                                let status = r.status().as_u16();
+                                (status, r.body_mut().read_to_vec().unwrap())
+                            })
+                            .await
+                            .unwrap();
+                            Ok(hyper::Response::builder()
+                                .status(resp.0)
+                                .header("content-type", "application/x-amz-json-1.1")
+                                .body(Full::new(Bytes::from(resp.1)))
+                                .unwrap())
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        DescribeFaultProxy {
+            url,
+            fail,
+            rt: Some(rt),
+        }
+    }
+}
+
+/// A DescribeServer that fails once must not turn a server with structured
+/// logging into `mechanism="none"` (a false "blind" alert): what only
+/// DescribeServer says comes from the last good view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn describe_failure_keeps_the_last_known_logging_details() {
+    let f = fixture().await;
+    let proxy = tokio::task::spawn_blocking({
+        let url = f._moto.url.clone();
+        move || DescribeFaultProxy::start(&url)
+    })
+    .await
+    .unwrap();
+    let sdk = f.sdk.to_builder().endpoint_url(&proxy.url).build();
+    let reg = Registry::new();
+    let m = Arc::new(Metrics::new(&reg, Limits::default()));
+    let mut inv = Inventory::new(&sdk, m.clone(), InventoryConfig::default());
+    inv.refresh().await.expect("first refresh");
+    let before = lines(&render(&reg), "aws_transfer_server_logging_configured");
+
+    proxy.fail.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::timeout(REFRESH_BOUND, inv.refresh())
+        .await
+        .expect("bounded")
+        .expect("DescribeServer failures do not fail the refresh");
+    let text = render(&reg);
+    assert_eq!(
+        m.api_calls
+            .with_label_values(&["DescribeServer", "transient"])
+            .get(),
+        4,
+        "{text}"
+    );
+    assert_eq!(
+        lines(&text, "aws_transfer_server_logging_configured"),
+        before,
+        "mechanisms unchanged:\n{text}"
+    );
+    let info = lines(&text, "aws_transfer_server_info");
+    assert!(
+        info.iter()
+            .any(|(l, _)| l.contains(&("protocols".to_owned(), "SFTP,FTPS".to_owned()))),
+        "protocols kept:\n{text}"
+    );
+    drop(proxy);
+}
