@@ -11,3 +11,5 @@ mod daemon_restart;
 mod probe_listeners;
 mod inventory_moto;
 mod inventory_daemon;
+mod alerts_e2e;
+mod dashboards_static;
