@@ -37,6 +37,9 @@ pub fn command(args: &[String], extra_env: &[(&str, &str)]) -> Command {
     ] {
         cmd.env_remove(var);
     }
+    // Safety net: an SDK client without an explicit endpoint (a test that
+    // forgot --aws.endpoint-url) reaches a dead local port, never AWS.
+    cmd.env("AWS_ENDPOINT_URL", "http://127.0.0.1:1");
     for (k, v) in FAKE_AWS_ENV.iter().chain(extra_env) {
         cmd.env(k, v);
     }
