@@ -1,0 +1,174 @@
+//! CPU while idle with 100 log groups: the real source (SDK client, token
+//! bucket, pollers, state-file flusher) polling 100 groups on a moto server
+//! where nothing new arrives, with the default settings (2 API calls/s, so a
+//! round of 100 groups takes ~50 s: the budget, not the interval, paces it).
+//! Measures this process's CPU time (user+system, /proc/self/stat) over a
+//! steady-state span after the first round; moto runs in its own process
+//! and is not counted.
+//!
+//!     cargo bench --bench source_idle            # 60 s measured
+//!     IDLE_SECONDS=120 cargo bench --bench source_idle
+//!
+//! Needs the test venv (`.venv-test` with moto). Loopback only; fake
+//! credentials; the metadata endpoint disabled.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
+use aws_transfer_exporter::metrics::{Limits, Metrics};
+use aws_transfer_exporter::pipeline::{Pipeline, PipelineConfig};
+use aws_transfer_exporter::source::{self, Sources, TargetSpec};
+use prometheus::Registry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const GROUPS: usize = 100;
+
+struct Moto(Child);
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// User+system CPU seconds of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // fields after the ")" of the command name; utime and stime are 14 and 15
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks / 100.0 // CLK_TCK is 100 on Linux
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo test --benches` lists; nothing to list
+    }
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ] {
+        std::env::set_var(k, v);
+    }
+    let measure = Duration::from_secs(
+        std::env::var("IDLE_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _moto = Moto(
+        Command::new(root.join(".venv-test/bin/moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto (python3 -m venv .venv-test && .venv-test/bin/pip install 'moto[server]')"),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let conf = aws_sdk_cloudwatchlogs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .endpoint_url(&url)
+        .credentials_provider(Credentials::new("test", "test", None, None, "bench"))
+        .build();
+    let client = aws_sdk_cloudwatchlogs::Client::from_conf(conf);
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut i = 0;
+        while i < GROUPS {
+            let g = format!("/aws/transfer/s-{i:017x}");
+            match client.create_log_group().log_group_name(&g).send().await {
+                Ok(_) => i += 1,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("moto not ready: {e:?}"),
+            }
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let target = TargetSpec {
+        name: "bench".into(),
+        region: "eu-west-1".into(),
+        endpoint_url: Some(url),
+        role_arn: None,
+        group_prefixes: vec![source::DEFAULT_GROUP_PREFIX.into()],
+        groups: vec![],
+        initial_lookback: source::DEFAULT_INITIAL_LOOKBACK,
+        late_arrival_window: source::DEFAULT_LATE_ARRIVAL_WINDOW,
+        poll_interval: source::DEFAULT_POLL_INTERVAL,
+        discovery_interval: source::DEFAULT_DISCOVERY_INTERVAL,
+        page_limit: source::DEFAULT_PAGE_LIMIT,
+        api_rate_per_second: source::DEFAULT_API_RATE_PER_SECOND,
+    };
+    let reg = Registry::new();
+    let metrics = Arc::new(Metrics::new(&reg, Limits::default()));
+    let pipeline = Arc::new(Mutex::new(Pipeline::new(
+        metrics.clone(),
+        PipelineConfig::default(),
+    )));
+    let tracker = TaskTracker::new();
+    let cancel = CancellationToken::new();
+    let sources = rt
+        .block_on(Sources::start(
+            vec![target],
+            dir.path().join("state.json"),
+            source::DEFAULT_STATE_FLUSH_INTERVAL,
+            pipeline,
+            metrics.clone(),
+            &tracker,
+            cancel.clone(),
+        ))
+        .unwrap();
+    let t0 = Instant::now();
+    while !sources.is_ready() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "first round did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let calls = |m: &Metrics| {
+        m.api_calls
+            .with_label_values(&["FilterLogEvents", "success"])
+            .get()
+            + m.api_calls
+                .with_label_values(&["DescribeLogGroups", "success"])
+                .get()
+    };
+    println!(
+        "first round of {GROUPS} groups: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let (cpu0, calls0, w0) = (cpu_seconds(), calls(&metrics), Instant::now());
+    std::thread::sleep(measure);
+    let (cpu1, calls1, wall) = (cpu_seconds(), calls(&metrics), w0.elapsed().as_secs_f64());
+    println!(
+        "idle with {GROUPS} groups over {wall:.0} s: CPU {:.2} s = {:.2} % of one core; {} API calls ({:.2}/s); effective poll interval {:.0} s",
+        cpu1 - cpu0,
+        100.0 * (cpu1 - cpu0) / wall,
+        calls1 - calls0,
+        (calls1 - calls0) as f64 / wall,
+        metrics.poll_interval.get()
+    );
+    cancel.cancel();
+    tracker.close();
+    rt.block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
+    });
+}
