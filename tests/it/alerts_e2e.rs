@@ -130,13 +130,10 @@ impl Drop for Prometheus {
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(name))
-                .find(|f| f.is_file())
-        })
-        .unwrap_or(None)
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|f| f.is_file())
 }
 
 /// A listener on 127.0.0.1 that greets like an SSH server (for the probe),
