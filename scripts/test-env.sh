@@ -24,7 +24,9 @@ else
     say "moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)') installed"
 fi
 
-if command -v promtool >/dev/null 2>&1; then
+if [[ "${TEST_ENV_SKIP_PROMTOOL:-}" == 1 ]]; then
+    say "skipping promtool (TEST_ENV_SKIP_PROMTOOL=1)"
+elif command -v promtool >/dev/null 2>&1; then
     say "promtool already installed ($(command -v promtool))"
 else
     if [[ $(id -u) -ne 0 ]]; then
