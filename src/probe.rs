@@ -30,7 +30,7 @@
 //! server whose endpoint is reachable from the internet, only when
 //! `probe.public_hostnames` allows it (see [`ProbeConfig::public_hostnames`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -813,15 +813,9 @@ pub async fn round(metrics: &Metrics, cfg: &ProbeConfig, targets: &[Target]) -> 
             duration: Duration::ZERO,
             outcome: Err((Reason::Refused, "probe task failed".into())),
         });
-        match &r.outcome {
-            Ok(greeting) => tracing::debug!(
-                server_id = %t.server_id, endpoint = %t.host, port = t.port,
-                greeting = %greeting, "probe succeeded"
-            ),
-            Err((reason, detail)) => tracing::warn!(
-                server_id = %t.server_id, endpoint = %t.host, port = t.port,
-                reason = %reason, error = %detail, "endpoint probe failed"
-            ),
+        if let Ok(greeting) = &r.outcome {
+            tracing::debug!(server_id = %t.server_id, endpoint = %t.host, port = t.port,
+                greeting = %greeting, "probe succeeded");
         }
         record(metrics, t, &r);
         out.push(r);
@@ -859,6 +853,7 @@ pub fn spawn(
     }
     tracker.spawn(async move {
         let mut previous: HashSet<Target> = HashSet::new();
+        let mut last: HashMap<Target, Option<Reason>> = HashMap::new();
         let mut tick = tokio::time::interval(cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -872,9 +867,27 @@ pub fn spawn(
                 forget(&metrics, gone);
             }
             previous = now;
-            tokio::select! {
+            let results = tokio::select! {
                 _ = token.cancelled() => break,
-                _ = round(&metrics, &cfg, &targets) => {}
+                r = round(&metrics, &cfg, &targets) => r,
+            };
+            // Log changes only: a dead endpoint must not print a warning
+            // every interval for days (the metrics carry the steady state).
+            last.retain(|t, _| previous.contains(t));
+            for (t, r) in targets.iter().zip(&results) {
+                let reason = r.outcome.as_ref().err().map(|(reason, _)| *reason);
+                let before = last.insert(t.clone(), reason);
+                match (&r.outcome, before) {
+                    (Err((reason, detail)), b) if b != Some(Some(*reason)) => tracing::warn!(
+                        server_id = %t.server_id, endpoint = %t.host, port = t.port,
+                        reason = %reason, error = %detail, "endpoint probe failed"
+                    ),
+                    (Ok(_), Some(Some(_))) => tracing::info!(
+                        server_id = %t.server_id, endpoint = %t.host, port = t.port,
+                        "endpoint reachable again"
+                    ),
+                    _ => {}
+                }
             }
         }
         tracing::debug!("prober stopped");
