@@ -226,9 +226,21 @@ impl Default for ProbeConfig {
 
 impl ProbeConfig {
     /// Whether hostnames are derived for a target whose API endpoint URL
-    /// override is `endpoint_url`.
+    /// override is `endpoint_url`. Unset `public_hostnames` means "only
+    /// against the real AWS API": no endpoint override in the config, nor in
+    /// the environment (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_TRANSFER`,
+    /// which the SDK honours too), so a run against a local API never
+    /// resolves an AWS host name.
     pub fn derive_public_hostnames(&self, endpoint_url: Option<&str>) -> bool {
-        self.public_hostnames.unwrap_or(endpoint_url.is_none())
+        let env_override = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_TRANSFER"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()));
+        self.derive_with(endpoint_url, env_override)
+    }
+
+    fn derive_with(&self, endpoint_url: Option<&str>, env_override: bool) -> bool {
+        self.public_hostnames
+            .unwrap_or(endpoint_url.is_none() && !env_override)
     }
 }
 
@@ -965,13 +977,57 @@ mod tests {
     #[test]
     fn public_hostnames_default_follows_the_endpoint_override() {
         let c = ProbeConfig::default();
-        assert!(c.derive_public_hostnames(None));
-        assert!(!c.derive_public_hostnames(Some("http://127.0.0.1:5000")));
+        assert!(c.derive_with(None, false));
+        assert!(!c.derive_with(Some("http://127.0.0.1:5000"), false));
+        assert!(
+            !c.derive_with(None, true),
+            "AWS_ENDPOINT_URL in the environment"
+        );
         let c = ProbeConfig {
             public_hostnames: Some(false),
             ..ProbeConfig::default()
         };
-        assert!(!c.derive_public_hostnames(None));
+        assert!(!c.derive_with(None, false));
+        let c = ProbeConfig {
+            public_hostnames: Some(true),
+            ..ProbeConfig::default()
+        };
+        assert!(c.derive_with(Some("http://127.0.0.1:5000"), true));
+    }
+
+    #[test]
+    fn derived_targets_only_for_online_internet_facing_servers() {
+        let server =
+            |id: &str, online: bool, endpoint_type: &str, eips: usize, protocols: &[&str]| {
+                ServerSummary {
+                    server_id: id.into(),
+                    region: "eu-west-1".into(),
+                    online,
+                    endpoint_type: endpoint_type.into(),
+                    address_allocation_ids: vec!["eipalloc-1".into(); eips],
+                    protocols: protocols.iter().map(|p| p.to_string()).collect(),
+                    ..Default::default()
+                }
+            };
+        let servers = [
+            server("s-public", true, "PUBLIC", 0, &["SFTP", "FTPS", "AS2"]),
+            server("s-stopped", false, "PUBLIC", 0, &["SFTP"]),
+            server("s-vpc-eip", true, "VPC", 1, &["FTP"]),
+            server("s-vpc-internal", true, "VPC", 0, &["SFTP"]),
+        ];
+        let got: Vec<(String, u16, Protocol)> = derived_targets(&servers)
+            .into_iter()
+            .map(|t| (t.host, t.port, t.protocol))
+            .collect();
+        let host = |id: &str| format!("{id}.server.transfer.eu-west-1.amazonaws.com");
+        assert_eq!(
+            got,
+            vec![
+                (host("s-public"), 22, Protocol::Sftp),
+                (host("s-public"), 21, Protocol::Ftps),
+                (host("s-vpc-eip"), 21, Protocol::Ftp),
+            ]
+        );
     }
 
     #[test]
