@@ -1,1 +1,53 @@
-fn main() {}
+//! Throughput of the pure core: parse + attribute + classify + count over a
+//! realistic mixed corpus, beside bare `serde_json` parsing of the same
+//! messages into a `Value` as the reference. One core (the pipeline is
+//! single-threaded). Figures go in BENCHMARKS.md.
+//!
+//!     cargo bench --bench pipeline
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use prometheus::Registry;
+
+use aws_transfer_exporter::corpus;
+use aws_transfer_exporter::metrics::{Limits, Metrics};
+use aws_transfer_exporter::pipeline::{Pipeline, PipelineConfig};
+
+const EVENTS: usize = 100_000;
+
+fn bench(c: &mut Criterion) {
+    let events = corpus::mixed(EVENTS, 42);
+    let bytes: usize = events.iter().map(|e| e.message.len()).sum();
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.sample_size(20);
+
+    // One pipeline across iterations, as in the daemon: label series and
+    // handles exist after the first pass (the steady state).
+    let reg = Registry::new();
+    let mut p = Pipeline::new(
+        Arc::new(Metrics::new(&reg, Limits::default())),
+        PipelineConfig::default(),
+    );
+    g.bench_function("parse_attribute_classify_count", |b| {
+        b.iter(|| {
+            for e in &events {
+                black_box(p.process(e));
+            }
+        })
+    });
+    g.bench_function("serde_json_value_only", |b| {
+        b.iter(|| {
+            for e in &events {
+                black_box(serde_json::from_str::<serde_json::Value>(&e.message).ok());
+            }
+        })
+    });
+    g.finish();
+    eprintln!("corpus: {EVENTS} events, {bytes} message bytes ({} bytes/event)", bytes / EVENTS);
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

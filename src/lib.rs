@@ -21,6 +21,7 @@
 
 pub mod attribute;
 pub mod classify;
+pub mod corpus;
 pub mod event;
 pub mod metrics;
 pub mod parse;

@@ -12,7 +12,7 @@
 //! `aws_transfer_exporter_label_overflow_total`. Server ids, connector ids and
 //! other ids that come from log content share one cap per id label.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Mutex;
 
 use prometheus::core::Collector;
@@ -398,12 +398,10 @@ impl Metrics {
         f(&mut g)
     }
 
-    /// Bounded user label value for `server`, counting overflow.
-    pub fn user_label(&self, server: &str, user: &str) -> String {
-        let (v, overflowed) = self.with_guard(|g| {
-            let (v, o) = g.user(server, user);
-            (v.to_owned(), o)
-        });
+    /// Bounded user label value for `server`, counting overflow. Borrows
+    /// (no allocation on the per-event path).
+    pub fn user_label<'a>(&self, server: &str, user: &'a str) -> &'a str {
+        let (v, overflowed) = self.with_guard(|g| g.user(server, user));
         if overflowed {
             self.label_overflow.with_label_values(&["user"]).inc();
         }
@@ -411,11 +409,8 @@ impl Metrics {
     }
 
     /// Bounded id label value (`kind` is the label name), counting overflow.
-    pub fn id_label(&self, kind: &'static str, id: &str) -> String {
-        let (v, overflowed) = self.with_guard(|g| {
-            let (v, o) = g.id(kind, id);
-            (v.to_owned(), o)
-        });
+    pub fn id_label<'a>(&self, kind: &'static str, id: &'a str) -> &'a str {
+        let (v, overflowed) = self.with_guard(|g| g.id(kind, id));
         if overflowed {
             self.label_overflow.with_label_values(&[kind]).inc();
         }
