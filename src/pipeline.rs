@@ -5,7 +5,7 @@
 //! every input is either counted in the product metrics or in
 //! `aws_transfer_exporter_unparsed_events_total` (and sampled to the log).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
