@@ -10,6 +10,7 @@ mod daemon_e2e;
 mod daemon_restart;
 mod probe_listeners;
 mod inventory_moto;
+mod classify_cmd;
 mod source_discovery;
 mod source_faults;
 mod source_harness;
