@@ -23,6 +23,8 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at startup; boxing the daemon flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Run the daemon: poll CloudWatch Logs and serve /metrics (the default).
     Serve(ServeArgs),

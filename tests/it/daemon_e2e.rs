@@ -20,6 +20,9 @@ fn unique_server_id() -> String {
     format!("s-{:017x}", (nanos ^ ((std::process::id() as u64) << 40)))
 }
 
+/// (metric name, labels, value).
+type Expected<'a> = (&'a str, Vec<(&'a str, &'a str)>, f64);
+
 struct Scenario {
     prefix: String,
     structured: String,
@@ -116,7 +119,7 @@ fn two_servers_structured_and_legacy_give_exact_counts() {
 
     let c = sc.legacy_server.as_str();
     let errors = "aws_transfer_errors_total";
-    let expected: Vec<(&str, Vec<(&str, &str)>, f64)> = vec![
+    let expected: Vec<Expected> = vec![
         (
             errors,
             vec![
