@@ -620,7 +620,12 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 2000, .. ProptestConfig::default() })]
+        // 2,000 cases each by default (a few seconds); run longer with
+        // PROPTEST_CASES=1000000 cargo test --release --lib arbitrary_
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(2000),
+            .. ProptestConfig::default()
+        })]
 
         /// Arbitrary bytes (lossily decoded, as sources do) never panic.
         #[test]
