@@ -46,7 +46,10 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
-    eprintln!("corpus: {EVENTS} events, {bytes} message bytes ({} bytes/event)", bytes / EVENTS);
+    eprintln!(
+        "corpus: {EVENTS} events, {bytes} message bytes ({} bytes/event)",
+        bytes / EVENTS
+    );
 }
 
 criterion_group!(benches, bench);

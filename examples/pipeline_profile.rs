@@ -10,15 +10,24 @@ use aws_transfer_exporter::metrics::{Limits, Metrics};
 use aws_transfer_exporter::pipeline::{Pipeline, PipelineConfig};
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     let events = corpus::mixed(n, 42);
     let reg = prometheus::Registry::new();
-    let mut p = Pipeline::new(Arc::new(Metrics::new(&reg, Limits::default())), PipelineConfig::default());
+    let mut p = Pipeline::new(
+        Arc::new(Metrics::new(&reg, Limits::default())),
+        PipelineConfig::default(),
+    );
     let start = std::time::Instant::now();
     let mut failures = 0usize;
     for e in &events {
         failures += usize::from(p.process(e).cause.is_some());
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("{n} events, {failures} failures, {:.0} events/s", n as f64 / secs);
+    println!(
+        "{n} events, {failures} failures, {:.0} events/s",
+        n as f64 / secs
+    );
 }

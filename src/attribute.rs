@@ -158,8 +158,8 @@ pub fn user_from_stream(stream: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::parse;
     use crate::event::Parsed;
+    use crate::parse::parse;
 
     fn server_event(msg: &str) -> ServerEvent {
         match parse(msg).expect("parses") {
@@ -182,7 +182,10 @@ mod tests {
     fn user_from_stream_table() {
         let cases: &[(&str, Option<&str>)] = &[
             ("s-0123456789abcdef0/jdoe", Some("jdoe")),
-            ("s-0123456789abcdef0/first.last@example.com", Some("first.last@example.com")),
+            (
+                "s-0123456789abcdef0/first.last@example.com",
+                Some("first.last@example.com"),
+            ),
             ("jdoe.0a700c01575303e3", Some("jdoe")),
             ("first.last.0a700c01575303e3", Some("first.last")),
             ("ERRORS", None),
@@ -200,8 +203,14 @@ mod tests {
     #[test]
     fn server_from_group_table() {
         let cases: &[(&str, Option<&str>)] = &[
-            ("/aws/transfer/s-0123456789abcdef0", Some("s-0123456789abcdef0")),
-            ("/aws/transfer/c-0123456789abcdef0", Some("c-0123456789abcdef0")),
+            (
+                "/aws/transfer/s-0123456789abcdef0",
+                Some("s-0123456789abcdef0"),
+            ),
+            (
+                "/aws/transfer/c-0123456789abcdef0",
+                Some("c-0123456789abcdef0"),
+            ),
             ("/aws/transfer/", None),
             ("/my/structured/group", None),
             ("/aws/transfer/a/b", None),
@@ -223,10 +232,16 @@ mod tests {
             r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Access denied","session-id":"26315c40e111fcf04b00"}}"#
         );
         let at = a.attribute(&server_event(&connected), &raw("/g", "", 1_000, &connected));
-        assert_eq!((at.user.as_deref(), at.source), (Some("jdoe"), UserSource::Field));
+        assert_eq!(
+            (at.user.as_deref(), at.source),
+            (Some("jdoe"), UserSource::Field)
+        );
         // No stream name: only the session map can tell.
         let at = a.attribute(&server_event(&error), &raw("/g", "", 30_000, &error));
-        assert_eq!((at.user.as_deref(), at.source), (Some("jdoe"), UserSource::Session));
+        assert_eq!(
+            (at.user.as_deref(), at.source),
+            (Some("jdoe"), UserSource::Session)
+        );
         assert_eq!(at.server_id.as_deref(), Some("s-0123456789abcdef0"));
         // 60 s after the last use the entry has expired.
         let at = a.attribute(&server_event(&error), &raw("/g", "", 91_000, &error));
@@ -249,9 +264,15 @@ mod tests {
     fn legacy_line_takes_server_from_group_and_user_from_stream_token() {
         let mut a = Attributor::new(10, Duration::from_secs(60));
         let line = "jdoe.0a700c01575303e3 CLOSE Path=/example-bucket/jdoe/in/a.csv BytesIn=2048";
-        let at = a.attribute(&server_event(line), &raw("/aws/transfer/s-0123456789abcdef0", "", 0, line));
+        let at = a.attribute(
+            &server_event(line),
+            &raw("/aws/transfer/s-0123456789abcdef0", "", 0, line),
+        );
         assert_eq!(at.server_id.as_deref(), Some("s-0123456789abcdef0"));
-        assert_eq!((at.user.as_deref(), at.source), (Some("jdoe"), UserSource::Stream));
+        assert_eq!(
+            (at.user.as_deref(), at.source),
+            (Some("jdoe"), UserSource::Stream)
+        );
     }
 
     #[test]
@@ -260,7 +281,13 @@ mod tests {
         let m = format!(
             r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Error performing readdir","session-id":"365df67affe36e4b123d"}}"#
         );
-        let at = a.attribute(&server_event(&m), &raw("/shared", "s-0123456789abcdef0/jdoe", 0, &m));
-        assert_eq!((at.user.as_deref(), at.source), (Some("jdoe"), UserSource::Stream));
+        let at = a.attribute(
+            &server_event(&m),
+            &raw("/shared", "s-0123456789abcdef0/jdoe", 0, &m),
+        );
+        assert_eq!(
+            (at.user.as_deref(), at.source),
+            (Some("jdoe"), UserSource::Stream)
+        );
     }
 }

@@ -50,6 +50,7 @@ const NEGOTIATION: &[Activity] = &[Activity::KexFailure, Activity::Error, Activi
 
 /// Server-event rules (reference §4.1). Order matters: specific messages
 /// first, then the per-activity fallbacks.
+#[rustfmt::skip]
 const SERVER_RULES: &[Rule] = &[
     // ---- auth ----
     Rule { activities: AUTH, msg: Msg::Exact("Authentication failure"),
@@ -115,6 +116,7 @@ const SERVER_RULES: &[Rule] = &[
 
 /// Documented SFTP connector failure codes (reference §5.1), lower-cased,
 /// with what to check.
+#[rustfmt::skip]
 const CONNECTOR_CODES: &[(&str, &str, &str)] = &[
     ("ASSUME_ROLE_ERROR", "assume_role_error", "Check the connector's access role: its trust of transfer.amazonaws.com and its permissions."),
     ("CONNECTION_ERROR", "connection_error", "Check the partner URL, DNS, the partner's firewall and the trusted host keys."),
@@ -134,13 +136,16 @@ const CONNECTOR_CODES: &[(&str, &str, &str)] = &[
     ("UNKNOWN_ERROR", "unknown_error", "Unknown error: read failure-message."),
 ];
 
-const PARTNER: &str = "Check the partner's AS2 endpoint: URL, DNS, reachability and its HTTP response.";
+const PARTNER: &str =
+    "Check the partner's AS2 endpoint: URL, DNS, reachability and its HTTP response.";
 const CERTS: &str = "Check certificates, profiles and the agreement: keys for signing/encryption must match on both sides.";
 const MDN: &str = "The partner's MDN rejected the message: check with the partner which check failed (certificates, compression, security).";
 const RESOURCES: &str = "Check the Transfer Family resources and IAM: agreement, connector, server state, the access role and its S3 paths.";
-const MESSAGE: &str = "Check the message itself: size, duplication, compression and request format.";
+const MESSAGE: &str =
+    "Check the message itself: size, duplication, compression and request format.";
 
 /// Documented AS2 failure codes (reference §5.2), lower-cased, with advice.
+#[rustfmt::skip]
 const AS2_CODES: &[(&str, &str, &str)] = &[
     ("HTTP_ERROR_RESPONSE_FROM_PARTNER", "http_error_response_from_partner", PARTNER),
     ("UNABLE_TO_CONNECT_TO_REMOTE_HOST_OR_IP", "unable_to_connect_to_remote_host_or_ip", PARTNER),
@@ -200,10 +205,14 @@ fn is_key_fingerprint(m: &str) -> bool {
     };
     let kind_ok = !kind.is_empty()
         && kind.len() <= 32
-        && kind.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && kind
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     let fp_ok = if let Some(b64) = fp.strip_prefix("SHA256:") {
         !b64.is_empty()
-            && b64.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
+            && b64
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
     } else if let Some(hex) = fp.strip_prefix("MD5:") {
         !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit() || b == b':')
     } else {
@@ -278,7 +287,11 @@ fn code_lookup(
 
 /// Classifies a connector line; `None` unless its status is FAILED.
 pub fn connector(ev: &ConnectorEvent) -> Option<Classification> {
-    if !ev.status_code.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("FAILED")) {
+    if !ev
+        .status_code
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("FAILED"))
+    {
         return None;
     }
     let message = ev.failure_message.as_deref().unwrap_or("");
@@ -303,7 +316,11 @@ pub fn connector_throttled() -> Classification {
 /// Classifies an AS2 line; `None` unless its status is FAILED (intermediate
 /// states PROCESSING/MDN_* and COMPLETED are not failures).
 pub fn as2(ev: &As2Event) -> Option<Classification> {
-    if !ev.status_code.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("FAILED")) {
+    if !ev
+        .status_code
+        .as_deref()
+        .is_some_and(|s| s.eq_ignore_ascii_case("FAILED"))
+    {
         return None;
     }
     Some(match code_lookup(AS2_CODES, ev.failure_code.as_deref()) {
@@ -325,20 +342,43 @@ pub fn workflow(ev: &WorkflowEvent) -> Option<Classification> {
         "ExecutionThrottled" => ("throttled", "Workflow executions were throttled: reduce concurrent uploads that start workflows or ask for a quota increase."),
         _ => return None,
     };
-    Some(Classification { category: "workflow", cause, advice })
+    Some(Classification {
+        category: "workflow",
+        cause,
+        advice,
+    })
 }
 
 /// Every (category, cause, advice) this module can return, for docs and tests.
 pub fn vocabulary() -> Vec<Classification> {
     let mut v: Vec<Classification> = SERVER_RULES
         .iter()
-        .map(|r| Classification { category: r.category, cause: r.cause, advice: r.advice })
+        .map(|r| Classification {
+            category: r.category,
+            cause: r.cause,
+            advice: r.advice,
+        })
         .collect();
-    v.extend(CONNECTOR_CODES.iter().map(|(_, cause, advice)| Classification { category: "connector", cause, advice }));
+    v.extend(
+        CONNECTOR_CODES
+            .iter()
+            .map(|(_, cause, advice)| Classification {
+                category: "connector",
+                cause,
+                advice,
+            }),
+    );
     v.extend([CONNECTOR_HOST_KEY, CONNECTOR_THROTTLED]);
-    v.extend(AS2_CODES.iter().map(|(_, cause, advice)| Classification { category: "as2", cause, advice }));
+    v.extend(AS2_CODES.iter().map(|(_, cause, advice)| Classification {
+        category: "as2",
+        cause,
+        advice,
+    }));
     for kind in ["StepErrored", "ExecutionErrored", "ExecutionThrottled"] {
-        v.extend(workflow(&WorkflowEvent { kind: kind.into(), ..Default::default() }));
+        v.extend(workflow(&WorkflowEvent {
+            kind: kind.into(),
+            ..Default::default()
+        }));
     }
     let mut seen = std::collections::HashSet::new();
     v.retain(|c| seen.insert((c.category, c.cause)));
@@ -463,7 +503,13 @@ mod tests {
                 failures.push(format!("input: {msg}\n  want {want:?}\n   got {got:?}"));
             }
         }
-        assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} of {} cases failed:\n{}",
+            failures.len(),
+            cases.len(),
+            failures.join("\n")
+        );
     }
 
     /// No rule's sample message may match an earlier rule of another cause:

@@ -21,17 +21,17 @@
 
 pub mod attribute;
 pub mod classify;
+pub mod cli;
+pub mod config;
 pub mod corpus;
+pub mod daemon;
 pub mod event;
+pub mod http;
+pub mod inventory;
 pub mod metrics;
 pub mod parse;
 pub mod pipeline;
-pub mod cli;
-pub mod daemon;
-pub mod report;
-pub mod inventory;
 pub mod probe;
-pub mod http;
+pub mod report;
 pub mod shutdown;
 pub mod source;
-pub mod config;

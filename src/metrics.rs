@@ -248,8 +248,11 @@ fn histogram(
     labels: &[&str],
     buckets: &[f64],
 ) -> HistogramVec {
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
-        .expect("valid metric definition");
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        labels,
+    )
+    .expect("valid metric definition");
     reg.register(Box::new(h.clone()))
         .expect("metric registered once");
     h
@@ -387,7 +390,10 @@ impl Metrics {
             guard: Mutex::new(LabelGuard::new(limits)),
         };
         m.build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("GIT_REVISION").unwrap_or("unknown")])
+            .with_label_values(&[
+                env!("CARGO_PKG_VERSION"),
+                option_env!("GIT_REVISION").unwrap_or("unknown"),
+            ])
             .set(1);
         m
     }
@@ -435,8 +441,16 @@ impl Metrics {
     /// Sets `aws_transfer_server_info` for a server, replacing any earlier
     /// series of the same server (e.g. the ARN-only one once the Transfer API
     /// has described it). `details` are the last four labels.
-    pub fn set_server_info(&self, server_id: &str, region: &str, account_id: &str, details: [&str; 4]) {
-        let values = [server_id, region, account_id, details[0], details[1], details[2], details[3]];
+    pub fn set_server_info(
+        &self,
+        server_id: &str,
+        region: &str,
+        account_id: &str,
+        details: [&str; 4],
+    ) {
+        let values = [
+            server_id, region, account_id, details[0], details[1], details[2], details[3],
+        ];
         // Remove stale series of this server: gather the family and drop
         // every series whose server_id matches but whose labels differ.
         for mf in self.server_info.collect() {
@@ -479,7 +493,13 @@ mod tests {
     #[test]
     fn guard_caps_users_per_server_and_counts_overflow() {
         let reg = Registry::new();
-        let m = Metrics::new(&reg, Limits { max_users_per_server: 2, max_ids: 10 });
+        let m = Metrics::new(
+            &reg,
+            Limits {
+                max_users_per_server: 2,
+                max_ids: 10,
+            },
+        );
         assert_eq!(m.user_label("s-1", "a"), "a");
         assert_eq!(m.user_label("s-1", "b"), "b");
         assert_eq!(m.user_label("s-1", "a"), "a");
@@ -494,9 +514,17 @@ mod tests {
         let reg = Registry::new();
         let m = Metrics::new(&reg, Limits::default());
         m.set_server_info("s-1", "eu-west-1", "111122223333", ["", "", "", ""]);
-        m.set_server_info("s-1", "eu-west-1", "111122223333", ["PUBLIC", "SFTP", "SERVICE_MANAGED", "S3"]);
+        m.set_server_info(
+            "s-1",
+            "eu-west-1",
+            "111122223333",
+            ["PUBLIC", "SFTP", "SERVICE_MANAGED", "S3"],
+        );
         let text = render(&reg);
-        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("aws_transfer_server_info{")).collect();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("aws_transfer_server_info{"))
+            .collect();
         assert_eq!(lines.len(), 1, "{text}");
         assert!(lines[0].contains("protocols=\"SFTP\""), "{}", lines[0]);
     }

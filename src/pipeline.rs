@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
 use rustc_hash::{FxHashMap, FxHasher};
-use std::hash::Hasher;
 use serde::{Deserialize, Serialize};
+use std::hash::Hasher;
 
 use crate::attribute::{self, Attributor};
 use crate::classify::{self, Classification};
@@ -86,14 +86,20 @@ pub struct Outcome {
 /// per-event cost; here a hit costs one FxHash of the values and one compare,
 /// and allocates nothing. Bounded because every label value passed in is
 /// already bounded by the label guard.
+/// Label values and the counter they select.
+type CachedCounter = (Box<[Box<str>]>, IntCounter);
+
 struct CounterCache {
     vec: prometheus::IntCounterVec,
-    map: FxHashMap<u64, Vec<(Box<[Box<str>]>, IntCounter)>>,
+    map: FxHashMap<u64, Vec<CachedCounter>>,
 }
 
 impl CounterCache {
     fn new(vec: &prometheus::IntCounterVec) -> CounterCache {
-        CounterCache { vec: vec.clone(), map: FxHashMap::default() }
+        CounterCache {
+            vec: vec.clone(),
+            map: FxHashMap::default(),
+        }
     }
 
     fn get(&mut self, values: &[&str]) -> &IntCounter {
@@ -232,10 +238,17 @@ impl Pipeline {
                     Parsed::Server { event, .. } => self.server(raw, event, &mut out),
                     Parsed::Connector(ev) => self.connector(ev, &mut out),
                     Parsed::ConnectorThrottled { connector_id } => {
-                        let cid = connector_id.or_else(|| attribute::server_from_group(&raw.log_group).map(str::to_owned));
-                        let label = self.metrics.id_label("connector_id", cid.as_deref().unwrap_or(""));
+                        let cid = connector_id.or_else(|| {
+                            attribute::server_from_group(&raw.log_group).map(str::to_owned)
+                        });
+                        let label = self
+                            .metrics
+                            .id_label("connector_id", cid.as_deref().unwrap_or(""));
                         let c = classify::connector_throttled();
-                        self.metrics.connector_errors.with_label_values(&[label, c.cause]).inc();
+                        self.metrics
+                            .connector_errors
+                            .with_label_values(&[label, c.cause])
+                            .inc();
                         out.server_id = cid;
                         out.activity = Some("ExecutionThrottled".into());
                         self.set_class(&mut out, c);
@@ -246,7 +259,10 @@ impl Pipeline {
             }
             Err(e) => {
                 let family = parse::family(&raw.message);
-                self.metrics.unparsed_events.with_label_values(&[family, e.as_str()]).inc();
+                self.metrics
+                    .unparsed_events
+                    .with_label_values(&[family, e.as_str()])
+                    .inc();
                 out.parse_error = Some(e.as_str().to_owned());
                 self.sample_unparsed(raw, e.as_str());
             }
@@ -302,16 +318,22 @@ impl Pipeline {
         // Keyed by the bounded label, so this set is bounded too.
         if !server_raw.is_empty() && !self.servers_seen.contains(server) {
             self.servers_seen.insert(server.to_owned());
-            if let (Some(region), Some(account)) = (ev.region.as_deref(), ev.account_id.as_deref()) {
+            if let (Some(region), Some(account)) = (ev.region.as_deref(), ev.account_id.as_deref())
+            {
                 metrics.ensure_server_info(server, region, account);
             }
         }
-        let activity = ev.activity.clone().unwrap_or(Activity::Other(String::new()));
+        let activity = ev
+            .activity
+            .clone()
+            .unwrap_or(Activity::Other(String::new()));
         let activity_label = match &activity {
             Activity::Other(name) => {
                 let valid = !name.is_empty()
                     && name.len() <= 64
-                    && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
                 if valid {
                     metrics.id_label("activity", name)
                 } else {
@@ -327,7 +349,10 @@ impl Pipeline {
             Activity::KexFailure | Activity::ConnectionRejected | Activity::TlsResumeFailure
         );
         if at.user.is_none() && expects_user {
-            metrics.unattributed_events.with_label_values(&[server]).inc();
+            metrics
+                .unattributed_events
+                .with_label_values(&[server])
+                .inc();
         }
         let user_raw = at.user.as_deref().unwrap_or("");
         let class = classify::server(&ev);
@@ -367,17 +392,28 @@ impl Pipeline {
                     }
                 }
                 if !any {
-                    metrics.files.with_label_values(&[server, user_label, "unknown"]).inc();
+                    metrics
+                        .files
+                        .with_label_values(&[server, user_label, "unknown"])
+                        .inc();
                 }
             }
             _ => {}
         }
         out.server_id = at.server_id.clone();
         out.user = at.user.clone();
-        out.activity = Some(ev.activity.as_ref().map(|a| a.as_str().to_owned()).unwrap_or_default());
+        out.activity = Some(
+            ev.activity
+                .as_ref()
+                .map(|a| a.as_str().to_owned())
+                .unwrap_or_default(),
+        );
         out.message = ev.message.clone();
         if let Some(c) = class {
-            self.handles.errors.get(&[server, user_label, c.category, c.cause]).inc();
+            self.handles
+                .errors
+                .get(&[server, user_label, c.category, c.cause])
+                .inc();
             self.set_class(out, c);
         }
     }
@@ -393,14 +429,20 @@ impl Pipeline {
             .inc();
         if status == "COMPLETED" {
             if let Some(b) = ev.bytes {
-                self.metrics.connector_bytes.with_label_values(&[label, &operation]).inc_by(b);
+                self.metrics
+                    .connector_bytes
+                    .with_label_values(&[label, &operation])
+                    .inc_by(b);
             }
         }
         out.server_id = ev.connector_id.clone();
         out.activity = Some(format!("{operation} {status}"));
         out.message = ev.failure_message.clone();
         if let Some(c) = classify::connector(&ev) {
-            self.metrics.connector_errors.with_label_values(&[label, c.cause]).inc();
+            self.metrics
+                .connector_errors
+                .with_label_values(&[label, c.cause])
+                .inc();
             self.set_class(out, c);
         }
     }
@@ -410,7 +452,9 @@ impl Pipeline {
             (Some(s), _) => (s.clone(), "inbound"),
             (None, Some(c)) => (c.clone(), "outbound"),
             (None, None) => (
-                attribute::server_from_group(&raw.log_group).unwrap_or("").to_owned(),
+                attribute::server_from_group(&raw.log_group)
+                    .unwrap_or("")
+                    .to_owned(),
                 "unknown",
             ),
         };
@@ -423,15 +467,23 @@ impl Pipeline {
             return;
         }
         let label = self.metrics.id_label("resource_id", &resource);
-        self.metrics.as2_messages.with_label_values(&[label, direction, &status]).inc();
+        self.metrics
+            .as2_messages
+            .with_label_values(&[label, direction, &status])
+            .inc();
         if let Some(c) = classify::as2(&ev) {
-            self.metrics.as2_errors.with_label_values(&[label, direction, c.cause]).inc();
+            self.metrics
+                .as2_errors
+                .with_label_values(&[label, direction, c.cause])
+                .inc();
             self.set_class(out, c);
         }
     }
 
     fn workflow(&mut self, ev: crate::event::WorkflowEvent, out: &mut Outcome) {
-        let wid = self.metrics.id_label("workflow_id", ev.workflow_id.as_deref().unwrap_or(""));
+        let wid = self
+            .metrics
+            .id_label("workflow_id", ev.workflow_id.as_deref().unwrap_or(""));
         let status = match ev.kind.as_str() {
             "ExecutionCompleted" => Some("completed"),
             "ExecutionErrored" => Some("errored"),
@@ -439,15 +491,22 @@ impl Pipeline {
             _ => None,
         };
         if let Some(status) = status {
-            self.metrics.workflow_executions.with_label_values(&[wid, status]).inc();
+            self.metrics
+                .workflow_executions
+                .with_label_values(&[wid, status])
+                .inc();
         }
         out.server_id = ev.server_id.clone();
         out.user = ev.user.clone();
         out.activity = Some(ev.kind.clone());
         out.message = ev.error_message.clone();
         if let Some(c) = classify::workflow(&ev) {
-            let server = self.metrics.id_label("server_id", ev.server_id.as_deref().unwrap_or(""));
-            let user = self.metrics.user_label(server, ev.user.as_deref().unwrap_or(""));
+            let server = self
+                .metrics
+                .id_label("server_id", ev.server_id.as_deref().unwrap_or(""));
+            let user = self
+                .metrics
+                .user_label(server, ev.user.as_deref().unwrap_or(""));
             self.metrics
                 .errors
                 .with_label_values(&[server, user, c.category, c.cause])
@@ -513,15 +572,46 @@ mod tests {
         p.process(&raw("ERRORS", &format!(r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","method":"password","message":"Invalid user name or password","user":"maybe"}}"#)));
         let text = render(&reg);
         assert!(!text.contains("evil-name"), "{text}");
-        assert!(!text.contains("maybe"), "unverified password-login names stay out: {text}");
-        assert_eq!(sample(&text, r#"aws_transfer_errors_total{category="auth",cause="unknown_user",server_id="s-0123456789abcdef0",user=""}"#), Some(1.0), "{text}");
-        assert_eq!(sample(&text, r#"aws_transfer_errors_total{category="auth",cause="key_mismatch",server_id="s-0123456789abcdef0",user="jdoe"}"#), Some(1.0), "{text}");
-        assert_eq!(sample(&text, r#"aws_transfer_errors_total{category="auth",cause="invalid_password",server_id="s-0123456789abcdef0",user=""}"#), Some(1.0), "{text}");
+        assert!(
+            !text.contains("maybe"),
+            "unverified password-login names stay out: {text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"aws_transfer_errors_total{category="auth",cause="unknown_user",server_id="s-0123456789abcdef0",user=""}"#
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"aws_transfer_errors_total{category="auth",cause="key_mismatch",server_id="s-0123456789abcdef0",user="jdoe"}"#
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"aws_transfer_errors_total{category="auth",cause="invalid_password",server_id="s-0123456789abcdef0",user=""}"#
+            ),
+            Some(1.0),
+            "{text}"
+        );
         // Once a user is seen connecting, its failed password logins are labelled.
         p.process(&raw("s-0123456789abcdef0/maybe", &format!(r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"maybe","session-id":"x1"}}"#)));
         p.process(&raw("ERRORS", &format!(r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","method":"password","message":"Invalid user name or password","user":"maybe"}}"#)));
         let text = render(&reg);
-        assert_eq!(sample(&text, r#"aws_transfer_errors_total{category="auth",cause="invalid_password",server_id="s-0123456789abcdef0",user="maybe"}"#), Some(1.0), "{text}");
+        assert_eq!(
+            sample(
+                &text,
+                r#"aws_transfer_errors_total{category="auth",cause="invalid_password",server_id="s-0123456789abcdef0",user="maybe"}"#
+            ),
+            Some(1.0),
+            "{text}"
+        );
     }
 
     #[test]
@@ -536,14 +626,38 @@ mod tests {
         assert_eq!(o.cause.as_deref(), Some("access_denied"));
         let text = render(&reg);
         for (series, want) in [
-            (r#"aws_transfer_sessions_total{server_id="s-0123456789abcdef0",user="jdoe"}"#, 1.0),
-            (r#"aws_transfer_files_total{direction="upload",server_id="s-0123456789abcdef0",user="jdoe"}"#, 1.0),
-            (r#"aws_transfer_bytes_total{direction="upload",server_id="s-0123456789abcdef0",user="jdoe"}"#, 2048.0),
-            (r#"aws_transfer_bytes_total{direction="download",server_id="s-0123456789abcdef0",user="jdoe"}"#, 100.0),
-            (r#"aws_transfer_errors_total{category="iam",cause="access_denied",server_id="s-0123456789abcdef0",user="jdoe"}"#, 1.0),
-            (r#"aws_transfer_events_total{activity="CLOSE",server_id="s-0123456789abcdef0"}"#, 2.0),
-            (r#"aws_transfer_user_last_session_timestamp_seconds{server_id="s-0123456789abcdef0",user="jdoe"}"#, 1_764_000_000.0),
-            (r#"aws_transfer_server_info{account_id="111122223333",domain="",endpoint_type="",identity_provider_type="",protocols="",region="eu-west-1",server_id="s-0123456789abcdef0"}"#, 1.0),
+            (
+                r#"aws_transfer_sessions_total{server_id="s-0123456789abcdef0",user="jdoe"}"#,
+                1.0,
+            ),
+            (
+                r#"aws_transfer_files_total{direction="upload",server_id="s-0123456789abcdef0",user="jdoe"}"#,
+                1.0,
+            ),
+            (
+                r#"aws_transfer_bytes_total{direction="upload",server_id="s-0123456789abcdef0",user="jdoe"}"#,
+                2048.0,
+            ),
+            (
+                r#"aws_transfer_bytes_total{direction="download",server_id="s-0123456789abcdef0",user="jdoe"}"#,
+                100.0,
+            ),
+            (
+                r#"aws_transfer_errors_total{category="iam",cause="access_denied",server_id="s-0123456789abcdef0",user="jdoe"}"#,
+                1.0,
+            ),
+            (
+                r#"aws_transfer_events_total{activity="CLOSE",server_id="s-0123456789abcdef0"}"#,
+                2.0,
+            ),
+            (
+                r#"aws_transfer_user_last_session_timestamp_seconds{server_id="s-0123456789abcdef0",user="jdoe"}"#,
+                1_764_000_000.0,
+            ),
+            (
+                r#"aws_transfer_server_info{account_id="111122223333",domain="",endpoint_type="",identity_provider_type="",protocols="",region="eu-west-1",server_id="s-0123456789abcdef0"}"#,
+                1.0,
+            ),
         ] {
             assert_eq!(sample(&text, series), Some(want), "{series}\n{text}");
         }
@@ -557,9 +671,30 @@ mod tests {
         p.process(&raw("x", "START RequestId: 1"));
         p.process(&raw("x", ""));
         let text = render(&reg);
-        assert_eq!(sample(&text, r#"aws_transfer_exporter_unparsed_events_total{format="json",reason="invalid_json"}"#), Some(1.0), "{text}");
-        assert_eq!(sample(&text, r#"aws_transfer_exporter_unparsed_events_total{format="text",reason="unknown_text"}"#), Some(1.0), "{text}");
-        assert_eq!(sample(&text, r#"aws_transfer_exporter_unparsed_events_total{format="text",reason="empty"}"#), Some(1.0), "{text}");
+        assert_eq!(
+            sample(
+                &text,
+                r#"aws_transfer_exporter_unparsed_events_total{format="json",reason="invalid_json"}"#
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"aws_transfer_exporter_unparsed_events_total{format="text",reason="unknown_text"}"#
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"aws_transfer_exporter_unparsed_events_total{format="text",reason="empty"}"#
+            ),
+            Some(1.0),
+            "{text}"
+        );
     }
 
     #[test]
@@ -572,9 +707,19 @@ mod tests {
         p2.restore_last_sessions(&saved);
         assert_eq!(p2.last_sessions(), saved);
         let text = render(&reg2);
-        assert_eq!(sample(&text, r#"aws_transfer_user_last_session_timestamp_seconds{server_id="s-0123456789abcdef0",user="jdoe"}"#), Some(1_764_000_000.0), "{text}");
+        assert_eq!(
+            sample(
+                &text,
+                r#"aws_transfer_user_last_session_timestamp_seconds{server_id="s-0123456789abcdef0",user="jdoe"}"#
+            ),
+            Some(1_764_000_000.0),
+            "{text}"
+        );
         // An older restored value never overwrites a newer one.
-        p2.restore_last_sessions(&[LastSession { timestamp_seconds: 5.0, ..saved[0].clone() }]);
+        p2.restore_last_sessions(&[LastSession {
+            timestamp_seconds: 5.0,
+            ..saved[0].clone()
+        }]);
         assert_eq!(p2.last_sessions(), saved);
     }
 
@@ -584,7 +729,10 @@ mod tests {
     #[test]
     fn attack_leaves_series_and_memory_bounded() {
         let cap = 50;
-        let (reg, mut p) = pipeline(Limits { max_users_per_server: cap, ..Limits::default() });
+        let (reg, mut p) = pipeline(Limits {
+            max_users_per_server: cap,
+            ..Limits::default()
+        });
         let mut rng_state: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = || {
             rng_state ^= rng_state << 13;
@@ -594,12 +742,25 @@ mod tests {
         };
         for i in 0..100_000u64 {
             let user = format!("u{:x}", next());
-            let ip = format!("{}.{}.{}.{}", next() % 256, next() % 256, next() % 256, next() % 256);
+            let ip = format!(
+                "{}.{}.{}.{}",
+                next() % 256,
+                next() % 256,
+                next() % 256,
+                next() % 256
+            );
             let msg = match i % 4 {
-                0 | 1 => format!(r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","message":"Authentication failure","user":"{user}","source-ip":"{ip}"}}"#),
+                0 | 1 => format!(
+                    r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","message":"Authentication failure","user":"{user}","source-ip":"{ip}"}}"#
+                ),
                 // Names that do exist can still be many: they are capped.
-                2 => format!(r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","message":"RSA SHA256:abc","user":"{user}","source-ip":"{ip}"}}"#),
-                _ => format!(r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"{user}","session-id":"{:x}","source-ip":"{ip}"}}"#, next()),
+                2 => format!(
+                    r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","message":"RSA SHA256:abc","user":"{user}","source-ip":"{ip}"}}"#
+                ),
+                _ => format!(
+                    r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"{user}","session-id":"{:x}","source-ip":"{ip}"}}"#,
+                    next()
+                ),
             };
             p.process(&raw("ERRORS", &msg));
         }
@@ -608,13 +769,24 @@ mod tests {
         // users ≤ cap + 1 overflow value, per family with a user label.
         assert!(series < 4 * (cap + 2) + 60, "series grew to {series}");
         let text = render(&reg);
-        assert!(!text.contains("source_ip") && !text.contains("203.0."), "no IP labels");
+        assert!(
+            !text.contains("source_ip") && !text.contains("203.0."),
+            "no IP labels"
+        );
         assert!(text.contains(OVERFLOW_LABEL), "overflow is visible");
-        let overflow = sample(&text, r#"aws_transfer_exporter_label_overflow_total{label="user"}"#).unwrap_or(0.0);
+        let overflow = sample(
+            &text,
+            r#"aws_transfer_exporter_label_overflow_total{label="user"}"#,
+        )
+        .unwrap_or(0.0);
         assert!(overflow > 40_000.0, "overflow counted: {overflow}");
         // Pipeline memory: last-session map follows labels (bounded by the
         // cap), the session map by its LRU size.
-        assert!(p.last_sessions().len() <= cap + 1, "{}", p.last_sessions().len());
+        assert!(
+            p.last_sessions().len() <= cap + 1,
+            "{}",
+            p.last_sessions().len()
+        );
         assert!(p.attributor.len() <= PipelineConfig::default().session_cache_size);
         assert!(p.handles.events.map.values().map(Vec::len).sum::<usize>() < 10);
     }

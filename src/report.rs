@@ -49,7 +49,9 @@ struct CliDocument {
 impl CliEvent {
     fn into_raw(self, default_group: &str) -> RawEvent {
         RawEvent {
-            log_group: self.log_group_name.unwrap_or_else(|| default_group.to_owned()),
+            log_group: self
+                .log_group_name
+                .unwrap_or_else(|| default_group.to_owned()),
             log_stream: self.log_stream_name.unwrap_or_default(),
             event_id: self.event_id.unwrap_or_default(),
             timestamp_ms: self.timestamp.unwrap_or(0),
@@ -67,13 +69,21 @@ pub struct InputProblems {
 
 /// Reads events from one input's text. Returns the events and a description
 /// of every line that was not an event.
-pub fn read_events(text: &str, source: &str, default_group: &str) -> (Vec<RawEvent>, InputProblems) {
+pub fn read_events(
+    text: &str,
+    source: &str,
+    default_group: &str,
+) -> (Vec<RawEvent>, InputProblems) {
     let mut problems = InputProblems::default();
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') {
         // A whole-document `{"events":[…]}`? Try it before JSON Lines.
         if let Ok(doc) = serde_json::from_str::<CliDocument>(trimmed) {
-            let events = doc.events.into_iter().map(|e| e.into_raw(default_group)).collect();
+            let events = doc
+                .events
+                .into_iter()
+                .map(|e| e.into_raw(default_group))
+                .collect();
             return (events, problems);
         }
     }
@@ -97,7 +107,9 @@ pub fn read_events(text: &str, source: &str, default_group: &str) -> (Vec<RawEve
 fn read_input(path: &Path) -> anyhow::Result<String> {
     if path.as_os_str() == "-" {
         let mut s = String::new();
-        io::stdin().read_to_string(&mut s).context("reading standard input")?;
+        io::stdin()
+            .read_to_string(&mut s)
+            .context("reading standard input")?;
         return Ok(s);
     }
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -108,14 +120,27 @@ fn read_input(path: &Path) -> anyhow::Result<String> {
 pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
     let default_group = args.log_group.clone().unwrap_or_default();
     let stdin_only = [std::path::PathBuf::from("-")];
-    let paths: &[std::path::PathBuf] = if args.files.is_empty() { &stdin_only } else { &args.files };
+    let paths: &[std::path::PathBuf] = if args.files.is_empty() {
+        &stdin_only
+    } else {
+        &args.files
+    };
 
     let registry = Registry::new();
     let metrics = Arc::new(Metrics::new(
         &registry,
-        Limits { max_users_per_server: args.max_users_per_server, ..Limits::default() },
+        Limits {
+            max_users_per_server: args.max_users_per_server,
+            ..Limits::default()
+        },
     ));
-    let mut pipeline = Pipeline::new(metrics, PipelineConfig { recent_failures: 0, ..Default::default() });
+    let mut pipeline = Pipeline::new(
+        metrics,
+        PipelineConfig {
+            recent_failures: 0,
+            ..Default::default()
+        },
+    );
 
     let mut outcomes = Vec::new();
     let mut unreadable = 0usize;
@@ -173,12 +198,12 @@ struct Row {
 }
 
 fn list(set: &BTreeSet<String>, max: usize) -> String {
-    let mut v: Vec<&str> = set.iter().map(String::as_str).take(max).collect();
+    let v: Vec<&str> = set.iter().map(String::as_str).take(max).collect();
     if v.is_empty() {
         return "-".into();
     }
     let more = set.len().saturating_sub(max);
-    let mut s = v.drain(..).collect::<Vec<_>>().join(",");
+    let mut s = v.join(",");
     if more > 0 {
         s.push_str(&format!(",+{more}"));
     }
@@ -246,8 +271,15 @@ pub fn table(outcomes: &[Outcome], unreadable_lines: usize) -> String {
         let line = |c: [&str; 5]| {
             format!(
                 "{:>w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}\n",
-                c[0], c[1], c[2], c[3], c[4],
-                w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3]
+                c[0],
+                c[1],
+                c[2],
+                c[3],
+                c[4],
+                w0 = w[0],
+                w1 = w[1],
+                w2 = w[2],
+                w3 = w[3]
             )
         };
         s.push_str(&line(head));
@@ -256,11 +288,16 @@ pub fn table(outcomes: &[Outcome], unreadable_lines: usize) -> String {
         }
     }
     if !parse_errors.is_empty() {
-        let parts: Vec<String> = parse_errors.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let parts: Vec<String> = parse_errors
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         s.push_str(&format!("\nunparseable messages: {}\n", parts.join(" ")));
     }
     if unreadable_lines > 0 {
-        s.push_str(&format!("input lines that were not events: {unreadable_lines} (see stderr)\n"));
+        s.push_str(&format!(
+            "input lines that were not events: {unreadable_lines} (see stderr)\n"
+        ));
     }
     s
 }

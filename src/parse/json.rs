@@ -86,9 +86,12 @@ impl Text<'_> {
     /// A byte count: a non-negative integer, as a number or a numeric string.
     fn count(&self) -> Option<u64> {
         let s = self.0.as_deref()?.trim();
-        s.parse::<u64>()
-            .ok()
-            .or_else(|| s.parse::<f64>().ok().filter(|f| *f >= 0.0).map(|f| f as u64))
+        s.parse::<u64>().ok().or_else(|| {
+            s.parse::<f64>()
+                .ok()
+                .filter(|f| *f >= 0.0)
+                .map(|f| f as u64)
+        })
     }
 }
 

@@ -79,14 +79,20 @@ mod tests {
 
     #[test]
     fn split_arn_table() {
-        let cases: &[(&str, Option<(&str, &str, &str, &str)>)] = &[
+        type Parts<'a> = Option<(&'a str, &'a str, &'a str, &'a str)>;
+        let cases: &[(&str, Parts)] = &[
             (
                 "arn:aws:transfer:eu-west-1:111122223333:server/s-0123456789abcdef0",
                 Some(("eu-west-1", "111122223333", "server", "s-0123456789abcdef0")),
             ),
             (
                 "arn:aws-cn:transfer:cn-north-1:111122223333:server/s-01234567890abcdef",
-                Some(("cn-north-1", "111122223333", "server", "s-01234567890abcdef")),
+                Some((
+                    "cn-north-1",
+                    "111122223333",
+                    "server",
+                    "s-01234567890abcdef",
+                )),
             ),
             (
                 "arn:aws:transfer:eu-west-1:111122223333:user/s-0123456789abcdef0/jdoe",
@@ -122,19 +128,47 @@ mod tests {
     #[test]
     fn numbers_may_arrive_as_strings_or_numbers() {
         let cases: &[(&str, Option<u64>, Option<u64>)] = &[
-            (r#"{"activity-type":"CLOSE","bytes-in":"121"}"#, Some(121), None),
-            (r#"{"activity-type":"CLOSE","bytes-out":29238420042}"#, None, Some(29_238_420_042)),
-            (r#"{"activity-type":"CLOSE","bytes-in":" 7 "}"#, Some(7), None),
-            (r#"{"activity-type":"CLOSE","bytes-in":12.0}"#, Some(12), None),
+            (
+                r#"{"activity-type":"CLOSE","bytes-in":"121"}"#,
+                Some(121),
+                None,
+            ),
+            (
+                r#"{"activity-type":"CLOSE","bytes-out":29238420042}"#,
+                None,
+                Some(29_238_420_042),
+            ),
+            (
+                r#"{"activity-type":"CLOSE","bytes-in":" 7 "}"#,
+                Some(7),
+                None,
+            ),
+            (
+                r#"{"activity-type":"CLOSE","bytes-in":12.0}"#,
+                Some(12),
+                None,
+            ),
             (r#"{"activity-type":"CLOSE","bytes-in":"-5"}"#, None, None),
             (r#"{"activity-type":"CLOSE","bytes-in":"lots"}"#, None, None),
             (r#"{"activity-type":"CLOSE","bytes-in":null}"#, None, None),
-            ("jdoe.0a700c01575303e3 CLOSE Path=/b/k BytesIn=2048", Some(2048), None),
-            ("jdoe.0a700c01575303e3 CLOSE Path=/b/k BytesOut=99", None, Some(99)),
+            (
+                "jdoe.0a700c01575303e3 CLOSE Path=/b/k BytesIn=2048",
+                Some(2048),
+                None,
+            ),
+            (
+                "jdoe.0a700c01575303e3 CLOSE Path=/b/k BytesOut=99",
+                None,
+                Some(99),
+            ),
         ];
         for (msg, bytes_in, bytes_out) in cases {
             let ev = server(msg);
-            assert_eq!((ev.bytes_in, ev.bytes_out), (*bytes_in, *bytes_out), "input: {msg}");
+            assert_eq!(
+                (ev.bytes_in, ev.bytes_out),
+                (*bytes_in, *bytes_out),
+                "input: {msg}"
+            );
         }
     }
 
@@ -144,17 +178,41 @@ mod tests {
             (r#"{"activity-type":"CONNECTED"}"#, Ok(Format::Structured)),
             ("ERRORS AUTH_FAILURE User=x", Ok(Format::Legacy)),
             ("ERROR Message=\"Access denied\"", Ok(Format::Legacy)),
-            (r#"{"connector-id":"c-1","operation":"SEND","status-code":"COMPLETED"}"#, Ok(Format::Connector)),
-            (r#"{"type":"ExecutionThrottled","details":{},"connectorId":"c-1"}"#, Ok(Format::ConnectorThrottle)),
-            (r#"{"as2-message-id":"m","connector-id":"c-1","status-code":"FAILED"}"#, Ok(Format::As2)),
-            (r#"{"type":"StepStarted","workflowId":"w-1"}"#, Ok(Format::Workflow)),
+            (
+                r#"{"connector-id":"c-1","operation":"SEND","status-code":"COMPLETED"}"#,
+                Ok(Format::Connector),
+            ),
+            (
+                r#"{"type":"ExecutionThrottled","details":{},"connectorId":"c-1"}"#,
+                Ok(Format::ConnectorThrottle),
+            ),
+            (
+                r#"{"as2-message-id":"m","connector-id":"c-1","status-code":"FAILED"}"#,
+                Ok(Format::As2),
+            ),
+            (
+                r#"{"type":"StepStarted","workflowId":"w-1"}"#,
+                Ok(Format::Workflow),
+            ),
             (r#"{"hello":"world"}"#, Err(ParseError::UnknownJson)),
-            (r#"{"activity-type":"CONNECTED""#, Err(ParseError::InvalidJson)),
-            (r#"{"operation":"SEND","connector-id":"c-1" "status-code":"COMPLETED"}"#, Err(ParseError::InvalidJson)),
+            (
+                r#"{"activity-type":"CONNECTED""#,
+                Err(ParseError::InvalidJson),
+            ),
+            (
+                r#"{"operation":"SEND","connector-id":"c-1" "status-code":"COMPLETED"}"#,
+                Err(ParseError::InvalidJson),
+            ),
             ("{", Err(ParseError::InvalidJson)),
-            ("START RequestId: 8f5 Version: $LATEST", Err(ParseError::UnknownText)),
+            (
+                "START RequestId: 8f5 Version: $LATEST",
+                Err(ParseError::UnknownText),
+            ),
             ("hello world", Err(ParseError::UnknownText)),
-            ("2025-01-01 something happened", Err(ParseError::UnknownText)),
+            (
+                "2025-01-01 something happened",
+                Err(ParseError::UnknownText),
+            ),
         ];
         for (msg, want) in cases {
             assert_eq!(parse(msg).map(|p| p.format()), *want, "input: {msg}");
@@ -163,20 +221,33 @@ mod tests {
 
     #[test]
     fn unknown_activities_and_fields_are_kept() {
-        let ev = server(r#"{"activity-type":"QUANTUM_TELEPORT","new-field":{"a":[1,2]},"user":"jdoe"}"#);
-        assert_eq!(ev.activity, Some(Activity::Other("QUANTUM_TELEPORT".into())));
+        let ev =
+            server(r#"{"activity-type":"QUANTUM_TELEPORT","new-field":{"a":[1,2]},"user":"jdoe"}"#);
+        assert_eq!(
+            ev.activity,
+            Some(Activity::Other("QUANTUM_TELEPORT".into()))
+        );
         assert_eq!(ev.user.as_deref(), Some("jdoe"));
         let ev = server("jdoe.0a700c01575303e3 QUANTUM_TELEPORT Foo=bar Baz=\"q u x\"");
-        assert_eq!(ev.activity, Some(Activity::Other("QUANTUM_TELEPORT".into())));
+        assert_eq!(
+            ev.activity,
+            Some(Activity::Other("QUANTUM_TELEPORT".into()))
+        );
     }
 
     #[test]
     fn odd_value_types_are_tolerated() {
         // A number where a string is expected is kept as text; an object is ignored.
-        let ev = server(r#"{"activity-type":"AUTH_FAILURE","user":12345,"message":{"nested":true},"source-ip":"999.1.1.1"}"#);
+        let ev = server(
+            r#"{"activity-type":"AUTH_FAILURE","user":12345,"message":{"nested":true},"source-ip":"999.1.1.1"}"#,
+        );
         assert_eq!(ev.user.as_deref(), Some("12345"));
         assert_eq!(ev.message, None);
-        assert_eq!(ev.source_ip.as_deref(), Some("999.1.1.1"), "impossible IPs are not validated");
+        assert_eq!(
+            ev.source_ip.as_deref(),
+            Some("999.1.1.1"),
+            "impossible IPs are not validated"
+        );
         // Escaped strings are unescaped.
         let ev = server(r#"{"activity-type":"ERROR","message":"Access \u0064enied"}"#);
         assert_eq!(ev.message.as_deref(), Some("Access denied"));
@@ -184,7 +255,9 @@ mod tests {
 
     #[test]
     fn legacy_quoting_and_stream_tokens() {
-        let ev = server(r#"ERRORS AUTH_FAILURE Method=publickey User=no-such-user Message="The user is unrecognized" SourceIP=203.0.113.50"#);
+        let ev = server(
+            r#"ERRORS AUTH_FAILURE Method=publickey User=no-such-user Message="The user is unrecognized" SourceIP=203.0.113.50"#,
+        );
         assert_eq!(ev.stream_token.as_deref(), Some("ERRORS"));
         assert_eq!(ev.message.as_deref(), Some("The user is unrecognized"));
         assert_eq!(ev.user.as_deref(), Some("no-such-user"));
@@ -192,7 +265,10 @@ mod tests {
         assert_eq!(ev.stream_token, None);
         assert_eq!(ev.activity, Some(Activity::Error));
         let ev = server(r#"first.last.0a700c01575303e3 ERROR Message="say \"hi\"" Path=/b/k"#);
-        assert_eq!(ev.stream_token.as_deref(), Some("first.last.0a700c01575303e3"));
+        assert_eq!(
+            ev.stream_token.as_deref(),
+            Some("first.last.0a700c01575303e3")
+        );
         assert_eq!(ev.message.as_deref(), Some("say \"hi\""));
         assert_eq!(ev.path.as_deref(), Some("/b/k"));
         // An unterminated quote runs to the end of the line.
@@ -202,7 +278,9 @@ mod tests {
 
     #[test]
     fn structured_identity_from_arn() {
-        let ev = server(r#"{"activity-type":"CONNECTED","resource-arn":"arn:aws:transfer:eu-west-1:111122223333:server/s-0123456789abcdef0","user":"jdoe","session-id":"26315c40e111fcf04b00"}"#);
+        let ev = server(
+            r#"{"activity-type":"CONNECTED","resource-arn":"arn:aws:transfer:eu-west-1:111122223333:server/s-0123456789abcdef0","user":"jdoe","session-id":"26315c40e111fcf04b00"}"#,
+        );
         assert_eq!(ev.server_id.as_deref(), Some("s-0123456789abcdef0"));
         assert_eq!(ev.region.as_deref(), Some("eu-west-1"));
         assert_eq!(ev.account_id.as_deref(), Some("111122223333"));

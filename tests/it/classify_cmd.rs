@@ -9,7 +9,9 @@ fn bin() -> Command {
 }
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 fn run(args: &[&str], stdin: Option<&str>) -> Output {
@@ -42,8 +44,20 @@ fn stable(exposition: &str) -> String {
 /// fixture. Rewrite with `UPDATE_GOLDEN=1 cargo test --test it golden`.
 #[test]
 fn golden_prometheus_output_for_sample() {
-    let out = run(&["classify", "--output", "prometheus", data("sample.jsonl").to_str().unwrap()], None);
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &[
+            "classify",
+            "--output",
+            "prometheus",
+            data("sample.jsonl").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got = stable(&String::from_utf8(out.stdout).expect("utf-8"));
     let golden = data("golden/sample.prom");
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -56,9 +70,17 @@ fn golden_prometheus_output_for_sample() {
             .lines()
             .filter(|l| !got.lines().any(|g| g == *l))
             .map(|l| format!("- {l}"))
-            .chain(got.lines().filter(|g| !want.lines().any(|l| l == *g)).map(|l| format!("+ {l}")))
+            .chain(
+                got.lines()
+                    .filter(|g| !want.lines().any(|l| l == *g))
+                    .map(|l| format!("+ {l}")),
+            )
             .collect();
-        panic!("exposition differs from {}:\n{}", golden.display(), diff.join("\n"));
+        panic!(
+            "exposition differs from {}:\n{}",
+            golden.display(),
+            diff.join("\n")
+        );
     }
 }
 
@@ -66,13 +88,20 @@ fn golden_prometheus_output_for_sample() {
 fn jsonl_has_one_object_per_event_in_input_order() {
     let input = std::fs::read_to_string(data("sample.jsonl")).unwrap();
     let out = run(&["classify", "--output", "jsonl"], Some(&input));
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect();
-    let inputs: Vec<serde_json::Value> = input.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let inputs: Vec<serde_json::Value> = input
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), inputs.len());
     for (o, i) in lines.iter().zip(&inputs) {
         assert_eq!(o["event_id"], i["eventId"], "order kept: {o}");
@@ -85,9 +114,19 @@ fn jsonl_has_one_object_per_event_in_input_order() {
     assert_eq!(by_id("6")["cause"], "key_mismatch");
     assert_eq!(by_id("6")["user"], "jdoe");
     assert_eq!(by_id("9")["cause"], "assume_role_failed");
-    assert_eq!(by_id("0")["cause"], serde_json::Value::Null, "CONNECTED has no cause");
-    assert!(by_id("0").get("parse_error").is_none(), "parse_error only when unparsed");
-    let broken = lines.iter().filter(|o| o.get("parse_error").is_some()).count();
+    assert_eq!(
+        by_id("0")["cause"],
+        serde_json::Value::Null,
+        "CONNECTED has no cause"
+    );
+    assert!(
+        by_id("0").get("parse_error").is_none(),
+        "parse_error only when unparsed"
+    );
+    let broken = lines
+        .iter()
+        .filter(|o| o.get("parse_error").is_some())
+        .count();
     assert_eq!(broken, 2, "broken JSON and a Lambda line");
 }
 
@@ -102,10 +141,16 @@ fn table_names_causes_with_advice_and_parse_failures() {
             .unwrap_or_else(|| panic!("no row for {cause} in:\n{text}"))
             .to_owned()
     };
-    assert!(row("iam/access_denied").trim_start().starts_with("3 "), "{text}");
+    assert!(
+        row("iam/access_denied").trim_start().starts_with("3 "),
+        "{text}"
+    );
     assert!(row("auth/unknown_user").contains("No such user"), "{text}");
     assert!(row("storage/bucket_not_found").contains("bob"), "{text}");
-    assert!(text.contains("unparseable messages: invalid_json=1 unknown_text=1"), "{text}");
+    assert!(
+        text.contains("unparseable messages: invalid_json=1 unknown_text=1"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -116,10 +161,27 @@ fn filter_log_events_document_and_default_log_group() {
       {"logStreamName":"ERRORS","timestamp":1764000000000,"message":"ERRORS AUTH_FAILURE Method=publickey User=x Message=\"The user is unrecognized\" SourceIP=203.0.113.50","ingestionTime":1764000000100,"eventId":"3"},
       {"logStreamName":"jdoe.0a700c01575303e3","timestamp":1764000001000,"message":"jdoe.0a700c01575303e3 ERROR Message=\"Error performing readdir\"","eventId":"4"}
     ],"searchedLogStreams":[]}"#;
-    let out = run(&["classify", "--output", "jsonl", "--log-group", "/aws/transfer/s-0123456789abcdef0", "-"], Some(doc));
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> =
-        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let out = run(
+        &[
+            "classify",
+            "--output",
+            "jsonl",
+            "--log-group",
+            "/aws/transfer/s-0123456789abcdef0",
+            "-",
+        ],
+        Some(doc),
+    );
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["cause"], "unknown_user");
     assert_eq!(lines[1]["cause"], "bucket_not_found");
@@ -133,7 +195,10 @@ fn bad_input_lines_are_reported_and_nothing_readable_fails() {
     let out = run(&["classify", "--output", "jsonl"], Some(mixed));
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("-:1: not a CloudWatch event object"), "{stderr}");
+    assert!(
+        stderr.contains("-:1: not a CloudWatch event object"),
+        "{stderr}"
+    );
     assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 1);
 
     let out = run(&["classify"], Some("garbage\nmore garbage\n"));

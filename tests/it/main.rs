@@ -5,16 +5,16 @@
 
 mod support;
 
+mod alerts_e2e;
+mod classify_cmd;
 mod daemon_config;
 mod daemon_e2e;
 mod daemon_restart;
-mod probe_listeners;
+mod dashboards_static;
+mod inventory_daemon;
 mod inventory_moto;
-mod classify_cmd;
+mod probe_listeners;
 mod source_discovery;
 mod source_faults;
 mod source_harness;
 mod source_poll;
-mod inventory_daemon;
-mod alerts_e2e;
-mod dashboards_static;
