@@ -85,9 +85,10 @@ pub async fn poll_group(
         .await?;
         s.pages += 1;
         s.api_calls += 1;
-        s.read += page.events.len() as u64;
-        read_c.inc_by(page.events.len() as u64);
+        let page_len = page.events.len() as u64;
+        s.read += page_len;
         if !page.events.is_empty() {
+            let dup_before = s.duplicate;
             // Admit and process under the group's lock, so a state-file
             // snapshot never records an id whose event was not yet counted.
             let mut p = lock(progress);
@@ -115,13 +116,16 @@ pub async fn poll_group(
                 }
             }
             drop(p);
+            // Counted per page, together, so read = new + duplicate holds
+            // between pages too.
+            read_c.inc_by(page_len);
+            dup_c.inc_by(s.duplicate - dup_before);
         }
         match page.next_token {
             Some(t) => token = Some(t),
             None => break,
         }
     }
-    dup_c.inc_by(s.duplicate);
     let newest = {
         let mut p = lock(progress);
         p.complete(&window, ctx.late_window_ms);

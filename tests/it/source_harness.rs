@@ -108,6 +108,11 @@ impl Harness {
         self.shutdown();
     }
 
+    /// Stops polling but keeps the metrics readable (for exact assertions).
+    pub fn halt(&mut self) {
+        self.shutdown();
+    }
+
     fn shutdown(&mut self) {
         if let Some(rt) = self.rt.take() {
             self.cancel.cancel();

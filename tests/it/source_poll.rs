@@ -28,7 +28,7 @@ fn pagination_counts_25000_events_exactly_once() {
     let mut t = target(&moto.url, &[], &[&group]);
     t.page_limit = 700;
     t.late_arrival_window = Duration::from_secs(3600); // every later poll re-reads all 25,000
-    let h = Harness::start(vec![t]);
+    let mut h = Harness::start(vec![t]);
     wait_until("first round", Duration::from_secs(120), || {
         h.sources.is_ready().then_some(())
     });
@@ -43,6 +43,7 @@ fn pagination_counts_25000_events_exactly_once() {
     );
     // Two more polls re-read the whole window: all duplicates, none counted.
     h.wait_polls(&group, 2, Duration::from_secs(120));
+    h.halt();
     assert_eq!(h.connected(&server), total as u64, "{}", h.render());
     assert!(
         h.duplicates(&group) >= 2 * total as u64,
