@@ -13,6 +13,7 @@
 //! replaying an old dump with `classify` behaves like the live daemon did.
 //! Both bounds are config (`attribution.*`).
 
+use std::borrow::Cow;
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
@@ -42,10 +43,13 @@ pub enum UserSource {
     None,
 }
 
+/// Who an event belongs to. Borrows from the event and its message where it
+/// can: attribution runs on every event and allocates only for a user found
+/// through the session map.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attribution {
-    pub server_id: Option<String>,
-    pub user: Option<String>,
+pub struct Attribution<'a> {
+    pub server_id: Option<Cow<'a, str>>,
+    pub user: Option<Cow<'a, str>>,
     pub source: UserSource,
 }
 
@@ -72,27 +76,27 @@ impl Attributor {
     }
 
     /// Attributes a server event; remembers the session of a CONNECTED.
-    pub fn attribute(&mut self, ev: &ServerEvent, raw: &RawEvent) -> Attribution {
+    pub fn attribute<'a>(&mut self, ev: &ServerEvent<'a>, raw: &'a RawEvent) -> Attribution<'a> {
         let server_id = ev
             .server_id
             .clone()
-            .or_else(|| server_from_group(&raw.log_group).map(str::to_owned));
+            .or_else(|| server_from_group(&raw.log_group).map(Cow::Borrowed));
         let stream = if raw.log_stream.is_empty() {
-            ev.stream_token.as_deref().unwrap_or("")
+            ev.stream_token.clone().unwrap_or_default()
         } else {
-            raw.log_stream.as_str()
+            Cow::Borrowed(raw.log_stream.as_str())
         };
 
-        if let Some(user) = ev.user.as_deref().filter(|u| !u.is_empty()) {
+        if let Some(user) = ev.user.as_ref().filter(|u| !u.is_empty()) {
             if ev.activity == Some(Activity::Connected) {
                 if let Some(sid) = ev.session_id.as_deref().filter(|s| !s.is_empty()) {
                     self.sessions
-                        .put(sid.to_owned(), (user.to_owned(), raw.timestamp_ms));
+                        .put(sid.to_owned(), (user.to_string(), raw.timestamp_ms));
                 }
             }
             return Attribution {
                 server_id,
-                user: Some(user.to_owned()),
+                user: Some(user.clone()),
                 source: UserSource::Field,
             };
         }
@@ -100,22 +104,24 @@ impl Attributor {
             if let Some(user) = self.session_user(sid, raw.timestamp_ms) {
                 return Attribution {
                     server_id,
-                    user: Some(user),
+                    user: Some(Cow::Owned(user)),
                     source: UserSource::Session,
                 };
             }
         }
-        if let Some(user) = user_from_stream(stream) {
-            return Attribution {
-                server_id,
-                user: Some(user.to_owned()),
-                source: UserSource::Stream,
-            };
-        }
+        let user = match stream {
+            Cow::Borrowed(s) => user_from_stream(s).map(Cow::Borrowed),
+            Cow::Owned(s) => user_from_stream(&s).map(|u| Cow::Owned(u.to_owned())),
+        };
+        let source = if user.is_some() {
+            UserSource::Stream
+        } else {
+            UserSource::None
+        };
         Attribution {
             server_id,
-            user: None,
-            source: UserSource::None,
+            user,
+            source,
         }
     }
 
@@ -161,7 +167,7 @@ mod tests {
     use crate::event::Parsed;
     use crate::parse::parse;
 
-    fn server_event(msg: &str) -> ServerEvent {
+    fn server_event(msg: &str) -> ServerEvent<'_> {
         match parse(msg).expect("parses") {
             Parsed::Server { event, .. } => event,
             other => panic!("not a server event: {other:?}"),
@@ -175,6 +181,18 @@ mod tests {
             event_id: String::new(),
             timestamp_ms: ts,
             message: msg.into(),
+        }
+    }
+
+    /// Attributes `raw` (parsing its message) and returns an owned result.
+    fn attr(a: &mut Attributor, raw: RawEvent) -> Attribution<'static> {
+        let ev = server_event(&raw.message);
+        let at = a.attribute(&ev, &raw);
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        Attribution {
+            server_id: at.server_id.map(own),
+            user: at.user.map(own),
+            source: at.source,
         }
     }
 
@@ -231,20 +249,20 @@ mod tests {
         let error = format!(
             r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Access denied","session-id":"26315c40e111fcf04b00"}}"#
         );
-        let at = a.attribute(&server_event(&connected), &raw("/g", "", 1_000, &connected));
+        let at = attr(&mut a, raw("/g", "", 1_000, &connected));
         assert_eq!(
             (at.user.as_deref(), at.source),
             (Some("jdoe"), UserSource::Field)
         );
         // No stream name: only the session map can tell.
-        let at = a.attribute(&server_event(&error), &raw("/g", "", 30_000, &error));
+        let at = attr(&mut a, raw("/g", "", 30_000, &error));
         assert_eq!(
             (at.user.as_deref(), at.source),
             (Some("jdoe"), UserSource::Session)
         );
         assert_eq!(at.server_id.as_deref(), Some("s-0123456789abcdef0"));
         // 60 s after the last use the entry has expired.
-        let at = a.attribute(&server_event(&error), &raw("/g", "", 91_000, &error));
+        let at = attr(&mut a, raw("/g", "", 91_000, &error));
         assert_eq!((at.user, at.source), (None, UserSource::None));
     }
 
@@ -255,7 +273,7 @@ mod tests {
             let m = format!(
                 r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"u{i}","session-id":"s{i}"}}"#
             );
-            a.attribute(&server_event(&m), &raw("/g", "", i, &m));
+            attr(&mut a, raw("/g", "", i, &m));
         }
         assert_eq!(a.len(), 3);
     }
@@ -264,9 +282,9 @@ mod tests {
     fn legacy_line_takes_server_from_group_and_user_from_stream_token() {
         let mut a = Attributor::new(10, Duration::from_secs(60));
         let line = "jdoe.0a700c01575303e3 CLOSE Path=/example-bucket/jdoe/in/a.csv BytesIn=2048";
-        let at = a.attribute(
-            &server_event(line),
-            &raw("/aws/transfer/s-0123456789abcdef0", "", 0, line),
+        let at = attr(
+            &mut a,
+            raw("/aws/transfer/s-0123456789abcdef0", "", 0, line),
         );
         assert_eq!(at.server_id.as_deref(), Some("s-0123456789abcdef0"));
         assert_eq!(
@@ -281,10 +299,7 @@ mod tests {
         let m = format!(
             r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Error performing readdir","session-id":"365df67affe36e4b123d"}}"#
         );
-        let at = a.attribute(
-            &server_event(&m),
-            &raw("/shared", "s-0123456789abcdef0/jdoe", 0, &m),
-        );
+        let at = attr(&mut a, raw("/shared", "s-0123456789abcdef0/jdoe", 0, &m));
         assert_eq!(
             (at.user.as_deref(), at.source),
             (Some("jdoe"), UserSource::Stream)

@@ -251,7 +251,7 @@ pub fn is_failure(activity: &Activity) -> bool {
 }
 
 /// Classifies a server event; `None` for non-failures (CONNECTED, OPEN, …).
-pub fn server(ev: &ServerEvent) -> Option<Classification> {
+pub fn server(ev: &ServerEvent<'_>) -> Option<Classification> {
     let activity = ev.activity.as_ref()?;
     if !is_failure(activity) {
         return None;

@@ -140,13 +140,13 @@ impl View for DaemonView {
             .into_iter()
             .map(|o| FailureRow {
                 timestamp_ms: o.timestamp_ms,
-                log_group: o.log_group,
-                server_id: o.server_id.unwrap_or_default(),
-                user: o.user.unwrap_or_default(),
+                log_group: o.log_group.into_owned(),
+                server_id: o.server_id.unwrap_or_default().into_owned(),
+                user: o.user.unwrap_or_default().into_owned(),
                 category: o.category.unwrap_or_default().to_owned(),
-                cause: o.cause.unwrap_or_default(),
+                cause: o.cause.unwrap_or_default().to_owned(),
                 advice: o.advice.unwrap_or_default().to_owned(),
-                message: o.message.unwrap_or_default(),
+                message: o.message.unwrap_or_default().into_owned(),
             })
             .collect()
     }

@@ -1,8 +1,12 @@
 //! The event model: what a source hands the pipeline ([`RawEvent`]) and what
 //! parsing makes of it ([`Parsed`]).
 //!
-//! Parsed events own their strings: the pipeline keeps only the handful of
-//! fields it uses, and unknown fields are skipped without allocating.
+//! Server events (the bulk of every log group) borrow their text from the
+//! message wherever it needs no unescaping, so parsing one allocates
+//! nothing in the common case; the rarer connector, AS2 and workflow events
+//! own their strings. Unknown fields are skipped without allocating.
+
+use std::borrow::Cow;
 
 use serde::Serialize;
 
@@ -124,7 +128,23 @@ impl Activity {
         }
     }
 
+    /// The wire name: borrowed from a static for known activities, so a
+    /// label or an [`Outcome`](crate::pipeline::Outcome) needs no copy.
+    pub fn name(&self) -> Cow<'static, str> {
+        match self {
+            Activity::Other(s) => Cow::Owned(s.clone()),
+            known => Cow::Borrowed(known.known_str()),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
+        match self {
+            Activity::Other(s) => s,
+            known => known.known_str(),
+        }
+    }
+
+    fn known_str(&self) -> &'static str {
         match self {
             Activity::Connected => "CONNECTED",
             Activity::Disconnected => "DISCONNECTED",
@@ -143,33 +163,33 @@ impl Activity {
             Activity::TlsResumeFailure => "TLS_RESUME_FAILURE",
             Activity::ConnectionRejected => "CONNECTION_REJECTED",
             Activity::KexFailure => "KEX_FAILURE",
-            Activity::Other(s) => s,
+            Activity::Other(_) => "",
         }
     }
 }
 
 /// A server event (SFTP/FTPS/FTP/AS2 server), structured or legacy.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ServerEvent {
+pub struct ServerEvent<'a> {
     pub activity: Option<Activity>,
     /// From `resource-arn` (structured) — `None` for legacy lines, whose
     /// server comes from the log group name during attribution.
-    pub server_id: Option<String>,
-    pub region: Option<String>,
-    pub account_id: Option<String>,
+    pub server_id: Option<Cow<'a, str>>,
+    pub region: Option<Cow<'a, str>>,
+    pub account_id: Option<Cow<'a, str>>,
     /// `user` (structured) / `User` (legacy). Attacker-chosen on AUTH_FAILURE.
-    pub user: Option<String>,
-    pub session_id: Option<String>,
-    pub message: Option<String>,
-    pub method: Option<String>,
-    pub operation: Option<String>,
-    pub path: Option<String>,
+    pub user: Option<Cow<'a, str>>,
+    pub session_id: Option<Cow<'a, str>>,
+    pub message: Option<Cow<'a, str>>,
+    pub method: Option<Cow<'a, str>>,
+    pub operation: Option<Cow<'a, str>>,
+    pub path: Option<Cow<'a, str>>,
     pub bytes_in: Option<u64>,
     pub bytes_out: Option<u64>,
     /// Never used as a label (chosen by whoever reaches the port).
-    pub source_ip: Option<String>,
+    pub source_ip: Option<Cow<'a, str>>,
     /// Legacy only: the stream token that prefixed the line, if any.
-    pub stream_token: Option<String>,
+    pub stream_token: Option<Cow<'a, str>>,
 }
 
 /// An SFTP connector line (reference §5.1).
@@ -211,15 +231,20 @@ pub struct WorkflowEvent {
 
 /// A successfully parsed message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parsed {
-    Server { format: Format, event: ServerEvent },
+pub enum Parsed<'a> {
+    Server {
+        format: Format,
+        event: ServerEvent<'a>,
+    },
     Connector(ConnectorEvent),
-    ConnectorThrottled { connector_id: Option<String> },
+    ConnectorThrottled {
+        connector_id: Option<String>,
+    },
     As2(As2Event),
     Workflow(WorkflowEvent),
 }
 
-impl Parsed {
+impl Parsed<'_> {
     pub fn format(&self) -> Format {
         match self {
             Parsed::Server { format, .. } => *format,

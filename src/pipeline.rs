@@ -5,6 +5,7 @@
 //! every input is either counted in the product metrics or in
 //! `aws_transfer_exporter_unparsed_events_total` (and sampled to the log).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,28 +58,92 @@ pub struct LastSession {
 }
 
 /// What the pipeline made of one event (one JSON line of `classify --output jsonl`).
+///
+/// Borrows from the [`RawEvent`] wherever it can, so that producing it costs
+/// (almost) no allocation on the daemon's hot path, which discards it; the
+/// landing page's recent failures keep an owned copy
+/// ([`Outcome::into_owned`]).
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct Outcome {
-    pub event_id: String,
+pub struct Outcome<'a> {
+    pub event_id: Cow<'a, str>,
     pub timestamp_ms: i64,
-    pub log_group: String,
-    pub log_stream: String,
+    pub log_group: Cow<'a, str>,
+    pub log_stream: Cow<'a, str>,
     pub format: Option<Format>,
     /// Server id, or connector id for connector lines, or the AS2 resource.
-    pub server_id: Option<String>,
+    pub server_id: Option<Cow<'a, str>>,
     /// The attributed user as seen in the log (not the bounded label value).
-    pub user: Option<String>,
+    pub user: Option<Cow<'a, str>>,
     /// Activity type, or connector operation / AS2 status / workflow type.
-    pub activity: Option<String>,
+    pub activity: Option<Cow<'a, str>>,
     pub category: Option<&'static str>,
-    pub cause: Option<String>,
+    pub cause: Option<&'static str>,
     pub advice: Option<&'static str>,
     /// The event's own message (server events) or failure message.
-    pub message: Option<String>,
+    pub message: Option<Cow<'a, str>>,
     /// Why the message could not be parsed; only then set (and only then
     /// present in JSON output).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub parse_error: Option<String>,
+    pub parse_error: Option<&'static str>,
+}
+
+impl Outcome<'_> {
+    /// Copies `self` into `dst`, reusing `dst`'s string buffers: the recent
+    /// failures ring recycles its oldest entry this way, so keeping it costs
+    /// no allocation in the steady state.
+    fn copy_into(&self, dst: &mut Outcome<'static>) {
+        fn text(dst: &mut Cow<'static, str>, src: &str) {
+            match dst {
+                Cow::Owned(s) => {
+                    s.clear();
+                    s.push_str(src);
+                }
+                Cow::Borrowed(_) => *dst = Cow::Owned(src.to_owned()),
+            }
+        }
+        fn opt(dst: &mut Option<Cow<'static, str>>, src: &Option<Cow<'_, str>>) {
+            match (dst.as_mut(), src) {
+                (Some(d), Some(s)) => text(d, s),
+                (_, None) => *dst = None,
+                (None, Some(s)) => *dst = Some(Cow::Owned(s.to_string())),
+            }
+        }
+        text(&mut dst.event_id, &self.event_id);
+        dst.timestamp_ms = self.timestamp_ms;
+        text(&mut dst.log_group, &self.log_group);
+        text(&mut dst.log_stream, &self.log_stream);
+        dst.format = self.format;
+        opt(&mut dst.server_id, &self.server_id);
+        opt(&mut dst.user, &self.user);
+        opt(&mut dst.activity, &self.activity);
+        dst.category = self.category;
+        dst.cause = self.cause;
+        dst.advice = self.advice;
+        opt(&mut dst.message, &self.message);
+        dst.parse_error = self.parse_error;
+    }
+
+    /// A copy that owns its text (for keeping beyond the raw event).
+    pub fn into_owned(self) -> Outcome<'static> {
+        fn own(c: Cow<'_, str>) -> Cow<'static, str> {
+            Cow::Owned(c.into_owned())
+        }
+        Outcome {
+            event_id: own(self.event_id),
+            timestamp_ms: self.timestamp_ms,
+            log_group: own(self.log_group),
+            log_stream: own(self.log_stream),
+            format: self.format,
+            server_id: self.server_id.map(own),
+            user: self.user.map(own),
+            activity: self.activity.map(own),
+            category: self.category,
+            cause: self.cause,
+            advice: self.advice,
+            message: self.message.map(own),
+            parse_error: self.parse_error,
+        }
+    }
 }
 
 /// Counter handles cached by label values. `IntCounterVec::with_label_values`
@@ -148,7 +213,7 @@ impl Handles {
 pub struct Pipeline {
     metrics: Arc<Metrics>,
     attributor: Attributor,
-    recent: VecDeque<Outcome>,
+    recent: VecDeque<Outcome<'static>>,
     recent_cap: usize,
     servers_seen: rustc_hash::FxHashSet<String>,
     last_sessions: HashMap<(String, String), f64>,
@@ -178,7 +243,7 @@ impl Pipeline {
     }
 
     /// Recent classified failures, newest first (bounded).
-    pub fn recent_failures(&self) -> Vec<Outcome> {
+    pub fn recent_failures(&self) -> Vec<Outcome<'static>> {
         self.recent.iter().rev().cloned().collect()
     }
 
@@ -223,12 +288,12 @@ impl Pipeline {
     }
 
     /// Runs one event through parse → attribute → classify → count.
-    pub fn process(&mut self, raw: &RawEvent) -> Outcome {
+    pub fn process<'a>(&mut self, raw: &'a RawEvent) -> Outcome<'a> {
         let mut out = Outcome {
-            event_id: raw.event_id.clone(),
+            event_id: Cow::Borrowed(&raw.event_id),
             timestamp_ms: raw.timestamp_ms,
-            log_group: raw.log_group.clone(),
-            log_stream: raw.log_stream.clone(),
+            log_group: Cow::Borrowed(&raw.log_group),
+            log_stream: Cow::Borrowed(&raw.log_stream),
             ..Default::default()
         };
         match parse::parse(&raw.message) {
@@ -249,7 +314,7 @@ impl Pipeline {
                             .connector_errors
                             .with_label_values(&[label, c.cause])
                             .inc();
-                        out.server_id = cid;
+                        out.server_id = cid.map(Cow::Owned);
                         out.activity = Some("ExecutionThrottled".into());
                         self.set_class(&mut out, c);
                     }
@@ -263,22 +328,25 @@ impl Pipeline {
                     .unparsed_events
                     .with_label_values(&[family, e.as_str()])
                     .inc();
-                out.parse_error = Some(e.as_str().to_owned());
+                out.parse_error = Some(e.as_str());
                 self.sample_unparsed(raw, e.as_str());
             }
         }
         out
     }
 
-    fn set_class(&mut self, out: &mut Outcome, c: Classification) {
+    fn set_class(&mut self, out: &mut Outcome<'_>, c: Classification) {
         out.category = Some(c.category);
-        out.cause = Some(c.cause.to_owned());
+        out.cause = Some(c.cause);
         out.advice = Some(c.advice);
         if self.recent_cap > 0 {
             if self.recent.len() == self.recent_cap {
-                self.recent.pop_front();
+                let mut oldest = self.recent.pop_front().expect("full ring is not empty");
+                out.copy_into(&mut oldest);
+                self.recent.push_back(oldest);
+            } else {
+                self.recent.push_back(out.clone().into_owned());
             }
-            self.recent.push_back(out.clone());
         }
     }
 
@@ -310,7 +378,7 @@ impl Pipeline {
         }
     }
 
-    fn server(&mut self, raw: &RawEvent, ev: ServerEvent, out: &mut Outcome) {
+    fn server<'a>(&mut self, raw: &'a RawEvent, ev: ServerEvent<'a>, out: &mut Outcome<'a>) {
         let at = self.attributor.attribute(&ev, raw);
         let server_raw = at.server_id.as_deref().unwrap_or("");
         let metrics = Arc::clone(&self.metrics);
@@ -400,25 +468,23 @@ impl Pipeline {
             }
             _ => {}
         }
-        out.server_id = at.server_id.clone();
-        out.user = at.user.clone();
-        out.activity = Some(
-            ev.activity
-                .as_ref()
-                .map(|a| a.as_str().to_owned())
-                .unwrap_or_default(),
-        );
-        out.message = ev.message.clone();
         if let Some(c) = class {
             self.handles
                 .errors
                 .get(&[server, user_label, c.category, c.cause])
                 .inc();
+        }
+        // Moved, not copied: the labels above were the last borrows.
+        out.activity = Some(activity.name());
+        out.message = ev.message;
+        out.server_id = at.server_id;
+        out.user = at.user;
+        if let Some(c) = class {
             self.set_class(out, c);
         }
     }
 
-    fn connector(&mut self, ev: crate::event::ConnectorEvent, out: &mut Outcome) {
+    fn connector(&mut self, ev: crate::event::ConnectorEvent, out: &mut Outcome<'_>) {
         let cid = ev.connector_id.as_deref().unwrap_or("");
         let label = self.metrics.id_label("connector_id", cid);
         let operation = bounded_word(ev.operation.as_deref());
@@ -435,9 +501,9 @@ impl Pipeline {
                     .inc_by(b);
             }
         }
-        out.server_id = ev.connector_id.clone();
-        out.activity = Some(format!("{operation} {status}"));
-        out.message = ev.failure_message.clone();
+        out.server_id = ev.connector_id.clone().map(Cow::Owned);
+        out.activity = Some(format!("{operation} {status}").into());
+        out.message = ev.failure_message.clone().map(Cow::Owned);
         if let Some(c) = classify::connector(&ev) {
             self.metrics
                 .connector_errors
@@ -447,7 +513,7 @@ impl Pipeline {
         }
     }
 
-    fn as2(&mut self, raw: &RawEvent, ev: crate::event::As2Event, out: &mut Outcome) {
+    fn as2(&mut self, raw: &RawEvent, ev: crate::event::As2Event, out: &mut Outcome<'_>) {
         let (resource, direction) = match (&ev.server_id, &ev.connector_id) {
             (Some(s), _) => (s.clone(), "inbound"),
             (None, Some(c)) => (c.clone(), "outbound"),
@@ -459,9 +525,9 @@ impl Pipeline {
             ),
         };
         let status = bounded_word(ev.status_code.as_deref());
-        out.server_id = Some(resource.clone()).filter(|r| !r.is_empty());
-        out.activity = Some(status.clone());
-        out.message = ev.failure_message.clone();
+        out.server_id = Some(Cow::<str>::Owned(resource.clone())).filter(|r| !r.is_empty());
+        out.activity = Some(status.clone().into());
+        out.message = ev.failure_message.clone().map(Cow::Owned);
         // Only final states count (PROCESSING, MDN_* are intermediate).
         if status != "COMPLETED" && status != "FAILED" {
             return;
@@ -480,7 +546,7 @@ impl Pipeline {
         }
     }
 
-    fn workflow(&mut self, ev: crate::event::WorkflowEvent, out: &mut Outcome) {
+    fn workflow(&mut self, ev: crate::event::WorkflowEvent, out: &mut Outcome<'_>) {
         let wid = self
             .metrics
             .id_label("workflow_id", ev.workflow_id.as_deref().unwrap_or(""));
@@ -496,10 +562,10 @@ impl Pipeline {
                 .with_label_values(&[wid, status])
                 .inc();
         }
-        out.server_id = ev.server_id.clone();
-        out.user = ev.user.clone();
-        out.activity = Some(ev.kind.clone());
-        out.message = ev.error_message.clone();
+        out.server_id = ev.server_id.clone().map(Cow::Owned);
+        out.user = ev.user.clone().map(Cow::Owned);
+        out.activity = Some(ev.kind.clone().into());
+        out.message = ev.error_message.clone().map(Cow::Owned);
         if let Some(c) = classify::workflow(&ev) {
             let server = self
                 .metrics
@@ -555,6 +621,83 @@ mod tests {
             timestamp_ms: 1_764_000_000_000,
             message: msg.into(),
         }
+    }
+
+    /// The landing page's ring: newest first, bounded, and each entry equal
+    /// to what `process` returned, also when a recycled entry had fields
+    /// (user, message, activity) that the new one lacks, or the reverse.
+    #[test]
+    fn recent_failures_are_newest_first_bounded_and_exact() {
+        let reg = Registry::new();
+        let m = Arc::new(Metrics::new(&reg, Limits::default()));
+        let mut p = Pipeline::new(
+            m,
+            PipelineConfig {
+                recent_failures: 3,
+                ..Default::default()
+            },
+        );
+        let lines = [
+            (
+                "ERRORS",
+                format!(
+                    r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","message":"Authentication failure","user":"no-such-user"}}"#
+                ),
+            ),
+            (
+                "s-0123456789abcdef0/jdoe",
+                format!(
+                    r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Access denied","session-id":"26315c40e111fcf04b00"}}"#
+                ),
+            ),
+            (
+                "ERRORS",
+                format!(
+                    r#"{{"activity-type":"KEX_FAILURE","resource-arn":"{ARN}","message":"no matching key exchange method found"}}"#
+                ),
+            ),
+            (
+                "",
+                r#"{"type":"ExecutionThrottled","details":{},"connectorId":"c-0123456789abcdef0"}"#
+                    .to_owned(),
+            ),
+            (
+                "s-0123456789abcdef0/alice",
+                format!(
+                    r#"{{"activity-type":"PARTIAL_CLOSE","resource-arn":"{ARN}","path":"/b/k","session-id":"aa"}}"#
+                ),
+            ),
+            (
+                "ERRORS",
+                format!(
+                    r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"bob","session-id":"bb"}}"#
+                ),
+            ),
+            ("ERRORS", "{broken".to_owned()),
+            (
+                "s-0123456789abcdef0/carol",
+                format!(
+                    r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Unable to AssumeRole for user"}}"#
+                ),
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (i, (stream, msg)) in lines.iter().enumerate() {
+            let mut e = raw(stream, msg);
+            e.event_id = format!("id-{i}");
+            let o = p.process(&e);
+            if o.cause.is_some() {
+                failures.push(serde_json::to_value(&o).unwrap());
+            }
+        }
+        assert_eq!(failures.len(), 6, "{failures:?}");
+        let recent: Vec<_> = p
+            .recent_failures()
+            .iter()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .collect();
+        let want: Vec<_> = failures.iter().rev().take(3).cloned().collect();
+        assert_eq!(recent, want);
     }
 
     /// Value of one sample in the exposition, by its exact series text.
@@ -621,9 +764,15 @@ mod tests {
         p.process(&raw("", &format!(r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"jdoe","session-id":"26315c40e111fcf04b00"}}"#)));
         p.process(&raw("", &format!(r#"{{"activity-type":"CLOSE","resource-arn":"{ARN}","bytes-in":"2048","session-id":"26315c40e111fcf04b00"}}"#)));
         p.process(&raw("", &format!(r#"{{"activity-type":"CLOSE","resource-arn":"{ARN}","bytes-out":100,"session-id":"26315c40e111fcf04b00"}}"#)));
-        let o = p.process(&raw("", &format!(r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Access denied","session-id":"26315c40e111fcf04b00"}}"#)));
+        let e = raw(
+            "",
+            &format!(
+                r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Access denied","session-id":"26315c40e111fcf04b00"}}"#
+            ),
+        );
+        let o = p.process(&e);
         assert_eq!(o.user.as_deref(), Some("jdoe"));
-        assert_eq!(o.cause.as_deref(), Some("access_denied"));
+        assert_eq!(o.cause, Some("access_denied"));
         let text = render(&reg);
         for (series, want) in [
             (
@@ -666,8 +815,9 @@ mod tests {
     #[test]
     fn unparseable_events_are_counted_not_dropped() {
         let (reg, mut p) = pipeline(Limits::default());
-        let o = p.process(&raw("x", "{broken"));
-        assert_eq!(o.parse_error.as_deref(), Some("invalid_json"));
+        let e = raw("x", "{broken");
+        let o = p.process(&e);
+        assert_eq!(o.parse_error, Some("invalid_json"));
         p.process(&raw("x", "START RequestId: 1"));
         p.process(&raw("x", ""));
         let text = render(&reg);
@@ -830,7 +980,8 @@ mod tests {
             let obj: serde_json::Map<String, serde_json::Value> = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
             let msg = serde_json::Value::Object(obj).to_string();
             let (_reg, mut p) = pipeline(Limits::default());
-            let o = p.process(&RawEvent { message: msg, ..Default::default() });
+            let e = RawEvent { message: msg, ..Default::default() };
+            let o = p.process(&e);
             prop_assert!(o.format.is_some() || o.parse_error.is_some());
         }
     }

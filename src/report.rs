@@ -169,7 +169,7 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
                 serde_json::to_writer(&mut out, &o).context("writing output")?;
                 out.write_all(b"\n").context("writing output")?;
             } else {
-                outcomes.push(o);
+                outcomes.push(o.into_owned());
             }
         }
     }
@@ -211,27 +211,27 @@ fn list(set: &BTreeSet<String>, max: usize) -> String {
 }
 
 /// The cause summary an operator reads: one row per (category, cause).
-pub fn table(outcomes: &[Outcome], unreadable_lines: usize) -> String {
-    let mut rows: BTreeMap<(&str, String), Row> = BTreeMap::new();
-    let mut parse_errors: BTreeMap<String, u64> = BTreeMap::new();
+pub fn table(outcomes: &[Outcome<'_>], unreadable_lines: usize) -> String {
+    let mut rows: BTreeMap<(&str, &str), Row> = BTreeMap::new();
+    let mut parse_errors: BTreeMap<&str, u64> = BTreeMap::new();
     let mut ok = 0u64;
     for o in outcomes {
-        if let Some(e) = &o.parse_error {
-            *parse_errors.entry(e.clone()).or_default() += 1;
+        if let Some(e) = o.parse_error {
+            *parse_errors.entry(e).or_default() += 1;
             continue;
         }
-        let (Some(category), Some(cause)) = (o.category, &o.cause) else {
+        let (Some(category), Some(cause)) = (o.category, o.cause) else {
             ok += 1;
             continue;
         };
-        let row = rows.entry((category, cause.clone())).or_default();
+        let row = rows.entry((category, cause)).or_default();
         row.count += 1;
         row.advice = o.advice.unwrap_or("");
         if let Some(s) = &o.server_id {
-            row.servers.insert(s.clone());
+            row.servers.insert(s.to_string());
         }
         if let Some(u) = o.user.as_ref().filter(|u| !u.is_empty()) {
-            row.users.insert(u.clone());
+            row.users.insert(u.to_string());
         }
     }
     let mut sorted: Vec<_> = rows.into_iter().collect();

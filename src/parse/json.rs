@@ -194,12 +194,13 @@ struct Wire<'a> {
 }
 
 /// Parses a message that starts with `{`.
-pub fn parse(message: &str) -> Result<Parsed, ParseError> {
+pub fn parse(message: &str) -> Result<Parsed<'_>, ParseError> {
     let w: Wire = serde_json::from_str(message).map_err(|_| ParseError::InvalidJson)?;
     if let Some(activity) = w.activity_type.as_str() {
+        let activity = Activity::from_wire(activity);
         return Ok(Parsed::Server {
             format: Format::Structured,
-            event: server(&w, activity),
+            event: server(w, activity),
         });
     }
     if w.as2_message_id.is_some() {
@@ -245,29 +246,42 @@ pub fn parse(message: &str) -> Result<Parsed, ParseError> {
     Err(ParseError::UnknownJson)
 }
 
-fn server(w: &Wire, activity: &str) -> ServerEvent {
-    let (region, account_id, server_id) = match w.resource_arn.as_str().and_then(super::split_arn) {
-        Some((region, account, _kind, id)) => (
-            Some(region.to_owned()),
-            Some(account.to_owned()),
-            Some(id.to_owned()),
-        ),
+/// Moves the fields out of the wire record: borrowed text stays borrowed.
+fn server(w: Wire<'_>, activity: Activity) -> ServerEvent<'_> {
+    let (region, account_id, server_id) = match w.resource_arn.0 {
+        Some(Cow::Borrowed(arn)) => match super::split_arn(arn) {
+            Some((region, account, _kind, id)) => (
+                Some(Cow::Borrowed(region)),
+                Some(Cow::Borrowed(account)),
+                Some(Cow::Borrowed(id)),
+            ),
+            None => (None, None, None),
+        },
+        // An ARN with JSON escapes in it (never seen; still handled).
+        Some(Cow::Owned(arn)) => match super::split_arn(&arn) {
+            Some((region, account, _kind, id)) => (
+                Some(Cow::Owned(region.to_owned())),
+                Some(Cow::Owned(account.to_owned())),
+                Some(Cow::Owned(id.to_owned())),
+            ),
+            None => (None, None, None),
+        },
         None => (None, None, None),
     };
     ServerEvent {
-        activity: Some(Activity::from_wire(activity)),
+        activity: Some(activity),
         server_id,
         region,
         account_id,
-        user: w.user.owned(),
-        session_id: w.session_id.owned(),
-        message: w.message.owned(),
-        method: w.method.owned(),
-        operation: w.operation.owned(),
-        path: w.path.owned(),
         bytes_in: w.bytes_in.count(),
         bytes_out: w.bytes_out.count(),
-        source_ip: w.source_ip.owned(),
+        user: w.user.0,
+        session_id: w.session_id.0,
+        message: w.message.0,
+        method: w.method.0,
+        operation: w.operation.0,
+        path: w.path.0,
+        source_ip: w.source_ip.0,
         stream_token: None,
     }
 }

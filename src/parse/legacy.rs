@@ -11,6 +11,8 @@
 //! (a Lambda `START RequestId: …` line) is rejected rather than counted as a
 //! Transfer event. Unknown keys are accepted and ignored.
 
+use std::borrow::Cow;
+
 use crate::event::{Activity, Format, ParseError, Parsed, ServerEvent};
 
 /// An activity word: `[A-Z][A-Z0-9_]*`, at most 64 bytes.
@@ -45,8 +47,9 @@ fn next_token(s: &str) -> Option<(&str, &str)> {
 
 /// Reads `Key=Value` / `Key="quoted value"` pairs. Inside quotes `\"` and
 /// `\\` are unescaped; an unterminated quote runs to the end of the line.
+/// Values borrow from the line unless they hold an escape.
 /// Returns `None` if something that is not a pair is found.
-fn pairs(mut rest: &str, mut f: impl FnMut(&str, String)) -> Option<()> {
+fn pairs<'a>(mut rest: &'a str, mut f: impl FnMut(&'a str, Cow<'a, str>)) -> Option<()> {
     loop {
         rest = rest.trim_start();
         if rest.is_empty() {
@@ -59,34 +62,48 @@ fn pairs(mut rest: &str, mut f: impl FnMut(&str, String)) -> Option<()> {
         }
         let after = &rest[eq + 1..];
         if let Some(quoted) = after.strip_prefix('"') {
-            let mut value = String::new();
-            let mut chars = quoted.char_indices();
-            let mut end = quoted.len();
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\\' => match chars.next() {
-                        Some((_, n)) => value.push(n),
-                        None => value.push('\\'),
-                    },
-                    '"' => {
-                        end = i + 1;
-                        break;
-                    }
-                    c => value.push(c),
-                }
-            }
+            let (value, end) = quoted_value(quoted);
             f(key, value);
-            rest = &quoted[end.min(quoted.len())..];
+            rest = &quoted[end..];
         } else {
             let end = after.find(char::is_whitespace).unwrap_or(after.len());
-            f(key, after[..end].to_owned());
+            f(key, Cow::Borrowed(&after[..end]));
             rest = &after[end..];
         }
     }
 }
 
+/// The value of a quoted string whose opening quote is already consumed,
+/// and how many bytes it took (closing quote included).
+fn quoted_value(quoted: &str) -> (Cow<'_, str>, usize) {
+    let b = quoted.as_bytes();
+    match b.iter().position(|&c| c == b'"' || c == b'\\') {
+        // No escape: the value is a slice of the line.
+        Some(i) if b[i] == b'"' => return (Cow::Borrowed(&quoted[..i]), i + 1),
+        None => return (Cow::Borrowed(quoted), quoted.len()),
+        Some(_) => {}
+    }
+    let mut value = String::new();
+    let mut chars = quoted.char_indices();
+    let mut end = quoted.len();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some((_, n)) => value.push(n),
+                None => value.push('\\'),
+            },
+            '"' => {
+                end = i + 1;
+                break;
+            }
+            c => value.push(c),
+        }
+    }
+    (Cow::Owned(value), end)
+}
+
 /// Parses a text line.
-pub fn parse(line: &str) -> Result<Parsed, ParseError> {
+pub fn parse(line: &str) -> Result<Parsed<'_>, ParseError> {
     let (first, rest) = next_token(line).ok_or(ParseError::Empty)?;
     let (stream_token, activity, rest) = if is_activity_word(first) {
         // `ERRORS AUTH_FAILURE …`: ERRORS is a stream, not an activity, when
@@ -105,7 +122,7 @@ pub fn parse(line: &str) -> Result<Parsed, ParseError> {
     };
     let mut ev = ServerEvent {
         activity: Some(Activity::from_wire(activity)),
-        stream_token: stream_token.map(str::to_owned),
+        stream_token: stream_token.map(Cow::Borrowed),
         ..Default::default()
     };
     let ok = pairs(rest, |key, value| match key {
