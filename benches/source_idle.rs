@@ -26,6 +26,11 @@ use tokio_util::task::TaskTracker;
 
 const GROUPS: usize = 100;
 
+/// `cargo test --all-targets` runs this binary without `--bench`: then it
+/// is a smoke test (5 groups, 3 s idle, 1 s polls, a larger budget) that proves the
+/// bench still works without spending two minutes of every CI run.
+const SMOKE_GROUPS: usize = 5;
+
 struct Moto(Child);
 impl Drop for Moto {
     fn drop(&mut self) {
@@ -57,11 +62,13 @@ fn main() {
     ] {
         std::env::set_var(k, v);
     }
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let groups = if smoke { SMOKE_GROUPS } else { GROUPS };
     let measure = Duration::from_secs(
         std::env::var("IDLE_SECONDS")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(60),
+            .unwrap_or(if smoke { 3 } else { 60 }),
     );
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -89,7 +96,7 @@ fn main() {
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut i = 0;
-        while i < GROUPS {
+        while i < groups {
             let g = format!("/aws/transfer/s-{i:017x}");
             match client.create_log_group().log_group_name(&g).send().await {
                 Ok(_) => i += 1,
@@ -111,10 +118,18 @@ fn main() {
         groups: vec![],
         initial_lookback: source::DEFAULT_INITIAL_LOOKBACK,
         late_arrival_window: source::DEFAULT_LATE_ARRIVAL_WINDOW,
-        poll_interval: source::DEFAULT_POLL_INTERVAL,
+        poll_interval: if smoke {
+            Duration::from_secs(1)
+        } else {
+            source::DEFAULT_POLL_INTERVAL
+        },
         discovery_interval: source::DEFAULT_DISCOVERY_INTERVAL,
         page_limit: source::DEFAULT_PAGE_LIMIT,
-        api_rate_per_second: source::DEFAULT_API_RATE_PER_SECOND,
+        api_rate_per_second: if smoke {
+            20.0
+        } else {
+            source::DEFAULT_API_RATE_PER_SECOND
+        },
     };
     let reg = Registry::new();
     let metrics = Arc::new(Metrics::new(&reg, Limits::default()));
@@ -152,20 +167,21 @@ fn main() {
                 .get()
     };
     println!(
-        "first round of {GROUPS} groups: {:.1} s",
+        "first round of {groups} groups: {:.1} s",
         t0.elapsed().as_secs_f64()
     );
     let (cpu0, calls0, w0) = (cpu_seconds(), calls(&metrics), Instant::now());
     std::thread::sleep(measure);
     let (cpu1, calls1, wall) = (cpu_seconds(), calls(&metrics), w0.elapsed().as_secs_f64());
     println!(
-        "idle with {GROUPS} groups over {wall:.0} s: CPU {:.2} s = {:.2} % of one core; {} API calls ({:.2}/s); effective poll interval {:.0} s",
+        "idle with {groups} groups over {wall:.0} s: CPU {:.2} s = {:.2} % of one core; {} API calls ({:.2}/s); effective poll interval {:.0} s",
         cpu1 - cpu0,
         100.0 * (cpu1 - cpu0) / wall,
         calls1 - calls0,
         (calls1 - calls0) as f64 / wall,
         metrics.poll_interval.get()
     );
+    assert!(calls1 > calls0, "the pollers kept polling while idle");
     cancel.cancel();
     tracker.close();
     rt.block_on(async {
