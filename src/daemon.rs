@@ -232,7 +232,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     };
     if let Some(sources) = &sources {
         let _ = view.sources.set(sources.clone());
-        start_inventory_and_probe(&cfg, sources, &metrics, &tracker, &cancel).await;
+        start_inventory_and_probe(&cfg, sources, &metrics, &pipeline, &tracker, &cancel).await;
         tracing::info!(targets = cfg.targets.len(), "polling started");
     }
 
@@ -280,6 +280,7 @@ async fn start_inventory_and_probe(
     cfg: &Config,
     sources: &Arc<Sources>,
     metrics: &Arc<Metrics>,
+    pipeline: &Arc<Mutex<Pipeline>>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
 ) {
@@ -293,6 +294,13 @@ async fn start_inventory_and_probe(
             let sink: crate::inventory::GroupSink =
                 Arc::new(move |groups| sources.add_groups(&target, groups));
             let rx = crate::inventory::spawn(tracker, cancel.child_token(), inventory, Some(sink));
+            tracker.spawn(follow_legacy_duplicates(
+                rx.clone(),
+                t.name.clone(),
+                cfg.inventory.clone(),
+                pipeline.clone(),
+                cancel.child_token(),
+            ));
             feeds.push(crate::probe::InventoryFeed {
                 servers: rx,
                 derive_public_hostnames: cfg
@@ -308,6 +316,33 @@ async fn start_inventory_and_probe(
         cfg.probe.clone(),
         feeds,
     );
+}
+
+/// Keeps the pipeline's set of dual-logging servers (whose legacy lines it
+/// skips) in step with every inventory refresh of one target.
+async fn follow_legacy_duplicates(
+    mut servers: tokio::sync::watch::Receiver<Arc<Vec<crate::inventory::ServerSummary>>>,
+    target: String,
+    cfg: crate::inventory::InventoryConfig,
+    pipeline: Arc<Mutex<Pipeline>>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            changed = servers.changed() => if changed.is_err() { return },
+        }
+        let view = servers.borrow_and_update().clone();
+        let dual = crate::inventory::legacy_duplicate_servers(&view, &cfg);
+        if !dual.is_empty() {
+            tracing::debug!(target = %target, servers = ?dual,
+                "both logging mechanisms on: legacy lines of these servers are skipped");
+        }
+        pipeline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_legacy_duplicates(&target, dual);
+    }
 }
 
 /// The SDK configuration of a target: the default credential chain, the

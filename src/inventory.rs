@@ -81,6 +81,9 @@ pub struct InventorySection {
     pub users: Option<String>,
     /// Hand structured log destinations to the poller (default true).
     pub add_log_groups: Option<bool>,
+    /// Skip the legacy text lines of servers that also log structured JSON
+    /// to a polled group, so each event counts once (default true).
+    pub skip_legacy_duplicates: Option<bool>,
 }
 
 /// Validated inventory settings.
@@ -90,6 +93,7 @@ pub struct InventoryConfig {
     pub interval: Duration,
     pub users: UsersMode,
     pub add_log_groups: bool,
+    pub skip_legacy_duplicates: bool,
 }
 
 impl Default for InventoryConfig {
@@ -99,6 +103,7 @@ impl Default for InventoryConfig {
             interval: DEFAULT_INTERVAL,
             users: UsersMode::Off,
             add_log_groups: true,
+            skip_legacy_duplicates: true,
         }
     }
 }
@@ -129,6 +134,9 @@ impl InventorySection {
             ),
             users,
             add_log_groups: self.add_log_groups.unwrap_or(d.add_log_groups),
+            skip_legacy_duplicates: self
+                .skip_legacy_duplicates
+                .unwrap_or(d.skip_legacy_duplicates),
         }
     }
 }
@@ -200,6 +208,28 @@ impl ServerSummary {
             self.domain.clone(),
         ]
     }
+}
+
+/// Servers whose legacy text lines duplicate structured events that the
+/// exporter polls (reference §8.4): a logging role *and* a structured
+/// destination that is a log group, which the poller reads because
+/// `add_log_groups` hands it over. AWS then delivers every event to both.
+/// With `add_log_groups` off the exporter cannot know the structured group is
+/// polled, so nothing is skipped; with `skip_legacy_duplicates` off neither.
+pub fn legacy_duplicate_servers(servers: &[ServerSummary], cfg: &InventoryConfig) -> Vec<String> {
+    if !(cfg.add_log_groups && cfg.skip_legacy_duplicates) {
+        return Vec::new();
+    }
+    servers
+        .iter()
+        .filter(|s| {
+            s.logging_role.as_deref().is_some_and(|r| !r.is_empty())
+                && s.structured_log_destinations
+                    .iter()
+                    .any(|d| log_group_name(d).is_some())
+        })
+        .map(|s| s.server_id.clone())
+        .collect()
 }
 
 /// The log-group name in a structured log destination:
@@ -678,11 +708,51 @@ mod tests {
         }
     }
 
+    /// Only servers with both mechanisms, a destination the poller reads,
+    /// and both switches on have their legacy lines skipped.
+    #[test]
+    fn legacy_duplicate_servers_table() {
+        let server = |id: &str, role: Option<&str>, dests: &[&str]| ServerSummary {
+            server_id: id.to_owned(),
+            logging_role: role.map(str::to_owned),
+            structured_log_destinations: dests.iter().map(|d| d.to_string()).collect(),
+            ..Default::default()
+        };
+        let dest = "arn:aws:logs:eu-west-1:111122223333:log-group:/custom/transfer:*";
+        let role = Some("arn:aws:iam::111122223333:role/logging");
+        let servers = [
+            server("s-both", role, &[dest]),
+            server("s-role-only", role, &[]),
+            server("s-structured-only", None, &[dest]),
+            server("s-empty-role", Some(""), &[dest]),
+            server("s-not-a-group", role, &["arn:aws:s3:::bucket"]),
+            server("s-none", None, &[]),
+        ];
+        let on = InventoryConfig::default();
+        assert_eq!(legacy_duplicate_servers(&servers, &on), vec!["s-both"]);
+        for off in [
+            InventoryConfig {
+                add_log_groups: false,
+                ..on.clone()
+            },
+            InventoryConfig {
+                skip_legacy_duplicates: false,
+                ..on.clone()
+            },
+        ] {
+            assert!(
+                legacy_duplicate_servers(&servers, &off).is_empty(),
+                "{off:?}"
+            );
+        }
+    }
+
     #[test]
     fn section_validates_and_names_keys() {
-        let ok: InventorySection =
-            serde_norway::from_str("interval: 1m\nusers: list_users\nadd_log_groups: false")
-                .unwrap();
+        let ok: InventorySection = serde_norway::from_str(
+            "interval: 1m\nusers: list_users\nadd_log_groups: false\nskip_legacy_duplicates: false",
+        )
+        .unwrap();
         let mut errors = Vec::new();
         let c = ok.validate(&mut errors);
         assert!(errors.is_empty(), "{errors:?}");
@@ -692,7 +762,8 @@ mod tests {
                 enabled: true,
                 interval: Duration::from_secs(60),
                 users: UsersMode::ListUsers,
-                add_log_groups: false
+                add_log_groups: false,
+                skip_legacy_duplicates: false,
             }
         );
         for (yaml, key) in [

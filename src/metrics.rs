@@ -190,6 +190,10 @@ pub struct Metrics {
     pub label_overflow: IntCounterVec,
     /// `{server_id}`: server events with no user after every attribution step.
     pub unattributed_events: IntCounterVec,
+    /// `{server_id}`: legacy text lines not counted because the server also
+    /// delivers every event as structured JSON to a polled group (AWS sends
+    /// each event to both when both logging mechanisms are on).
+    pub legacy_duplicates: IntCounterVec,
     /// `{operation, outcome}` outcome ∈ success|throttled|denied|not_found|transient|error.
     pub api_calls: IntCounterVec,
     /// `{operation}` AWS API call latency.
@@ -342,6 +346,9 @@ impl Metrics {
                 &["label"]),
             unattributed_events: counter(reg, "aws_transfer_exporter_unattributed_events_total",
                 "Server events whose user could not be attributed (no user field, stream or session).",
+                &["server_id"]),
+            legacy_duplicates: counter(reg, "aws_transfer_exporter_legacy_duplicates_skipped_total",
+                "Legacy text lines not counted because the server also logs every event as structured JSON to a polled group.",
                 &["server_id"]),
             api_calls: counter(reg, "aws_transfer_exporter_api_calls_total",
                 "AWS API calls by operation and outcome (success|throttled|denied|not_found|transient|error).",

@@ -216,6 +216,10 @@ pub struct Pipeline {
     recent: VecDeque<Outcome<'static>>,
     recent_cap: usize,
     servers_seen: rustc_hash::FxHashSet<String>,
+    /// Per inventory target: servers whose legacy text lines duplicate the
+    /// structured events the exporter also polls (see
+    /// [`Pipeline::set_legacy_duplicates`]).
+    legacy_duplicates: FxHashMap<String, rustc_hash::FxHashSet<String>>,
     last_sessions: HashMap<(String, String), f64>,
     handles: Handles,
     sample_window: Instant,
@@ -231,6 +235,7 @@ impl Pipeline {
             recent: VecDeque::with_capacity(cfg.recent_failures.min(1024)),
             recent_cap: cfg.recent_failures,
             servers_seen: Default::default(),
+            legacy_duplicates: Default::default(),
             last_sessions: HashMap::new(),
             handles,
             sample_window: Instant::now(),
@@ -260,6 +265,31 @@ impl Pipeline {
             .collect();
         v.sort_by(|a, b| (&a.server_id, &a.user).cmp(&(&b.server_id, &b.user)));
         v
+    }
+
+    /// Servers (of one inventory target) that have both a logging role and
+    /// structured destinations that are being polled: AWS delivers each of
+    /// their events twice, once as a legacy text line and once as JSON, with
+    /// different event ids (reference §8.4). Their legacy lines are then
+    /// skipped (and counted in `aws_transfer_exporter_legacy_duplicates_skipped_total`)
+    /// so every event counts once. Replaces the target's previous set.
+    pub fn set_legacy_duplicates(
+        &mut self,
+        target: &str,
+        servers: impl IntoIterator<Item = String>,
+    ) {
+        let set: rustc_hash::FxHashSet<String> = servers.into_iter().collect();
+        if set.is_empty() {
+            self.legacy_duplicates.remove(target);
+        } else {
+            self.legacy_duplicates.insert(target.to_owned(), set);
+        }
+    }
+
+    fn is_legacy_duplicate(&self, server_id: &str) -> bool {
+        self.legacy_duplicates
+            .values()
+            .any(|s| s.contains(server_id))
     }
 
     /// Restores the silent-partner gauge after a restart. Newer values win,
@@ -300,7 +330,7 @@ impl Pipeline {
             Ok(parsed) => {
                 out.format = Some(parsed.format());
                 match parsed {
-                    Parsed::Server { event, .. } => self.server(raw, event, &mut out),
+                    Parsed::Server { format, event } => self.server(raw, format, event, &mut out),
                     Parsed::Connector(ev) => self.connector(ev, &mut out),
                     Parsed::ConnectorThrottled { connector_id } => {
                         let cid = connector_id.or_else(|| {
@@ -378,11 +408,26 @@ impl Pipeline {
         }
     }
 
-    fn server<'a>(&mut self, raw: &'a RawEvent, ev: ServerEvent<'a>, out: &mut Outcome<'a>) {
+    fn server<'a>(
+        &mut self,
+        raw: &'a RawEvent,
+        format: Format,
+        ev: ServerEvent<'a>,
+        out: &mut Outcome<'a>,
+    ) {
         let at = self.attributor.attribute(&ev, raw);
         let server_raw = at.server_id.as_deref().unwrap_or("");
         let metrics = Arc::clone(&self.metrics);
         let server = metrics.id_label("server_id", server_raw);
+        if format == Format::Legacy
+            && !self.legacy_duplicates.is_empty()
+            && self.is_legacy_duplicate(server_raw)
+        {
+            metrics.legacy_duplicates.with_label_values(&[server]).inc();
+            out.activity = ev.activity.as_ref().map(Activity::name);
+            out.server_id = at.server_id;
+            return;
+        }
         // Keyed by the bounded label, so this set is bounded too.
         if !server_raw.is_empty() && !self.servers_seen.contains(server) {
             self.servers_seen.insert(server.to_owned());
@@ -621,6 +666,52 @@ mod tests {
             timestamp_ms: 1_764_000_000_000,
             message: msg.into(),
         }
+    }
+
+    /// A dual-logging server's legacy lines are skipped and counted; its
+    /// JSON events, other servers' legacy lines, and everything after the
+    /// set is cleared count as usual.
+    #[test]
+    fn legacy_duplicates_are_skipped_only_for_listed_servers() {
+        let (reg, mut p) = pipeline(Limits::default());
+        let legacy =
+            "ERRORS AUTH_FAILURE Method=publickey User=x Message=\"The user is unrecognized\"";
+        let json = format!(
+            r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","message":"Authentication failure","user":"x"}}"#
+        );
+        let ev = |group: &str, msg: &str| RawEvent {
+            log_group: group.into(),
+            log_stream: "ERRORS".into(),
+            message: msg.into(),
+            ..Default::default()
+        };
+        let dual = "/aws/transfer/s-0123456789abcdef0";
+        let other = "/aws/transfer/s-0fedcba9876543210";
+        p.set_legacy_duplicates("t", ["s-0123456789abcdef0".to_owned()]);
+        assert_eq!(p.process(&ev(dual, legacy)).cause, None);
+        assert_eq!(p.process(&ev("/custom", &json)).cause, Some("unknown_user"));
+        assert_eq!(p.process(&ev(other, legacy)).cause, Some("unknown_user"));
+        p.set_legacy_duplicates("t", Vec::new());
+        assert_eq!(p.process(&ev(dual, legacy)).cause, Some("unknown_user"));
+        let text = render(&reg);
+        let errors = |server: &str| {
+            sample(
+                &text,
+                &format!(
+                    r#"aws_transfer_errors_total{{category="auth",cause="unknown_user",server_id="{server}",user=""}}"#
+                ),
+            )
+        };
+        assert_eq!(errors("s-0123456789abcdef0"), Some(2.0), "{text}");
+        assert_eq!(errors("s-0fedcba9876543210"), Some(1.0), "{text}");
+        assert_eq!(
+            sample(
+                &text,
+                r#"aws_transfer_exporter_legacy_duplicates_skipped_total{server_id="s-0123456789abcdef0"}"#
+            ),
+            Some(1.0),
+            "{text}"
+        );
     }
 
     /// The landing page's ring: newest first, bounded, and each entry equal

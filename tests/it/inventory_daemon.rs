@@ -238,3 +238,127 @@ fn silent_partner_gauge_survives_a_restart() {
         "the second life counted no session, so the gauge came from the state file:\n{text}"
     );
 }
+
+/// A server with both a logging role and a structured destination: AWS
+/// delivers each event twice (a legacy line in `/aws/transfer/<id>`, JSON in
+/// the structured group, different event ids). The daemon counts it once
+/// and counts the skipped legacy copy; a server with a logging role only
+/// keeps its legacy lines.
+#[test]
+fn dual_logging_server_counts_each_event_once() {
+    let moto = Moto::start();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = transfer_client(&moto);
+    let logs = Logs::new(&moto.url);
+    let structured_group = format!("/{}/dual", unique("inv"));
+    logs.create_group(&structured_group);
+    let dest = format!("arn:aws:logs:{REGION}:{MOTO_ACCOUNT}:log-group:{structured_group}:*");
+    let create = |dest: Option<&str>| {
+        let mut req = client
+            .create_server()
+            .endpoint_type(EndpointType::Public)
+            .domain(Domain::S3)
+            .identity_provider_type(IdentityProviderType::ServiceManaged)
+            .protocols(Protocol::Sftp)
+            .logging_role(ROLE);
+        if let Some(d) = dest {
+            req = req.structured_log_destinations(d);
+        }
+        rt.block_on(req.send()).expect("CreateServer").server_id
+    };
+    let dual = create(Some(&dest));
+    let legacy_only = create(None);
+    for s in [&dual, &legacy_only] {
+        logs.create_group(&format!("/aws/transfer/{s}"));
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&[
+        format!("--aws.region={REGION}"),
+        format!("--aws.endpoint-url={}", moto.url),
+        "--logs.group-prefix=/aws/transfer/".into(),
+        "--poll.interval=1s".into(),
+        format!("--state.path={}", dir.path().join("state.json").display()),
+    ]);
+    // The inventory has seen both mechanisms and the structured group is
+    // polled: from here on, the dual server's legacy lines are copies.
+    d.wait_metrics(
+        "the structured group polled",
+        "aws_transfer_exporter_last_successful_poll_timestamp_seconds",
+        WAIT,
+        |t| {
+            exposition::value(
+                t,
+                "aws_transfer_exporter_last_successful_poll_timestamp_seconds",
+                &[("log_group", &structured_group)],
+            )
+            .is_some()
+        },
+    );
+
+    let t = now_ms();
+    let legacy = |user: &str| {
+        format!("ERRORS AUTH_FAILURE Method=publickey User={user} Message=\"The user is unrecognized\" SourceIP=203.0.113.50")
+    };
+    let json = shapes::unknown_user(&dual, "mallory").replace("111122223333", MOTO_ACCOUNT);
+    logs.put_new(&structured_group, "ERRORS", &[(t, json)]);
+    logs.put_new(
+        &format!("/aws/transfer/{dual}"),
+        "ERRORS",
+        &[(t, legacy("mallory"))],
+    );
+    logs.put_new(
+        &format!("/aws/transfer/{legacy_only}"),
+        "ERRORS",
+        &[(t, legacy("eve"))],
+    );
+
+    let skipped = [("server_id", dual.as_str())];
+    d.wait_sum(
+        "aws_transfer_exporter_legacy_duplicates_skipped_total",
+        &skipped,
+        1.0,
+        WAIT,
+    );
+    d.wait_sum(
+        "aws_transfer_errors_total",
+        &[
+            ("server_id", legacy_only.as_str()),
+            ("cause", "unknown_user"),
+        ],
+        1.0,
+        WAIT,
+    );
+    d.wait_sum(
+        "aws_transfer_errors_total",
+        &[("server_id", dual.as_str()), ("cause", "unknown_user")],
+        1.0,
+        WAIT,
+    );
+    // Three more poll rounds: the copy is never counted late either.
+    std::thread::sleep(Duration::from_secs(3));
+    let text = d.metrics();
+    for server in [&dual, &legacy_only] {
+        assert_eq!(
+            exposition::sum(
+                &text,
+                "aws_transfer_errors_total",
+                &[("server_id", server.as_str()), ("cause", "unknown_user")]
+            ),
+            1.0,
+            "{server}\n{text}"
+        );
+    }
+    assert_eq!(
+        exposition::sum(
+            &text,
+            "aws_transfer_exporter_legacy_duplicates_skipped_total",
+            &[]
+        ),
+        1.0,
+        "{text}"
+    );
+}
