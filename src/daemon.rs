@@ -67,6 +67,31 @@ fn print_summary(cfg: &Config) {
             humantime::format_duration(t.late_arrival_window),
         );
     }
+    println!(
+        "  limits: max_users_per_server={} max_ids={}",
+        cfg.limits.max_users_per_server, cfg.limits.max_ids
+    );
+    let inv = &cfg.inventory;
+    println!(
+        "  inventory: enabled={} interval={} users={} add_log_groups={} skip_legacy_duplicates={}",
+        inv.enabled,
+        humantime::format_duration(inv.interval),
+        inv.users.as_str(),
+        inv.add_log_groups,
+        inv.skip_legacy_duplicates,
+    );
+    let probe = &cfg.probe;
+    println!(
+        "  probe: enabled={} interval={} connect_timeout={} banner_timeout={} public_hostnames={} targets={}",
+        probe.enabled,
+        humantime::format_duration(probe.interval),
+        humantime::format_duration(probe.connect_timeout),
+        humantime::format_duration(probe.banner_timeout),
+        probe
+            .public_hostnames
+            .map_or("auto (only without an endpoint URL)".to_owned(), |b| b.to_string()),
+        probe.targets.len(),
+    );
 }
 
 /// Dependencies that log at info about routine work (credential loading,

@@ -69,6 +69,17 @@ pub enum UsersMode {
     ListUsers,
 }
 
+impl UsersMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsersMode::Off => "off",
+            UsersMode::UserCount => "user_count",
+            UsersMode::ListUsers => "list_users",
+        }
+    }
+}
+
 /// The `inventory:` section of the config file, as written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

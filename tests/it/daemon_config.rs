@@ -76,6 +76,30 @@ fn ok_configs_pass_the_check() {
     }
 }
 
+/// `--config.check` shows the validated settings of every section, so an
+/// operator sees what the file means (defaults filled in).
+#[test]
+fn config_check_prints_every_section() {
+    let f = root().join("tests/data/config/probe-targets.ok.yaml");
+    let (status, out, err) = run_to_exit(
+        &[
+            format!("--config.file={}", f.display()),
+            "--config.check".into(),
+        ],
+        &[],
+        Duration::from_secs(20),
+    );
+    assert!(status.is_some_and(|s| s.success()), "{status:?}\n{err}");
+    for want in [
+        "targets[0]: name=t region=eu-west-1",
+        "limits: max_users_per_server=500",
+        "inventory: enabled=true interval=2m users=list_users add_log_groups=true skip_legacy_duplicates=false",
+        "probe: enabled=true interval=30s connect_timeout=3s banner_timeout=3s public_hostnames=false targets=3",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+}
+
 #[test]
 fn example_config_is_valid() {
     let f = root().join("examples/config.yaml");
