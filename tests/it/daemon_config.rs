@@ -56,17 +56,22 @@ fn bad_configs_exit_nonzero_naming_the_key() {
     }
 }
 
+/// `--config.check` on a file: (exit status, stdout, stderr).
+fn config_check(f: &std::path::Path) -> (Option<std::process::ExitStatus>, String, String) {
+    run_to_exit(
+        &[
+            format!("--config.file={}", f.display()),
+            "--config.check".into(),
+        ],
+        &[],
+        Duration::from_secs(20),
+    )
+}
+
 #[test]
 fn ok_configs_pass_the_check() {
     for f in fixtures(".ok.yaml") {
-        let (status, out, err) = run_to_exit(
-            &[
-                format!("--config.file={}", f.display()),
-                "--config.check".into(),
-            ],
-            &[],
-            Duration::from_secs(20),
-        );
+        let (status, out, err) = config_check(&f);
         let name = f.file_name().unwrap().to_string_lossy();
         assert!(
             status.is_some_and(|s| s.success()),
@@ -81,14 +86,7 @@ fn ok_configs_pass_the_check() {
 #[test]
 fn config_check_prints_every_section() {
     let f = root().join("tests/data/config/probe-targets.ok.yaml");
-    let (status, out, err) = run_to_exit(
-        &[
-            format!("--config.file={}", f.display()),
-            "--config.check".into(),
-        ],
-        &[],
-        Duration::from_secs(20),
-    );
+    let (status, out, err) = config_check(&f);
     assert!(status.is_some_and(|s| s.success()), "{status:?}\n{err}");
     for want in [
         "targets[0]: name=t region=eu-west-1",
@@ -103,14 +101,7 @@ fn config_check_prints_every_section() {
 #[test]
 fn example_config_is_valid() {
     let f = root().join("examples/config.yaml");
-    let (status, out, err) = run_to_exit(
-        &[
-            format!("--config.file={}", f.display()),
-            "--config.check".into(),
-        ],
-        &[],
-        Duration::from_secs(20),
-    );
+    let (status, out, err) = config_check(&f);
     assert!(
         status.is_some_and(|s| s.success()),
         "{status:?}\n{out}\n{err}"
