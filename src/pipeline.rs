@@ -534,15 +534,18 @@ impl Pipeline {
         let label = self.metrics.id_label("connector_id", cid);
         let operation = bounded_word(ev.operation.as_deref());
         let status = bounded_word(ev.status_code.as_deref());
+        // AWS writes these words, but the sets are open: cap them like ids.
+        let operation_label = self.metrics.id_label("operation", &operation);
+        let status_label = self.metrics.id_label("status", &status);
         self.metrics
             .connector_transfers
-            .with_label_values(&[label, &operation, &status])
+            .with_label_values(&[label, operation_label, status_label])
             .inc();
         if status == "COMPLETED" {
             if let Some(b) = ev.bytes {
                 self.metrics
                     .connector_bytes
-                    .with_label_values(&[label, &operation])
+                    .with_label_values(&[label, operation_label])
                     .inc_by(b);
             }
         }
@@ -710,6 +713,40 @@ mod tests {
                 r#"aws_transfer_exporter_legacy_duplicates_skipped_total{server_id="s-0123456789abcdef0"}"#
             ),
             Some(1.0),
+            "{text}"
+        );
+    }
+
+    /// Connector operation and status words are AWS's, but open sets: they
+    /// pass through the same cap as ids.
+    #[test]
+    fn connector_operation_and_status_labels_are_capped() {
+        let (reg, mut p) = pipeline(Limits {
+            max_ids: 2,
+            ..Limits::default()
+        });
+        for op in ["SEND", "RETRIEVE", "LIST", "DELETE", "MOVE"] {
+            let e = raw(
+                "c",
+                &format!(
+                    r#"{{"operation":"{op}","connector-id":"c-1","status-code":"COMPLETED","bytes":1}}"#
+                ),
+            );
+            p.process(&e);
+        }
+        let text = render(&reg);
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("aws_transfer_connector_transfers_total{"))
+            .count();
+        assert_eq!(series, 3, "two operations and ~other:\n{text}");
+        assert!(text.contains(r#"operation="~other""#), "{text}");
+        assert_eq!(
+            sample(
+                &text,
+                r#"aws_transfer_exporter_label_overflow_total{label="operation"}"#
+            ),
+            Some(3.0),
             "{text}"
         );
     }
