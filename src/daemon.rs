@@ -24,6 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::cli::ServeArgs;
 use crate::config::{self, Config, LogFormat};
 use crate::http::{self, AppState, FailureRow, GroupRow, TargetRow, View};
+use crate::inventory::{self, Inventory, InventoryConfig, ServerSummary};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::shutdown;
@@ -234,6 +235,9 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
         "listening"
     );
 
+    // The inventory's first view comes before the first poll, so that the
+    // legacy copies of dual-logging servers are skipped from the start.
+    let inventories = first_inventories(&cfg, &metrics, &pipeline, &cancel).await;
     let started = tokio::select! {
         _ = cancel.cancelled() => None,
         s = Sources::start(
@@ -257,7 +261,15 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     };
     if let Some(sources) = &sources {
         let _ = view.sources.set(sources.clone());
-        start_inventory_and_probe(&cfg, sources, &metrics, &pipeline, &tracker, &cancel).await;
+        start_inventory_and_probe(
+            &cfg,
+            sources,
+            inventories,
+            &metrics,
+            &pipeline,
+            &tracker,
+            &cancel,
+        );
         tracing::info!(targets = cfg.targets.len(), "polling started");
     }
 
@@ -299,40 +311,84 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
+/// How long the start waits for a target's first inventory view before it
+/// polls without one. The Transfer API answers in well under a second; an
+/// unreachable one (no route, no VPC endpoint) must not hold polling up.
+const FIRST_INVENTORY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One inventory per target (when enabled) and its first view, taken
+/// before polling starts. The view's dual-logging servers go to the
+/// pipeline at once; a failed or slow first refresh is logged and the
+/// refresh loop retries on its interval.
+async fn first_inventories(
+    cfg: &Config,
+    metrics: &Arc<Metrics>,
+    pipeline: &Arc<Mutex<Pipeline>>,
+    cancel: &CancellationToken,
+) -> Vec<(Inventory, Option<Vec<ServerSummary>>)> {
+    let mut out = Vec::new();
+    if !cfg.inventory.enabled {
+        return out;
+    }
+    for t in &cfg.targets {
+        let sdk = sdk_config(t).await;
+        let mut inv = Inventory::new(&sdk, metrics.clone(), cfg.inventory.clone());
+        let first = tokio::select! {
+            _ = cancel.cancelled() => None,
+            r = tokio::time::timeout(FIRST_INVENTORY_TIMEOUT, inv.refresh()) => match r {
+                Ok(Ok(servers)) => Some(servers),
+                Ok(Err(err)) => {
+                    tracing::warn!(target_name = %t.name, error = %err,
+                        "first inventory refresh failed; polling starts without it");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(target_name = %t.name, timeout = ?FIRST_INVENTORY_TIMEOUT,
+                        "first inventory refresh timed out; polling starts without it");
+                    None
+                }
+            },
+        };
+        if let Some(servers) = &first {
+            let dual = inventory::legacy_duplicate_servers(servers, &cfg.inventory);
+            pipeline
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .set_legacy_duplicates(&t.name, dual);
+        }
+        out.push((inv, first));
+    }
+    out
+}
+
 /// Starts the Transfer API inventory of every target (it hands structured
 /// log destinations to the sources) and the endpoint prober.
-async fn start_inventory_and_probe(
+fn start_inventory_and_probe(
     cfg: &Config,
     sources: &Arc<Sources>,
+    inventories: Vec<(Inventory, Option<Vec<ServerSummary>>)>,
     metrics: &Arc<Metrics>,
     pipeline: &Arc<Mutex<Pipeline>>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
 ) {
     let mut feeds = Vec::new();
-    if cfg.inventory.enabled {
-        for t in &cfg.targets {
-            let sdk = sdk_config(t).await;
-            let inventory =
-                crate::inventory::Inventory::new(&sdk, metrics.clone(), cfg.inventory.clone());
-            let (sources, target) = (sources.clone(), t.name.clone());
-            let sink: crate::inventory::GroupSink =
-                Arc::new(move |groups| sources.add_groups(&target, groups));
-            let rx = crate::inventory::spawn(tracker, cancel.child_token(), inventory, Some(sink));
-            tracker.spawn(follow_legacy_duplicates(
-                rx.clone(),
-                t.name.clone(),
-                cfg.inventory.clone(),
-                pipeline.clone(),
-                cancel.child_token(),
-            ));
-            feeds.push(crate::probe::InventoryFeed {
-                servers: rx,
-                derive_public_hostnames: cfg
-                    .probe
-                    .derive_public_hostnames(t.endpoint_url.as_deref()),
-            });
-        }
+    for (t, (inv, first)) in cfg.targets.iter().zip(inventories) {
+        let (sources, target) = (sources.clone(), t.name.clone());
+        let sink: inventory::GroupSink =
+            Arc::new(move |groups| sources.add_groups(&target, groups));
+        let rx = inventory::spawn(tracker, cancel.child_token(), inv, Some(sink), first);
+        tracker.spawn(follow_legacy_duplicates(
+            rx.clone(),
+            t.name.clone(),
+            cfg.inventory.clone(),
+            pipeline.clone(),
+            cancel.child_token(),
+        ));
+        feeds.push(crate::probe::InventoryFeed {
+            servers: rx,
+            derive_public_hostnames: cfg.probe.derive_public_hostnames(t.endpoint_url.as_deref()),
+        });
     }
     crate::probe::spawn(
         tracker,
@@ -346,9 +402,9 @@ async fn start_inventory_and_probe(
 /// Keeps the pipeline's set of dual-logging servers (whose legacy lines it
 /// skips) in step with every inventory refresh of one target.
 async fn follow_legacy_duplicates(
-    mut servers: tokio::sync::watch::Receiver<Arc<Vec<crate::inventory::ServerSummary>>>,
+    mut servers: tokio::sync::watch::Receiver<Arc<Vec<ServerSummary>>>,
     target: String,
-    cfg: crate::inventory::InventoryConfig,
+    cfg: InventoryConfig,
     pipeline: Arc<Mutex<Pipeline>>,
     cancel: CancellationToken,
 ) {
@@ -358,9 +414,9 @@ async fn follow_legacy_duplicates(
             changed = servers.changed() => if changed.is_err() { return },
         }
         let view = servers.borrow_and_update().clone();
-        let dual = crate::inventory::legacy_duplicate_servers(&view, &cfg);
+        let dual = inventory::legacy_duplicate_servers(&view, &cfg);
         if !dual.is_empty() {
-            tracing::debug!(target = %target, servers = ?dual,
+            tracing::debug!(target_name = %target, servers = ?dual,
                 "both logging mechanisms on: legacy lines of these servers are skipped");
         }
         pipeline

@@ -583,12 +583,15 @@ pub type GroupSink = Arc<dyn Fn(Vec<String>) + Send + Sync>;
 
 /// Spawns the refresh loop on `tracker` and returns the receiver of the
 /// latest view (empty until the first refresh succeeds). Refreshes at once,
-/// then every `interval`, until `token` is cancelled.
+/// then every `interval`, until `token` is cancelled. A `first` view (a
+/// refresh the caller already made, see [`Inventory::refresh`]) is
+/// published at once and replaces the immediate refresh.
 pub fn spawn(
     tracker: &TaskTracker,
     token: CancellationToken,
     mut inventory: Inventory,
     sink: Option<GroupSink>,
+    first: Option<Vec<ServerSummary>>,
 ) -> watch::Receiver<Arc<Vec<ServerSummary>>> {
     let (tx, rx) = watch::channel(Arc::new(Vec::new()));
     if !inventory.cfg.enabled {
@@ -597,6 +600,10 @@ pub fn spawn(
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(inventory.cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if let Some(servers) = first {
+            tick.tick().await; // the first tick is immediate: this view is it
+            publish(&inventory, sink.as_ref(), &tx, servers);
+        }
         let mut failures_in_a_row = 0u32;
         loop {
             tokio::select! {
@@ -610,25 +617,7 @@ pub fn spawn(
             match result {
                 Ok(servers) => {
                     failures_in_a_row = 0;
-                    tracing::debug!(region = %inventory.region, servers = servers.len(), "inventory refreshed");
-                    if inventory.cfg.add_log_groups {
-                        if let Some(sink) = &sink {
-                            let groups: BTreeSet<String> =
-                                servers.iter().flat_map(ServerSummary::log_groups).collect();
-                            for s in &servers {
-                                for d in &s.structured_log_destinations {
-                                    if log_group_name(d).is_none() {
-                                        tracing::warn!(server_id = %s.server_id, destination = %d,
-                                            "structured log destination is not a log-group ARN; not polled");
-                                    }
-                                }
-                            }
-                            if !groups.is_empty() {
-                                sink(groups.into_iter().collect());
-                            }
-                        }
-                    }
-                    let _ = tx.send(Arc::new(servers));
+                    publish(&inventory, sink.as_ref(), &tx, servers);
                 }
                 Err(e) => {
                     failures_in_a_row += 1;
@@ -643,6 +632,32 @@ pub fn spawn(
         tracing::debug!("inventory stopped");
     });
     rx
+}
+
+/// Hands a fresh view's structured log groups to the sink (when
+/// `add_log_groups`) and publishes the view.
+fn publish(
+    inventory: &Inventory,
+    sink: Option<&GroupSink>,
+    tx: &watch::Sender<Arc<Vec<ServerSummary>>>,
+    servers: Vec<ServerSummary>,
+) {
+    tracing::debug!(region = %inventory.region, servers = servers.len(), "inventory refreshed");
+    if let (true, Some(sink)) = (inventory.cfg.add_log_groups, sink) {
+        let groups: BTreeSet<String> = servers.iter().flat_map(ServerSummary::log_groups).collect();
+        for s in &servers {
+            for d in &s.structured_log_destinations {
+                if log_group_name(d).is_none() {
+                    tracing::warn!(server_id = %s.server_id, destination = %d,
+                        "structured log destination is not a log-group ARN; not polled");
+                }
+            }
+        }
+        if !groups.is_empty() {
+            sink(groups.into_iter().collect());
+        }
+    }
+    let _ = tx.send(Arc::new(servers));
 }
 
 #[cfg(test)]

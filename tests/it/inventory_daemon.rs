@@ -9,11 +9,13 @@
 //! - the silent-partner gauge survives a restart through the state file,
 //!   even when the event that set it can no longer be read.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use aws_sdk_transfer::types::{Domain, EndpointType, IdentityProviderType, Protocol};
 
 use crate::probe_listeners::Sshd;
+use crate::support::faultproxy::FaultProxy;
 use crate::support::logs::shapes;
 use crate::support::{exposition, now_ms, unique, Daemon, Logs, Moto, REGION};
 
@@ -242,8 +244,8 @@ fn silent_partner_gauge_survives_a_restart() {
 /// A server with both a logging role and a structured destination: AWS
 /// delivers each event twice (a legacy line in `/aws/transfer/<id>`, JSON in
 /// the structured group, different event ids). The daemon counts it once
-/// and counts the skipped legacy copy; a server with a logging role only
-/// keeps its legacy lines.
+/// and counts the skipped legacy copy, from its very first poll on; a server
+/// with a logging role only keeps its legacy lines.
 #[test]
 fn dual_logging_server_counts_each_event_once() {
     let moto = Moto::start();
@@ -275,31 +277,10 @@ fn dual_logging_server_counts_each_event_once() {
         logs.create_group(&format!("/aws/transfer/{s}"));
     }
 
-    let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&[
-        format!("--aws.region={REGION}"),
-        format!("--aws.endpoint-url={}", moto.url),
-        "--logs.group-prefix=/aws/transfer/".into(),
-        "--poll.interval=1s".into(),
-        format!("--state.path={}", dir.path().join("state.json").display()),
-    ]);
-    // The inventory has seen both mechanisms and the structured group is
-    // polled: from here on, the dual server's legacy lines are copies.
-    d.wait_metrics(
-        "the structured group polled",
-        "aws_transfer_exporter_last_successful_poll_timestamp_seconds",
-        WAIT,
-        |t| {
-            exposition::value(
-                t,
-                "aws_transfer_exporter_last_successful_poll_timestamp_seconds",
-                &[("log_group", &structured_group)],
-            )
-            .is_some()
-        },
-    );
-
-    let t = now_ms();
+    // The copies are in CloudWatch before the daemon's first start: they
+    // are read by its very first poll (the initial look-back), which must
+    // already know the dual server from the inventory.
+    let t = now_ms() - 30_000;
     let legacy = |user: &str| {
         format!("ERRORS AUTH_FAILURE Method=publickey User={user} Message=\"The user is unrecognized\" SourceIP=203.0.113.50")
     };
@@ -316,6 +297,19 @@ fn dual_logging_server_counts_each_event_once() {
         &[(t, legacy("eve"))],
     );
 
+    // The Transfer API answers slowly (2 s, through a proxy in front of
+    // moto) while CloudWatch Logs answers at once: polling must still wait
+    // for the inventory, or the first poll would count the legacy copy.
+    let proxy = FaultProxy::start_disturbing(&moto.url, &["ListServers"]);
+    proxy.faults.delay_ms.store(2_000, Ordering::Relaxed);
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(&[
+        format!("--aws.region={REGION}"),
+        format!("--aws.endpoint-url={}", proxy.url),
+        "--logs.group-prefix=/aws/transfer/".into(),
+        "--poll.interval=1s".into(),
+        format!("--state.path={}", dir.path().join("state.json").display()),
+    ]);
     let skipped = [("server_id", dual.as_str())];
     d.wait_sum(
         "aws_transfer_exporter_legacy_duplicates_skipped_total",

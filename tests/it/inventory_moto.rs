@@ -299,7 +299,7 @@ async fn refresh_task_feeds_the_group_sink_and_the_watch() {
             ..InventoryConfig::default()
         },
     );
-    let mut rx = inventory::spawn(&tracker, token.clone(), inv, Some(sink));
+    let mut rx = inventory::spawn(&tracker, token.clone(), inv, Some(sink), None);
     tokio::time::timeout(REFRESH_BOUND, rx.changed())
         .await
         .expect("a first view within the bound")

@@ -45,6 +45,8 @@ pub struct Call {
 pub struct FaultProxy {
     pub url: String,
     pub faults: Arc<Faults>,
+    /// The operations it disturbs.
+    disturbed: Arc<Vec<String>>,
     calls: Arc<Mutex<Vec<Call>>>,
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -52,12 +54,20 @@ pub struct FaultProxy {
 /// What moto answered: status, headers, body.
 type Upstream = (u16, Vec<(String, Vec<u8>)>, Vec<u8>);
 
-/// Operations the proxy disturbs; everything else (test setup writes) passes.
+/// Operations [`FaultProxy::start`] disturbs; everything else (test setup
+/// writes, the Transfer API) passes.
 const DISTURBED: &[&str] = &["FilterLogEvents", "DescribeLogGroups"];
 
 impl FaultProxy {
     /// Starts a proxy forwarding to `upstream` (e.g. moto's `http://127.0.0.1:PORT`).
     pub fn start(upstream: &str) -> FaultProxy {
+        Self::start_disturbing(upstream, DISTURBED)
+    }
+
+    /// A proxy that disturbs only `operations` (e.g. `ListServers`).
+    pub fn start_disturbing(upstream: &str, operations: &[&str]) -> FaultProxy {
+        let disturbed: Arc<Vec<String>> =
+            Arc::new(operations.iter().map(|o| o.to_string()).collect());
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -79,16 +89,29 @@ impl FaultProxy {
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
             .into();
-        let (f2, c2) = (faults.clone(), calls.clone());
+        let (f2, c2, d2) = (faults.clone(), calls.clone(), disturbed.clone());
         rt.spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (f, c, up, agent) = (f2.clone(), c2.clone(), upstream.clone(), agent.clone());
+                let (f, c, d, up, agent) = (
+                    f2.clone(),
+                    c2.clone(),
+                    d2.clone(),
+                    upstream.clone(),
+                    agent.clone(),
+                );
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
-                        handle(req, f.clone(), c.clone(), up.clone(), agent.clone())
+                        handle(
+                            req,
+                            f.clone(),
+                            c.clone(),
+                            d.clone(),
+                            up.clone(),
+                            agent.clone(),
+                        )
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
@@ -99,6 +122,7 @@ impl FaultProxy {
         FaultProxy {
             url: format!("http://{addr}"),
             faults,
+            disturbed,
             calls,
             rt: Some(rt),
         }
@@ -124,7 +148,7 @@ impl FaultProxy {
         let mut at: Vec<Instant> = self
             .calls()
             .iter()
-            .filter(|c| DISTURBED.contains(&c.operation.as_str()))
+            .filter(|c| self.disturbed.contains(&c.operation))
             .map(|c| c.at)
             .collect();
         at.sort();
@@ -161,6 +185,7 @@ async fn handle(
     req: Request<Incoming>,
     faults: Arc<Faults>,
     calls: Arc<Mutex<Vec<Call>>>,
+    disturbed_ops: Arc<Vec<String>>,
     upstream: String,
     agent: ureq::Agent,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -172,7 +197,7 @@ async fn handle(
         .and_then(|t| t.rsplit('.').next())
         .unwrap_or("")
         .to_owned();
-    let disturbed = DISTURBED.contains(&operation.as_str());
+    let disturbed = disturbed_ops.contains(&operation);
     let record = |fate: &'static str| {
         calls.lock().unwrap().push(Call {
             at: arrived,
