@@ -399,6 +399,18 @@ def health():
                      [target(f'sum by (outcome) '
                              f'(rate(aws_transfer_exporter_state_writes_total{{{i}}}[$__rate_interval])) * 60',
                              "{{outcome}}")]), 8, 8)
+    L.add(timeseries("Unattributed events (per minute)",
+                     [target(f'sum by (server_id) '
+                             f'(rate(aws_transfer_exporter_unattributed_events_total{{{i}}}[$__rate_interval])) * 60',
+                             "{{server_id}}")],
+                     description="Server events whose user could not be found (sessions begun before the "
+                                 "exporter started, and no per-user stream)."), 12, 8)
+    L.add(timeseries("Legacy copies skipped (per minute)",
+                     [target(f'sum by (server_id) '
+                             f'(rate(aws_transfer_exporter_legacy_duplicates_skipped_total{{{i}}}[$__rate_interval])) * 60',
+                             "{{server_id}}")],
+                     description="Servers with both logging mechanisms deliver every event twice; the legacy "
+                                 "copy is skipped so each event counts once."), 12, 8)
     return dashboard("aws-transfer-exporter-health", "AWS Transfer Family / Exporter health",
                      "Is the exporter itself seeing everything? API calls, throttles, lag, data quality.", L,
                      [var_datasource(),

@@ -392,8 +392,14 @@ fn alerts_fire_and_every_dashboard_and_rule_query_runs_against_real_prometheus()
     let logs = Logs::new(&moto.url);
     let dir = tempfile::tempdir().unwrap();
 
-    // A Transfer server in moto's Transfer API, for the inventory metrics.
-    logs.block_on(async {
+    let prefix = format!("/{}/", unique("alerts-e2e"));
+    let group = format!("{prefix}structured");
+    logs.create_group(&group);
+
+    // Transfer servers in moto's Transfer API, for the inventory metrics:
+    // one with no logging, and one with both mechanisms (its structured
+    // destination is the polled group), whose legacy copies are skipped.
+    let dual = logs.block_on(async {
         let conf = aws_sdk_transfer::Config::builder()
             .behavior_version(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
@@ -402,16 +408,35 @@ fn alerts_fire_and_every_dashboard_and_rule_query_runs_against_real_prometheus()
                 "test", "test", None, None, "tests",
             ))
             .build();
-        aws_sdk_transfer::Client::from_conf(conf)
+        let client = aws_sdk_transfer::Client::from_conf(conf);
+        client
             .create_server()
             .send()
             .await
             .expect("moto CreateServer");
+        client
+            .create_server()
+            .logging_role("arn:aws:iam::123456789012:role/transfer-logging")
+            .structured_log_destinations(format!(
+                "arn:aws:logs:{REGION}:123456789012:log-group:{group}:*"
+            ))
+            .send()
+            .await
+            .expect("moto CreateServer with both logging mechanisms")
+            .server_id
     });
+    let dual_legacy_group = format!("/aws/transfer/{dual}");
+    logs.create_group(&dual_legacy_group);
+    logs.put_new(
+        &dual_legacy_group,
+        "ERRORS",
+        &[(
+            now_ms(),
+            "ERRORS AUTH_FAILURE Method=publickey User=x Message=\"The user is unrecognized\""
+                .to_owned(),
+        )],
+    );
 
-    let prefix = format!("/{}/", unique("alerts-e2e"));
-    let group = format!("{prefix}structured");
-    logs.create_group(&group);
     let errors = "ERRORS".to_owned();
     let jdoe = format!("{NOISY}/jdoe");
     let alice = format!("{QUIET}/alice");
@@ -506,6 +531,7 @@ fn alerts_fire_and_every_dashboard_and_rule_query_runs_against_real_prometheus()
         format!("--logs.group-prefix={prefix}"),
         // A configured group that does not exist: poll errors (not_found).
         format!("--logs.group={prefix}missing"),
+        format!("--logs.group={dual_legacy_group}"),
         "--poll.interval=1s".into(),
         "--logs.late-arrival-window=5s".into(),
         "--aws.api-rate-per-second=20".into(),
@@ -699,6 +725,24 @@ fn alerts_fire_and_every_dashboard_and_rule_query_runs_against_real_prometheus()
 
     // Every metric name used is in the real /metrics output (recording rule
     // names must be defined in recording.yaml instead).
+    // The dual-logging server's legacy copy was skipped, not counted.
+    assert_eq!(
+        exposition::value(
+            &metrics,
+            "aws_transfer_exporter_legacy_duplicates_skipped_total",
+            &[("server_id", &dual)]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        exposition::sum(
+            &metrics,
+            "aws_transfer_errors_total",
+            &[("server_id", &dual)]
+        ),
+        0.0
+    );
     let exposed: BTreeSet<String> = exposition::parse(&metrics)
         .into_iter()
         .map(|s| s.name)
