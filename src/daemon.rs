@@ -317,48 +317,84 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
 const FIRST_INVENTORY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One inventory per target (when enabled) and its first view, taken
-/// before polling starts. The view's dual-logging servers go to the
-/// pipeline at once; a failed or slow first refresh is logged and the
-/// refresh loop retries on its interval.
+/// before polling starts, for all targets at once (so several unreachable
+/// ones cost one timeout, not one each). The view's dual-logging servers go
+/// to the pipeline at once; a failed or slow first refresh is logged and the
+/// refresh loop retries on its interval. Same order as `cfg.targets`.
 async fn first_inventories(
     cfg: &Config,
     metrics: &Arc<Metrics>,
     pipeline: &Arc<Mutex<Pipeline>>,
     cancel: &CancellationToken,
 ) -> Vec<(Inventory, Option<Vec<ServerSummary>>)> {
-    let mut out = Vec::new();
     if !cfg.inventory.enabled {
-        return out;
+        return Vec::new();
     }
-    for t in &cfg.targets {
-        let sdk = sdk_config(t).await;
-        let mut inv = Inventory::new(&sdk, metrics.clone(), cfg.inventory.clone());
-        let first = tokio::select! {
-            _ = cancel.cancelled() => None,
-            r = tokio::time::timeout(FIRST_INVENTORY_TIMEOUT, inv.refresh()) => match r {
-                Ok(Ok(servers)) => Some(servers),
-                Ok(Err(err)) => {
-                    tracing::warn!(target_name = %t.name, error = %err,
-                        "first inventory refresh failed; polling starts without it");
-                    None
-                }
-                Err(_) => {
-                    tracing::warn!(target_name = %t.name, timeout = ?FIRST_INVENTORY_TIMEOUT,
-                        "first inventory refresh timed out; polling starts without it");
-                    None
-                }
-            },
+    let mut set = tokio::task::JoinSet::new();
+    for (i, t) in cfg.targets.iter().enumerate() {
+        let (t, metrics, inv_cfg, cancel) = (
+            t.clone(),
+            metrics.clone(),
+            cfg.inventory.clone(),
+            cancel.clone(),
+        );
+        set.spawn(async move {
+            let sdk = sdk_config(&t).await;
+            let mut inv = Inventory::new(&sdk, metrics, inv_cfg);
+            let first = tokio::select! {
+                _ = cancel.cancelled() => None,
+                r = tokio::time::timeout(FIRST_INVENTORY_TIMEOUT, inv.refresh()) => match r {
+                    Ok(Ok(servers)) => Some(servers),
+                    Ok(Err(err)) => {
+                        tracing::warn!(target_name = %t.name, error = %err,
+                            "first inventory refresh failed; polling starts without it");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!(target_name = %t.name, timeout = ?FIRST_INVENTORY_TIMEOUT,
+                            "first inventory refresh timed out; polling starts without it");
+                        None
+                    }
+                },
+            };
+            (i, inv, first)
+        });
+    }
+    let mut out: Vec<Option<(Inventory, Option<Vec<ServerSummary>>)>> =
+        (0..cfg.targets.len()).map(|_| None).collect();
+    while let Some(joined) = set.join_next().await {
+        let (i, inv, first) = match joined {
+            Ok(v) => v,
+            Err(err) => {
+                // A bug, not bad input: that target gets a fresh inventory
+                // without a first view below.
+                tracing::error!(error = %err, "first inventory task failed");
+                continue;
+            }
         };
         if let Some(servers) = &first {
             let dual = inventory::legacy_duplicate_servers(servers, &cfg.inventory);
             pipeline
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .set_legacy_duplicates(&t.name, dual);
+                .set_legacy_duplicates(&cfg.targets[i].name, dual);
         }
-        out.push((inv, first));
+        out[i] = Some((inv, first));
     }
-    out
+    let mut all = Vec::with_capacity(out.len());
+    for (slot, t) in out.into_iter().zip(&cfg.targets) {
+        all.push(match slot {
+            Some(v) => v,
+            None => {
+                let sdk = sdk_config(t).await;
+                (
+                    Inventory::new(&sdk, metrics.clone(), cfg.inventory.clone()),
+                    None,
+                )
+            }
+        });
+    }
+    all
 }
 
 /// Starts the Transfer API inventory of every target (it hands structured

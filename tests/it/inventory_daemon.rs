@@ -356,3 +356,91 @@ fn dual_logging_server_counts_each_event_once() {
         "{text}"
     );
 }
+
+/// A listener on 127.0.0.1 that accepts connections and never answers (an
+/// API endpoint behind a black hole). Stops on drop.
+struct BlackHole {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BlackHole {
+    fn start() -> BlackHole {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !s2.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((sock, _)) => held.push(sock),
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        BlackHole {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for BlackHole {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Polling waits for the first inventory view, but boundedly: two targets
+/// whose Transfer API never answers cost one 10 s timeout together (the
+/// first views are taken in parallel), not one each, and each is logged.
+#[test]
+fn first_inventory_wait_is_bounded_and_parallel() {
+    let hole = BlackHole::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let target = |name: &str| {
+        format!(
+            "  - name: {name}\n    region: {REGION}\n    endpoint_url: http://127.0.0.1:{}\n    log_group_prefixes: []\n    log_groups: [/aws/transfer/s-0123456789abcdef0]\n",
+            hole.port
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "probe:\n  enabled: false\ntargets:\n{}{}",
+            target("a"),
+            target("b")
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let d = Daemon::start(&[
+        format!("--config.file={}", config.display()),
+        format!("--state.path={}", dir.path().join("state.json").display()),
+    ]);
+    let deadline = started + Duration::from_secs(40);
+    let timed_out = |err: &str| err.matches("first inventory refresh timed out").count();
+    while timed_out(&d.stderr()) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both targets' first inventory waits should have timed out:\n{}",
+            d.stderr_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(17),
+        "two 10 s waits in parallel took {waited:?} (in sequence: >= 20 s)"
+    );
+    // The HTTP server answered all along (it starts before the wait).
+    assert_eq!(d.get("/-/healthy").0, 200);
+}
