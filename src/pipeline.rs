@@ -62,7 +62,7 @@ pub struct LastSession {
 /// Borrows from the [`RawEvent`] wherever it can, so that producing it costs
 /// (almost) no allocation on the daemon's hot path, which discards it; the
 /// landing page's recent failures keep an owned copy
-/// ([`Outcome::into_owned`]).
+/// ([`Outcome::to_static`]).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Outcome<'a> {
     pub event_id: Cow<'a, str>,
@@ -108,41 +108,42 @@ impl Outcome<'_> {
                 (None, Some(s)) => *dst = Some(Cow::Owned(s.to_string())),
             }
         }
-        text(&mut dst.event_id, &self.event_id);
-        dst.timestamp_ms = self.timestamp_ms;
-        text(&mut dst.log_group, &self.log_group);
-        text(&mut dst.log_stream, &self.log_stream);
-        dst.format = self.format;
-        opt(&mut dst.server_id, &self.server_id);
-        opt(&mut dst.user, &self.user);
-        opt(&mut dst.activity, &self.activity);
-        dst.category = self.category;
-        dst.cause = self.cause;
-        dst.advice = self.advice;
-        opt(&mut dst.message, &self.message);
-        dst.parse_error = self.parse_error;
+        // Destructured, so a new field cannot be forgotten here.
+        let Outcome {
+            event_id,
+            timestamp_ms,
+            log_group,
+            log_stream,
+            format,
+            server_id,
+            user,
+            activity,
+            category,
+            cause,
+            advice,
+            message,
+            parse_error,
+        } = self;
+        text(&mut dst.event_id, event_id);
+        dst.timestamp_ms = *timestamp_ms;
+        text(&mut dst.log_group, log_group);
+        text(&mut dst.log_stream, log_stream);
+        dst.format = *format;
+        opt(&mut dst.server_id, server_id);
+        opt(&mut dst.user, user);
+        opt(&mut dst.activity, activity);
+        dst.category = *category;
+        dst.cause = *cause;
+        dst.advice = *advice;
+        opt(&mut dst.message, message);
+        dst.parse_error = *parse_error;
     }
 
     /// A copy that owns its text (for keeping beyond the raw event).
-    pub fn into_owned(self) -> Outcome<'static> {
-        fn own(c: Cow<'_, str>) -> Cow<'static, str> {
-            Cow::Owned(c.into_owned())
-        }
-        Outcome {
-            event_id: own(self.event_id),
-            timestamp_ms: self.timestamp_ms,
-            log_group: own(self.log_group),
-            log_stream: own(self.log_stream),
-            format: self.format,
-            server_id: self.server_id.map(own),
-            user: self.user.map(own),
-            activity: self.activity.map(own),
-            category: self.category,
-            cause: self.cause,
-            advice: self.advice,
-            message: self.message.map(own),
-            parse_error: self.parse_error,
-        }
+    pub fn to_static(&self) -> Outcome<'static> {
+        let mut owned = Outcome::default();
+        self.copy_into(&mut owned);
+        owned
     }
 }
 
@@ -375,7 +376,7 @@ impl Pipeline {
                 out.copy_into(&mut oldest);
                 self.recent.push_back(oldest);
             } else {
-                self.recent.push_back(out.clone().into_owned());
+                self.recent.push_back(out.to_static());
             }
         }
     }

@@ -169,7 +169,7 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
                 serde_json::to_writer(&mut out, &o).context("writing output")?;
                 out.write_all(b"\n").context("writing output")?;
             } else {
-                outcomes.push(o.into_owned());
+                outcomes.push(o.to_static());
             }
         }
     }
