@@ -43,13 +43,28 @@ fn connected(server: &str, user: &str, session: &str) -> String {
     shapes::connected(server, user, session).replace("111122223333", MOTO_ACCOUNT)
 }
 
+/// A public SFTP server in moto with the given logging role and structured
+/// destination (either may be absent); its id.
+fn create_server(
+    logs: &Logs,
+    client: &aws_sdk_transfer::Client,
+    role: Option<&str>,
+    destination: Option<&str>,
+) -> String {
+    let req = client
+        .create_server()
+        .endpoint_type(EndpointType::Public)
+        .domain(Domain::S3)
+        .identity_provider_type(IdentityProviderType::ServiceManaged)
+        .protocols(Protocol::Sftp)
+        .set_logging_role(role.map(str::to_owned))
+        .set_structured_log_destinations(destination.map(|d| vec![d.to_owned()]));
+    logs.block_on(req.send()).expect("CreateServer").server_id
+}
+
 #[test]
 fn structured_destination_is_polled_without_config_and_probe_reports_up() {
     let moto = Moto::start(); // own instance: ListServers sees only this test's servers
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let client = transfer_client(&moto);
     let logs = Logs::new(&moto.url);
 
@@ -57,32 +72,8 @@ fn structured_destination_is_polled_without_config_and_probe_reports_up() {
     let group = format!("/{}/partners", unique("inv"));
     logs.create_group(&group);
     let dest = format!("arn:aws:logs:{REGION}:{MOTO_ACCOUNT}:log-group:{group}:*");
-    let structured = rt
-        .block_on(
-            client
-                .create_server()
-                .endpoint_type(EndpointType::Public)
-                .domain(Domain::S3)
-                .identity_provider_type(IdentityProviderType::ServiceManaged)
-                .protocols(Protocol::Sftp)
-                .logging_role(ROLE)
-                .structured_log_destinations(dest)
-                .send(),
-        )
-        .expect("CreateServer with StructuredLogDestinations")
-        .server_id;
-    let blind = rt
-        .block_on(
-            client
-                .create_server()
-                .endpoint_type(EndpointType::Public)
-                .domain(Domain::S3)
-                .identity_provider_type(IdentityProviderType::ServiceManaged)
-                .protocols(Protocol::Sftp)
-                .send(),
-        )
-        .expect("CreateServer without logging")
-        .server_id;
+    let structured = create_server(&logs, &client, Some(ROLE), Some(&dest));
+    let blind = create_server(&logs, &client, None, None);
 
     let t = now_ms() - 30_000;
     logs.put_new(
@@ -249,30 +240,13 @@ fn silent_partner_gauge_survives_a_restart() {
 #[test]
 fn dual_logging_server_counts_each_event_once() {
     let moto = Moto::start();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let client = transfer_client(&moto);
     let logs = Logs::new(&moto.url);
     let structured_group = format!("/{}/dual", unique("inv"));
     logs.create_group(&structured_group);
     let dest = format!("arn:aws:logs:{REGION}:{MOTO_ACCOUNT}:log-group:{structured_group}:*");
-    let create = |dest: Option<&str>| {
-        let mut req = client
-            .create_server()
-            .endpoint_type(EndpointType::Public)
-            .domain(Domain::S3)
-            .identity_provider_type(IdentityProviderType::ServiceManaged)
-            .protocols(Protocol::Sftp)
-            .logging_role(ROLE);
-        if let Some(d) = dest {
-            req = req.structured_log_destinations(d);
-        }
-        rt.block_on(req.send()).expect("CreateServer").server_id
-    };
-    let dual = create(Some(&dest));
-    let legacy_only = create(None);
+    let dual = create_server(&logs, &client, Some(ROLE), Some(&dest));
+    let legacy_only = create_server(&logs, &client, Some(ROLE), None);
     for s in [&dual, &legacy_only] {
         logs.create_group(&format!("/aws/transfer/{s}"));
     }
