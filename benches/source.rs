@@ -20,8 +20,9 @@ use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
 use aws_transfer_exporter::corpus;
+use aws_transfer_exporter::ingest::Ingest;
 use aws_transfer_exporter::metrics::{Limits, Metrics};
-use aws_transfer_exporter::pipeline::{Pipeline, PipelineConfig};
+use aws_transfer_exporter::pipeline::PipelineConfig;
 use aws_transfer_exporter::source::checkpoint::GroupProgress;
 use aws_transfer_exporter::source::cloudwatch::{
     ApiError, BoxFuture, GroupsPage, LogEvent, LogsApi, Page,
@@ -92,14 +93,14 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let reg = Registry::new();
     let metrics = Arc::new(Metrics::new(&reg, Limits::default()));
-    let pipeline = Mutex::new(Pipeline::new(metrics.clone(), PipelineConfig::default()));
+    let ingest = Ingest::new(metrics.clone(), PipelineConfig::default());
     let bucket = TokenBucket::new(1e9); // the budget is not what is measured
     let cancel = CancellationToken::new();
     let ctx = PollCtx {
         api: &api,
         bucket: &bucket,
         metrics: &metrics,
-        pipeline: &pipeline,
+        ingest: &ingest,
         cancel: &cancel,
         page_limit: PAGE,
         late_window_ms: 3_600_000,

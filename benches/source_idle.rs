@@ -13,16 +13,15 @@
 //! credentials; the metadata endpoint disabled.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
-use aws_transfer_exporter::metrics::{Limits, Metrics};
-use aws_transfer_exporter::pipeline::{Pipeline, PipelineConfig};
-use aws_transfer_exporter::source::{self, Sources, TargetSpec};
-use prometheus::Registry;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use aws_transfer_exporter::app::App;
+use aws_transfer_exporter::cli::ServeArgs;
+use aws_transfer_exporter::config;
+use aws_transfer_exporter::metrics::Metrics;
+use aws_transfer_exporter::source::{self, TargetSpec};
 
 const GROUPS: usize = 100;
 
@@ -131,27 +130,21 @@ fn main() {
             source::DEFAULT_API_RATE_PER_SECOND
         },
     };
-    let reg = Registry::new();
-    let metrics = Arc::new(Metrics::new(&reg, Limits::default()));
-    let pipeline = Arc::new(Mutex::new(Pipeline::new(
-        metrics.clone(),
-        PipelineConfig::default(),
-    )));
-    let tracker = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    let sources = rt
-        .block_on(Sources::start(
-            vec![target],
-            dir.path().join("state.json"),
-            source::DEFAULT_STATE_FLUSH_INTERVAL,
-            pipeline,
-            metrics.clone(),
-            &tracker,
-            cancel.clone(),
-        ))
-        .unwrap();
+    // Assembled by the app builder, as `main` does, with only the source.
+    let args = ServeArgs {
+        listen_address: Some("127.0.0.1:0".into()),
+        aws_region: Some("eu-west-1".into()),
+        ..Default::default()
+    };
+    let raw =
+        config::parse_yaml("inventory:\n  enabled: false\nprobe:\n  enabled: false\n").unwrap();
+    let mut cfg = config::build(raw, &args, None).unwrap();
+    cfg.targets = vec![target];
+    cfg.state_path = dir.path().join("state.json");
+    let running = rt.block_on(App::new(cfg).start()).unwrap();
+    let metrics = running.metrics().clone();
     let t0 = Instant::now();
-    while !sources.is_ready() {
+    while !running.is_ready() {
         assert!(
             t0.elapsed() < Duration::from_secs(300),
             "first round did not finish"
@@ -182,9 +175,7 @@ fn main() {
         metrics.poll_interval.get()
     );
     assert!(calls1 > calls0, "the pollers kept polling while idle");
-    cancel.cancel();
-    tracker.close();
     rt.block_on(async {
-        let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(15), running.shutdown()).await;
     });
 }

@@ -21,14 +21,9 @@ use lru::LruCache;
 
 use crate::event::{Activity, RawEvent, ServerEvent};
 
-/// Default number of sessions remembered. A busy server runs a few thousand
-/// sessions an hour; 100k entries of ~100 bytes cost ~10 MB at most.
-pub const DEFAULT_SESSION_CACHE_SIZE: usize = 100_000;
+pub use crate::config::defaults::DEFAULT_SESSION_CACHE_SIZE;
 
-/// Default lifetime of a session-id → user entry, in event time. Must be at
-/// least the server's idle timeout plus the longest session; Transfer Family
-/// sessions rarely last more than hours, so 12 h errs on the long side.
-pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
+pub use crate::config::defaults::DEFAULT_SESSION_TTL;
 
 /// Where an event's user came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

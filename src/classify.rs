@@ -20,6 +20,16 @@ pub struct Classification {
 
 pub const UNRECOGNIZED: &str = "unrecognized";
 
+impl Classification {
+    /// Whether the cause proves that the named user exists on the server, so
+    /// the name from the event may become a label. AWS logs a key
+    /// fingerprint (key_mismatch) only for an existing user; every other
+    /// AUTH_FAILURE may carry a name a stranger typed.
+    pub fn proves_user_exists(&self) -> bool {
+        self.cause == "key_mismatch"
+    }
+}
+
 /// How a rule matches the event's message (after trimming whitespace and a
 /// trailing full stop).
 #[derive(Debug, Clone, Copy)]

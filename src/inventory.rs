@@ -36,17 +36,14 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_transfer::config::http::HttpResponse;
 use aws_sdk_transfer::error::{ProvideErrorMetadata, SdkError};
-use serde::Deserialize;
+
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::metrics::Metrics;
 
-/// Default time between inventory refreshes. Servers are created, stopped
-/// or reconfigured rarely; five minutes finds a change well inside any
-/// alert's `for:` window and costs 1 + (number of servers) calls.
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+pub use crate::config::defaults::DEFAULT_INVENTORY_INTERVAL as DEFAULT_INTERVAL;
 
 /// Page size asked of ListServers / ListUsers (the API maximum is 1000).
 const PAGE_SIZE: i32 = 1000;
@@ -80,23 +77,6 @@ impl UsersMode {
     }
 }
 
-/// The `inventory:` section of the config file, as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InventorySection {
-    /// Query the Transfer API at all (default true).
-    pub enabled: Option<bool>,
-    /// Time between refreshes (default 5m).
-    pub interval: Option<String>,
-    /// off (default) | user_count | list_users.
-    pub users: Option<String>,
-    /// Hand structured log destinations to the poller (default true).
-    pub add_log_groups: Option<bool>,
-    /// Skip the legacy text lines of servers that also log structured JSON
-    /// to a polled group, so each event counts once (default true).
-    pub skip_legacy_duplicates: Option<bool>,
-}
-
 /// Validated inventory settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InventoryConfig {
@@ -115,39 +95,6 @@ impl Default for InventoryConfig {
             users: UsersMode::Off,
             add_log_groups: true,
             skip_legacy_duplicates: true,
-        }
-    }
-}
-
-impl InventorySection {
-    /// Validates into [`InventoryConfig`], pushing one message per problem
-    /// (each naming its key) onto `errors`.
-    pub fn validate(&self, errors: &mut Vec<String>) -> InventoryConfig {
-        let d = InventoryConfig::default();
-        let users = match self.users.as_deref() {
-            None | Some("off") => UsersMode::Off,
-            Some("user_count") => UsersMode::UserCount,
-            Some("list_users") => UsersMode::ListUsers,
-            Some(other) => {
-                errors.push(format!(
-                    "inventory.users: unknown value {other:?}; use off, user_count or list_users"
-                ));
-                d.users
-            }
-        };
-        InventoryConfig {
-            enabled: self.enabled.unwrap_or(d.enabled),
-            interval: crate::probe::parse_duration(
-                "inventory.interval",
-                self.interval.as_deref(),
-                d.interval,
-                errors,
-            ),
-            users,
-            add_log_groups: self.add_log_groups.unwrap_or(d.add_log_groups),
-            skip_legacy_duplicates: self
-                .skip_legacy_duplicates
-                .unwrap_or(d.skip_legacy_duplicates),
         }
     }
 }
@@ -771,40 +718,5 @@ mod tests {
                 "{off:?}"
             );
         }
-    }
-
-    #[test]
-    fn section_validates_and_names_keys() {
-        let ok: InventorySection = serde_norway::from_str(
-            "interval: 1m\nusers: list_users\nadd_log_groups: false\nskip_legacy_duplicates: false",
-        )
-        .unwrap();
-        let mut errors = Vec::new();
-        let c = ok.validate(&mut errors);
-        assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(
-            c,
-            InventoryConfig {
-                enabled: true,
-                interval: Duration::from_secs(60),
-                users: UsersMode::ListUsers,
-                add_log_groups: false,
-                skip_legacy_duplicates: false,
-            }
-        );
-        for (yaml, key) in [
-            ("interval: soon", "inventory.interval:"),
-            ("users: all", "inventory.users:"),
-        ] {
-            let s: InventorySection = serde_norway::from_str(yaml).unwrap();
-            let mut errors = Vec::new();
-            s.validate(&mut errors);
-            assert!(
-                errors.len() == 1 && errors[0].starts_with(key),
-                "input {yaml:?}: {errors:?}"
-            );
-        }
-        let err = serde_norway::from_str::<InventorySection>("list_users: true").unwrap_err();
-        assert!(err.to_string().contains("list_users"), "{err}");
     }
 }

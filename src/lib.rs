@@ -19,14 +19,15 @@
 //! together; the `classify` command and the daemon both use it, so what the
 //! command prints is exactly what the daemon would count.
 
+pub mod app;
 pub mod attribute;
 pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod corpus;
-pub mod daemon;
 pub mod event;
 pub mod http;
+pub mod ingest;
 pub mod inventory;
 pub mod metrics;
 pub mod parse;
@@ -35,3 +36,4 @@ pub mod probe;
 pub mod report;
 pub mod shutdown;
 pub mod source;
+pub mod state;

@@ -1,4 +1,5 @@
-//! Thin entry point: parse the command line, run, map errors to an exit code.
+//! Thin entry point: parse the command line, run, map errors to an exit code
+//! (0 ok, 1 runtime failure, 2 usage or configuration error; see `app::exit`).
 //! Errors print with Display (`{:#}` shows the anyhow context chain), never Debug.
 
 use std::process::ExitCode;
@@ -11,14 +12,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Classify(args)) => aws_transfer_exporter::report::run(&args),
-        Some(Command::Serve(args)) => aws_transfer_exporter::daemon::run(args),
-        None => aws_transfer_exporter::daemon::run(cli.serve),
+        Some(Command::Serve(args)) => return aws_transfer_exporter::app::main(args),
+        None => return aws_transfer_exporter::app::main(cli.serve),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("aws-transfer-exporter: error: {err:#}");
-            ExitCode::FAILURE
+            ExitCode::from(aws_transfer_exporter::app::exit::RUNTIME)
         }
     }
 }

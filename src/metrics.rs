@@ -29,16 +29,9 @@ pub const PREFIX: &str = "aws_transfer";
 /// so it can never collide with a real user.
 pub const OVERFLOW_LABEL: &str = "~other";
 
-/// Default cap on distinct `user` label values per server. Large enough for
-/// the partner lists we have seen (tens to a few hundred users per server),
-/// small enough that a scan cannot grow the series count past
-/// cap × (families with a user label) × causes per server.
-pub const DEFAULT_MAX_USERS_PER_SERVER: usize = 500;
+pub use crate::config::defaults::DEFAULT_MAX_USERS_PER_SERVER;
 
-/// Default cap on distinct values of each id label (server, connector,
-/// workflow, log group) taken from log content. Ids are written by AWS, not
-/// strangers, but a log group can hold anything; this is the backstop.
-pub const DEFAULT_MAX_IDS: usize = 2000;
+pub use crate::config::defaults::DEFAULT_MAX_IDS;
 
 /// Limits for the label guard; come from config (`limits.*`).
 #[derive(Debug, Clone, Copy)]

@@ -6,13 +6,13 @@
 //! `aws_transfer_exporter_unparsed_events_total` (and sampled to the log).
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prometheus::IntCounter;
 use rustc_hash::{FxHashMap, FxHasher};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::hash::Hasher;
 
 use crate::attribute::{self, Attributor};
@@ -20,9 +20,9 @@ use crate::classify::{self, Classification};
 use crate::event::{Activity, Format, Parsed, RawEvent, ServerEvent};
 use crate::metrics::Metrics;
 use crate::parse;
+use crate::state::LastSession;
 
-/// Default number of recent failures kept for the landing page.
-pub const DEFAULT_RECENT_FAILURES: usize = 50;
+pub use crate::config::defaults::DEFAULT_RECENT_FAILURES;
 
 /// At most this many unparseable messages are logged per minute; the rest
 /// are only counted. Enough to diagnose, too few to flood the log.
@@ -46,15 +46,6 @@ impl Default for PipelineConfig {
             recent_failures: DEFAULT_RECENT_FAILURES,
         }
     }
-}
-
-/// The last CONNECTED of a user, persisted in the state file so a restart
-/// does not reset the silent-partner gauge.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LastSession {
-    pub server_id: String,
-    pub user: String,
-    pub timestamp_seconds: f64,
 }
 
 /// What the pipeline made of one event (one JSON line of `classify --output jsonl`).
@@ -91,7 +82,7 @@ impl Outcome<'_> {
     /// Copies `self` into `dst`, reusing `dst`'s string buffers: the recent
     /// failures ring recycles its oldest entry this way, so keeping it costs
     /// no allocation in the steady state.
-    fn copy_into(&self, dst: &mut Outcome<'static>) {
+    pub fn copy_into(&self, dst: &mut Outcome<'static>) {
         fn text(dst: &mut Cow<'static, str>, src: &str) {
             match dst {
                 Cow::Owned(s) => {
@@ -214,13 +205,7 @@ impl Handles {
 pub struct Pipeline {
     metrics: Arc<Metrics>,
     attributor: Attributor,
-    recent: VecDeque<Outcome<'static>>,
-    recent_cap: usize,
     servers_seen: rustc_hash::FxHashSet<String>,
-    /// Per inventory target: servers whose legacy text lines duplicate the
-    /// structured events the exporter also polls (see
-    /// [`Pipeline::set_legacy_duplicates`]).
-    legacy_duplicates: FxHashMap<String, rustc_hash::FxHashSet<String>>,
     last_sessions: HashMap<(String, String), f64>,
     handles: Handles,
     sample_window: Instant,
@@ -233,10 +218,7 @@ impl Pipeline {
         Pipeline {
             metrics,
             attributor: Attributor::new(cfg.session_cache_size, cfg.session_ttl),
-            recent: VecDeque::with_capacity(cfg.recent_failures.min(1024)),
-            recent_cap: cfg.recent_failures,
             servers_seen: Default::default(),
-            legacy_duplicates: Default::default(),
             last_sessions: HashMap::new(),
             handles,
             sample_window: Instant::now(),
@@ -246,11 +228,6 @@ impl Pipeline {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
-    }
-
-    /// Recent classified failures, newest first (bounded).
-    pub fn recent_failures(&self) -> Vec<Outcome<'static>> {
-        self.recent.iter().rev().cloned().collect()
     }
 
     /// Last CONNECTED per (server, user label), for the state file.
@@ -266,31 +243,6 @@ impl Pipeline {
             .collect();
         v.sort_by(|a, b| (&a.server_id, &a.user).cmp(&(&b.server_id, &b.user)));
         v
-    }
-
-    /// Servers (of one inventory target) that have both a logging role and
-    /// structured destinations that are being polled: AWS delivers each of
-    /// their events twice, once as a legacy text line and once as JSON, with
-    /// different event ids (reference §8.4). Their legacy lines are then
-    /// skipped (and counted in `aws_transfer_exporter_legacy_duplicates_skipped_total`)
-    /// so every event counts once. Replaces the target's previous set.
-    pub fn set_legacy_duplicates(
-        &mut self,
-        target: &str,
-        servers: impl IntoIterator<Item = String>,
-    ) {
-        let set: rustc_hash::FxHashSet<String> = servers.into_iter().collect();
-        if set.is_empty() {
-            self.legacy_duplicates.remove(target);
-        } else {
-            self.legacy_duplicates.insert(target.to_owned(), set);
-        }
-    }
-
-    fn is_legacy_duplicate(&self, server_id: &str) -> bool {
-        self.legacy_duplicates
-            .values()
-            .any(|s| s.contains(server_id))
     }
 
     /// Restores the silent-partner gauge after a restart. Newer values win,
@@ -320,6 +272,18 @@ impl Pipeline {
 
     /// Runs one event through parse → attribute → classify → count.
     pub fn process<'a>(&mut self, raw: &'a RawEvent) -> Outcome<'a> {
+        self.process_with(raw, &|_| false)
+    }
+
+    /// [`Self::process`], skipping (and counting in
+    /// `aws_transfer_exporter_legacy_duplicates_skipped_total`) the legacy
+    /// lines of the servers for which `skip_legacy(server_id)` is true: the
+    /// ingest boundary's duplicate policy.
+    pub fn process_with<'a>(
+        &mut self,
+        raw: &'a RawEvent,
+        skip_legacy: &dyn Fn(&str) -> bool,
+    ) -> Outcome<'a> {
         let mut out = Outcome {
             event_id: Cow::Borrowed(&raw.event_id),
             timestamp_ms: raw.timestamp_ms,
@@ -331,7 +295,9 @@ impl Pipeline {
             Ok(parsed) => {
                 out.format = Some(parsed.format());
                 match parsed {
-                    Parsed::Server { format, event } => self.server(raw, format, event, &mut out),
+                    Parsed::Server { format, event } => {
+                        self.server(raw, format, event, skip_legacy, &mut out)
+                    }
                     Parsed::Connector(ev) => self.connector(ev, &mut out),
                     Parsed::ConnectorThrottled { connector_id } => {
                         let cid = connector_id.or_else(|| {
@@ -370,15 +336,6 @@ impl Pipeline {
         out.category = Some(c.category);
         out.cause = Some(c.cause);
         out.advice = Some(c.advice);
-        if self.recent_cap > 0 {
-            if self.recent.len() == self.recent_cap {
-                let mut oldest = self.recent.pop_front().expect("full ring is not empty");
-                out.copy_into(&mut oldest);
-                self.recent.push_back(oldest);
-            } else {
-                self.recent.push_back(out.to_static());
-            }
-        }
     }
 
     fn sample_unparsed(&mut self, raw: &RawEvent, reason: &str) {
@@ -414,16 +371,14 @@ impl Pipeline {
         raw: &'a RawEvent,
         format: Format,
         ev: ServerEvent<'a>,
+        skip_legacy: &dyn Fn(&str) -> bool,
         out: &mut Outcome<'a>,
     ) {
         let at = self.attributor.attribute(&ev, raw);
         let server_raw = at.server_id.as_deref().unwrap_or("");
         let metrics = Arc::clone(&self.metrics);
         let server = metrics.id_label("server_id", server_raw);
-        if format == Format::Legacy
-            && !self.legacy_duplicates.is_empty()
-            && self.is_legacy_duplicate(server_raw)
-        {
+        if format == Format::Legacy && skip_legacy(server_raw) {
             metrics.legacy_duplicates.with_label_values(&[server]).inc();
             out.activity = ev.activity.as_ref().map(Activity::name);
             out.server_id = at.server_id;
@@ -472,12 +427,12 @@ impl Pipeline {
         let class = classify::server(&ev);
 
         // The user label: strangers' names never become labels. A name from
-        // an AUTH_FAILURE is used only for key_mismatch (AWS logs a key
-        // fingerprint only when the user exists) or when the name is already
-        // known on this server from a trusted source (CONNECTED, streams).
+        // an AUTH_FAILURE is used only when its cause proves the user exists
+        // (the classifier says which) or when the name is already known on
+        // this server from a trusted source (CONNECTED, streams).
         let user_label = if activity == Activity::AuthFailure {
-            match class.map(|c| c.cause) {
-                Some("key_mismatch") => metrics.user_label(server, user_raw),
+            match class {
+                Some(c) if c.proves_user_exists() => metrics.user_label(server, user_raw),
                 _ => {
                     if metrics.with_guard(|g| g.is_admitted(server, user_raw)) {
                         user_raw
@@ -691,11 +646,16 @@ mod tests {
         };
         let dual = "/aws/transfer/s-0123456789abcdef0";
         let other = "/aws/transfer/s-0fedcba9876543210";
-        p.set_legacy_duplicates("t", ["s-0123456789abcdef0".to_owned()]);
-        assert_eq!(p.process(&ev(dual, legacy)).cause, None);
-        assert_eq!(p.process(&ev("/custom", &json)).cause, Some("unknown_user"));
-        assert_eq!(p.process(&ev(other, legacy)).cause, Some("unknown_user"));
-        p.set_legacy_duplicates("t", Vec::new());
+        let skip = |s: &str| s == "s-0123456789abcdef0";
+        assert_eq!(p.process_with(&ev(dual, legacy), &skip).cause, None);
+        assert_eq!(
+            p.process_with(&ev("/custom", &json), &skip).cause,
+            Some("unknown_user")
+        );
+        assert_eq!(
+            p.process_with(&ev(other, legacy), &skip).cause,
+            Some("unknown_user")
+        );
         assert_eq!(p.process(&ev(dual, legacy)).cause, Some("unknown_user"));
         let text = render(&reg);
         let errors = |server: &str| {
@@ -750,83 +710,6 @@ mod tests {
             Some(3.0),
             "{text}"
         );
-    }
-
-    /// The landing page's ring: newest first, bounded, and each entry equal
-    /// to what `process` returned, also when a recycled entry had fields
-    /// (user, message, activity) that the new one lacks, or the reverse.
-    #[test]
-    fn recent_failures_are_newest_first_bounded_and_exact() {
-        let reg = Registry::new();
-        let m = Arc::new(Metrics::new(&reg, Limits::default()));
-        let mut p = Pipeline::new(
-            m,
-            PipelineConfig {
-                recent_failures: 3,
-                ..Default::default()
-            },
-        );
-        let lines = [
-            (
-                "ERRORS",
-                format!(
-                    r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","message":"Authentication failure","user":"no-such-user"}}"#
-                ),
-            ),
-            (
-                "s-0123456789abcdef0/jdoe",
-                format!(
-                    r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Access denied","session-id":"26315c40e111fcf04b00"}}"#
-                ),
-            ),
-            (
-                "ERRORS",
-                format!(
-                    r#"{{"activity-type":"KEX_FAILURE","resource-arn":"{ARN}","message":"no matching key exchange method found"}}"#
-                ),
-            ),
-            (
-                "",
-                r#"{"type":"ExecutionThrottled","details":{},"connectorId":"c-0123456789abcdef0"}"#
-                    .to_owned(),
-            ),
-            (
-                "s-0123456789abcdef0/alice",
-                format!(
-                    r#"{{"activity-type":"PARTIAL_CLOSE","resource-arn":"{ARN}","path":"/b/k","session-id":"aa"}}"#
-                ),
-            ),
-            (
-                "ERRORS",
-                format!(
-                    r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"bob","session-id":"bb"}}"#
-                ),
-            ),
-            ("ERRORS", "{broken".to_owned()),
-            (
-                "s-0123456789abcdef0/carol",
-                format!(
-                    r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Unable to AssumeRole for user"}}"#
-                ),
-            ),
-        ];
-        let mut failures = Vec::new();
-        for (i, (stream, msg)) in lines.iter().enumerate() {
-            let mut e = raw(stream, msg);
-            e.event_id = format!("id-{i}");
-            let o = p.process(&e);
-            if o.cause.is_some() {
-                failures.push(serde_json::to_value(&o).unwrap());
-            }
-        }
-        assert_eq!(failures.len(), 6, "{failures:?}");
-        let recent: Vec<_> = p
-            .recent_failures()
-            .iter()
-            .map(|o| serde_json::to_value(o).unwrap())
-            .collect();
-        let want: Vec<_> = failures.iter().rev().take(3).cloned().collect();
-        assert_eq!(recent, want);
     }
 
     /// Value of one sample in the exposition, by its exact series text.

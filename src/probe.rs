@@ -46,19 +46,9 @@ use tokio_util::task::TaskTracker;
 use crate::inventory::ServerSummary;
 use crate::metrics::Metrics;
 
-/// Default time between probe rounds. A minute matches a typical scrape
-/// interval and keeps the probe far below anything a server would notice
-/// (one TCP connection per endpoint per minute).
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
-/// Default bound on DNS resolution plus TCP connect. A silently dropped SYN
-/// (security group, NACL) only shows as this timeout; 5 s is far above a
-/// healthy connect time from anywhere in a Region and short enough that
-/// one round stays well inside the interval.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default bound on reading the greeting (and the TLS handshake) once
-/// connected. OpenSSH sends its identification at once; 5 s leaves room for
-/// a loaded server without hiding a hung one.
-pub const DEFAULT_BANNER_TIMEOUT: Duration = Duration::from_secs(5);
+pub use crate::config::defaults::DEFAULT_PROBE_BANNER_TIMEOUT as DEFAULT_BANNER_TIMEOUT;
+pub use crate::config::defaults::DEFAULT_PROBE_CONNECT_TIMEOUT as DEFAULT_CONNECT_TIMEOUT;
+pub use crate::config::defaults::DEFAULT_PROBE_INTERVAL as DEFAULT_INTERVAL;
 /// Most bytes read while looking for a greeting. RFC 4253 caps the SSH
 /// identification line at 255 bytes and allows a few lines before it; a
 /// peer that sends more than this without a proper greeting is not the
@@ -137,7 +127,7 @@ impl Protocol {
         }
     }
 
-    fn from_name(name: &str) -> Option<Protocol> {
+    pub fn from_name(name: &str) -> Option<Protocol> {
         match name {
             "sftp" => Some(Protocol::Sftp),
             "ftp" => Some(Protocol::Ftp),
@@ -160,43 +150,7 @@ pub struct Target {
 }
 
 // ---------------------------------------------------------------------------
-// Configuration: what the user writes (`probe:` section), then validated.
-
-/// The `probe:` section of the config file, as written. Durations are
-/// strings such as `30s` or `2m`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProbeSection {
-    /// Probe at all (default true; with no targets nothing is probed).
-    pub enabled: Option<bool>,
-    /// Time between rounds (default 60s).
-    pub interval: Option<String>,
-    /// Bound on DNS + TCP connect (default 5s).
-    pub connect_timeout: Option<String>,
-    /// Bound on reading the greeting / TLS handshake (default 5s).
-    pub banner_timeout: Option<String>,
-    /// Probe `<server-id>.server.transfer.<region>.amazonaws.com` for each
-    /// ONLINE internet-facing server found by the inventory. Unset means
-    /// "when the target uses the real AWS API" (no `endpoint_url`), so runs
-    /// against a local API (tests, the demo) never touch AWS host names.
-    pub public_hostnames: Option<bool>,
-    /// Explicit endpoints (VPC endpoints, extra addresses).
-    #[serde(default)]
-    pub targets: Vec<ProbeTargetSection>,
-}
-
-/// One entry of `probe.targets`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProbeTargetSection {
-    /// Server id the endpoint belongs to (`s-` + 17 hex digits on AWS; any
-    /// non-empty name is accepted).
-    pub server_id: Option<String>,
-    /// `host:port`, `host` (port from the protocol), or `[v6addr]:port`.
-    pub address: Option<String>,
-    /// sftp (default) | ftp | ftps | ftps_implicit.
-    pub protocol: Option<String>,
-}
+// Configuration (checked by `crate::config`).
 
 /// Validated probe settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -244,34 +198,8 @@ impl ProbeConfig {
     }
 }
 
-/// Parses a duration value of key `key` (e.g. `probe.interval`), pushing a
-/// message that names the key on error. Zero is refused.
-pub(crate) fn parse_duration(
-    key: &str,
-    value: Option<&str>,
-    default: Duration,
-    errors: &mut Vec<String>,
-) -> Duration {
-    let Some(v) = value else { return default };
-    match humantime::parse_duration(v.trim()) {
-        Ok(d) if d.is_zero() => {
-            errors.push(format!(
-                "{key}: must be greater than zero (got {v:?}); write e.g. \"30s\""
-            ));
-            default
-        }
-        Ok(d) => d,
-        Err(e) => {
-            errors.push(format!(
-                "{key}: {v:?} is not a duration ({e}); write e.g. \"30s\" or \"2m\""
-            ));
-            default
-        }
-    }
-}
-
 /// Splits `host:port`, `[v6]:port`, `host` or a bare IPv6 address.
-fn split_address(addr: &str) -> Result<(String, Option<u16>), String> {
+pub fn split_address(addr: &str) -> Result<(String, Option<u16>), String> {
     let addr = addr.trim();
     if addr.is_empty() {
         return Err("is empty".into());
@@ -297,92 +225,6 @@ fn split_address(addr: &str) -> Result<(String, Option<u16>), String> {
             Ok(p) if p != 0 && !host.is_empty() => Ok((host.to_owned(), Some(p))),
             _ => Err(format!("has a bad port {port:?} (1-65535)")),
         },
-    }
-}
-
-impl ProbeSection {
-    /// Validates into [`ProbeConfig`], pushing one message per problem (each
-    /// naming its key) onto `errors`. Returns a usable config either way;
-    /// callers fail if `errors` is non-empty.
-    pub fn validate(&self, errors: &mut Vec<String>) -> ProbeConfig {
-        let d = ProbeConfig::default();
-        let mut targets = Vec::new();
-        let mut seen = HashSet::new();
-        for (i, t) in self.targets.iter().enumerate() {
-            let key = format!("probe.targets[{i}]");
-            let server_id = match t.server_id.as_deref().map(str::trim) {
-                Some(s) if !s.is_empty() => s.to_owned(),
-                _ => {
-                    errors.push(format!(
-                        "{key}.server_id: missing; name the Transfer Family server (e.g. s-1234567890abcdef0) the endpoint belongs to"
-                    ));
-                    continue;
-                }
-            };
-            let protocol = match t.protocol.as_deref() {
-                None => Protocol::Sftp,
-                Some(p) => match Protocol::from_name(p) {
-                    Some(p) => p,
-                    None => {
-                        errors.push(format!(
-                            "{key}.protocol: unknown protocol {p:?}; use sftp, ftp, ftps or ftps_implicit"
-                        ));
-                        continue;
-                    }
-                },
-            };
-            let Some(address) = t.address.as_deref() else {
-                errors.push(format!(
-                    "{key}.address: missing; write host:port, e.g. \"10.0.1.5:22\""
-                ));
-                continue;
-            };
-            let (host, port) = match split_address(address) {
-                Ok(v) => v,
-                Err(why) => {
-                    errors.push(format!(
-                        "{key}.address: {address:?} {why}; write host:port, e.g. \"10.0.1.5:22\""
-                    ));
-                    continue;
-                }
-            };
-            let target = Target {
-                server_id,
-                host,
-                port: port.unwrap_or(protocol.default_port()),
-                protocol,
-            };
-            if !seen.insert((target.host.clone(), target.port)) {
-                errors.push(format!(
-                    "{key}.address: {address:?} is listed twice; each endpoint is probed once"
-                ));
-                continue;
-            }
-            targets.push(target);
-        }
-        ProbeConfig {
-            enabled: self.enabled.unwrap_or(d.enabled),
-            interval: parse_duration(
-                "probe.interval",
-                self.interval.as_deref(),
-                d.interval,
-                errors,
-            ),
-            connect_timeout: parse_duration(
-                "probe.connect_timeout",
-                self.connect_timeout.as_deref(),
-                d.connect_timeout,
-                errors,
-            ),
-            banner_timeout: parse_duration(
-                "probe.banner_timeout",
-                self.banner_timeout.as_deref(),
-                d.banner_timeout,
-                errors,
-            ),
-            public_hostnames: self.public_hostnames,
-            targets,
-        }
     }
 }
 
@@ -909,70 +751,6 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn section(yaml: &str) -> Result<ProbeSection, String> {
-        serde_norway::from_str(yaml).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn defaults_and_targets_validate() {
-        let s = section(
-            "interval: 30s\nconnect_timeout: 2s\ntargets:\n  - server_id: s-1\n    address: 127.0.0.1:2222\n  - server_id: s-2\n    address: \"[::1]\"\n    protocol: ftps_implicit\n  - server_id: s-3\n    address: vpce.example.internal\n    protocol: ftp\n",
-        )
-        .unwrap();
-        let mut errors = Vec::new();
-        let c = s.validate(&mut errors);
-        assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(c.interval, Duration::from_secs(30));
-        assert_eq!(c.connect_timeout, Duration::from_secs(2));
-        assert_eq!(c.banner_timeout, DEFAULT_BANNER_TIMEOUT);
-        let got: Vec<(&str, u16, Protocol)> = c
-            .targets
-            .iter()
-            .map(|t| (t.host.as_str(), t.port, t.protocol))
-            .collect();
-        assert_eq!(
-            got,
-            vec![
-                ("127.0.0.1", 2222, Protocol::Sftp),
-                ("::1", 990, Protocol::FtpsImplicit),
-                ("vpce.example.internal", 21, Protocol::Ftp),
-            ]
-        );
-    }
-
-    #[test]
-    fn bad_values_name_their_key() {
-        let table: &[(&str, &str)] = &[
-            ("interval: 5x", "probe.interval:"),
-            ("banner_timeout: 0s", "probe.banner_timeout:"),
-            ("targets:\n  - address: 127.0.0.1:22", "probe.targets[0].server_id:"),
-            ("targets:\n  - server_id: s-1", "probe.targets[0].address:"),
-            ("targets:\n  - server_id: s-1\n    address: 127.0.0.1:0", "probe.targets[0].address:"),
-            ("targets:\n  - server_id: s-1\n    address: h:99999", "probe.targets[0].address:"),
-            ("targets:\n  - server_id: s-1\n    address: h\n    protocol: as2", "probe.targets[0].protocol:"),
-            (
-                "targets:\n  - server_id: s-1\n    address: h:22\n  - server_id: s-2\n    address: h:22",
-                "probe.targets[1].address:",
-            ),
-        ];
-        for (yaml, key) in table {
-            let mut errors = Vec::new();
-            section(yaml).unwrap().validate(&mut errors);
-            assert!(
-                errors.len() == 1 && errors[0].starts_with(key),
-                "input {yaml:?}: want one error naming {key}, got {errors:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn unknown_keys_are_refused() {
-        let err = section("intervall: 5s").unwrap_err();
-        assert!(err.contains("intervall"), "{err}");
-        let err = section("targets:\n  - server_id: s\n    adress: h").unwrap_err();
-        assert!(err.contains("adress"), "{err}");
-    }
 
     #[test]
     fn public_hostnames_default_follows_the_endpoint_override() {

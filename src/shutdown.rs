@@ -1,18 +1,11 @@
 //! SIGINT/SIGTERM → cancellation.
 //!
-//! The first signal cancels the root [`CancellationToken`]; every task holds
-//! a child token and stops at its next await point. A second signal while
-//! draining exits at once (the operator asked twice).
+//! The first signal completes [`signals`], the shutdown future `main` gives
+//! the app, which cancels its root token; every task holds a child token and
+//! stops at its next await point. A second signal while draining exits at
+//! once (the operator asked twice).
 
-use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
-
-/// How long shutdown may take after the first signal before the daemon gives
-/// up waiting for tasks and exits anyway. Kubernetes and systemd send SIGKILL
-/// after 30 s and 90 s by default; 10 s leaves room for the state file and
-/// an in-flight scrape and keeps restarts quick.
-pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+pub use crate::config::defaults::DRAIN_DEADLINE;
 
 /// Which signal asked us to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,13 +51,13 @@ pub async fn wait_for_signal() -> Signal {
     }
 }
 
-/// Spawns the signal watcher: the first signal cancels `token`, a second one
-/// exits the process with status 130 without draining.
-pub fn install(token: CancellationToken) {
-    tokio::spawn(async move {
-        let sig = wait_for_signal().await;
-        tracing::info!(signal = sig.as_str(), "shutting down");
-        token.cancel();
+/// The daemon's shutdown future: completes at the first SIGINT/SIGTERM;
+/// from then on a second signal exits the process at once with status 130
+/// (the operator asked twice), without draining.
+pub async fn signals() {
+    let sig = wait_for_signal().await;
+    tracing::info!(signal = sig.as_str(), "shutting down");
+    tokio::spawn(async {
         let sig = wait_for_signal().await;
         tracing::warn!(
             signal = sig.as_str(),

@@ -18,10 +18,8 @@ pub mod cloudwatch;
 pub mod discovery;
 pub mod poller;
 pub mod ratelimit;
-pub mod state;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,52 +32,27 @@ use self::checkpoint::GroupProgress;
 use self::cloudwatch::{ErrorKind, LogsApi, SdkLogs};
 use self::poller::{lock, now_ms, PollCtx};
 use self::ratelimit::{CallError, TokenBucket};
-use self::state::{StateFile, STATE_VERSION};
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
+use crate::state::{StateFile, StateStore, STATE_VERSION};
 
-/// Default log group name prefix: where Transfer Family's logging role writes.
-pub const DEFAULT_GROUP_PREFIX: &str = "/aws/transfer/";
+pub use crate::config::defaults::DEFAULT_GROUP_PREFIX;
 
-/// How far back a group seen for the first time is read. Ten minutes shows
-/// recent failures right after a deploy without replaying days of history
-/// into counters (which would make every rate() spike).
-pub const DEFAULT_INITIAL_LOOKBACK: Duration = Duration::from_secs(10 * 60);
+pub use crate::config::defaults::DEFAULT_INITIAL_LOOKBACK;
 
-/// How far each poll reaches back behind the last checkpoint for events that
-/// became visible late. CloudWatch usually makes events searchable within
-/// seconds, sometimes a minute or two; five minutes covers that with margin
-/// while keeping the remembered ids (one per event in the window) small.
-pub const DEFAULT_LATE_ARRIVAL_WINDOW: Duration = Duration::from_secs(5 * 60);
+pub use crate::config::defaults::DEFAULT_LATE_ARRIVAL_WINDOW;
 
-/// How often each group is polled. Failures show up within this plus the
-/// scrape interval; each poll of each group costs at least one API call from
-/// the shared budget, so shorter intervals only pay off with few groups.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+pub use crate::config::defaults::DEFAULT_POLL_INTERVAL;
 
-/// How often group prefixes are listed again. New Transfer servers are rare;
-/// five minutes picks them up the same coffee break without spending the
-/// budget (one DescribeLogGroups call per 50 groups per prefix).
-pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(5 * 60);
+pub use crate::config::defaults::DEFAULT_DISCOVERY_INTERVAL;
 
-/// Events per FilterLogEvents page: the API maximum, so a window costs as
-/// few calls of the shared budget as possible.
-pub const DEFAULT_PAGE_LIMIT: i32 = 10_000;
+pub use crate::config::defaults::DEFAULT_PAGE_LIMIT;
 
-/// API calls per second per account+Region (FilterLogEvents +
-/// DescribeLogGroups). FilterLogEvents' quota is account-wide: 5 TPS in some
-/// Regions, 10 in most, 25 in us-east-1, and it is shared with the console
-/// and every other tool. Two per second leaves more than half of the
-/// smallest quota to everyone else.
-pub const DEFAULT_API_RATE_PER_SECOND: f64 = 2.0;
+pub use crate::config::defaults::DEFAULT_API_RATE_PER_SECOND;
 
-/// How often the state file is written when something changed. A crash loses
-/// at most this much progress, which is re-read (and counted again) by the
-/// next process; writing more often costs an fsync each time.
-pub const DEFAULT_STATE_FLUSH_INTERVAL: Duration = Duration::from_secs(5);
+pub use crate::config::defaults::DEFAULT_STATE_FLUSH_INTERVAL;
 
-/// Default state file path (relative to the working directory).
-pub const DEFAULT_STATE_PATH: &str = ".state/aws-transfer-exporter.json";
+pub use crate::config::defaults::DEFAULT_STATE_PATH;
 
 /// Groups of one target polled at once. The token bucket sets the call rate;
 /// a little concurrency only hides the latency of slow responses.
@@ -155,9 +128,9 @@ struct TargetRt {
 
 struct Shared {
     targets: Vec<Arc<TargetRt>>,
-    pipeline: Arc<Mutex<Pipeline>>,
+    ingest: Arc<Ingest>,
     metrics: Arc<Metrics>,
-    state_path: PathBuf,
+    store: Arc<dyn StateStore>,
     dirty: AtomicBool,
     flush_lock: tokio::sync::Mutex<()>,
 }
@@ -184,9 +157,9 @@ impl Sources {
     /// polling. Tasks run on `tracker` and stop when `cancel` fires.
     pub async fn start(
         targets: Vec<TargetSpec>,
-        state_path: PathBuf,
+        store: Arc<dyn StateStore>,
         state_flush_interval: Duration,
-        pipeline: Arc<Mutex<Pipeline>>,
+        ingest: Arc<Ingest>,
         metrics: Arc<Metrics>,
         tracker: &TaskTracker,
         cancel: CancellationToken,
@@ -200,9 +173,9 @@ impl Sources {
         Self::start_with_apis(
             targets,
             apis,
-            state_path,
+            store,
             state_flush_interval,
-            pipeline,
+            ingest,
             metrics,
             tracker,
             cancel,
@@ -215,9 +188,9 @@ impl Sources {
     pub fn start_with_apis(
         targets: Vec<TargetSpec>,
         apis: Vec<Arc<dyn LogsApi>>,
-        state_path: PathBuf,
+        store: Arc<dyn StateStore>,
         state_flush_interval: Duration,
-        pipeline: Arc<Mutex<Pipeline>>,
+        ingest: Arc<Ingest>,
         metrics: Arc<Metrics>,
         tracker: &TaskTracker,
         cancel: CancellationToken,
@@ -231,8 +204,8 @@ impl Sources {
                 t.name
             );
         }
-        let mut state = state::load_or_default(&state_path);
-        lock(&pipeline).restore_last_sessions(&state.last_sessions);
+        let mut state = store.load();
+        ingest.restore_last_sessions(&state.last_sessions);
 
         let mut buckets: HashMap<String, Arc<TokenBucket>> = HashMap::new();
         // Targets sharing an account+Region share the lowest configured rate.
@@ -248,7 +221,11 @@ impl Sources {
                 .entry(key.clone())
                 .or_insert_with(|| Arc::new(TokenBucket::new(rates[&key])))
                 .clone();
-            let restored = state.targets.remove(&spec.name).unwrap_or_default();
+            let restored = state
+                .targets
+                .remove(&spec.name)
+                .map(|v| restore_progress(&spec.name, v))
+                .unwrap_or_default();
             rts.push(Arc::new(TargetRt {
                 effective_interval_ms: AtomicU64::new(spec.poll_interval.as_millis() as u64),
                 spec,
@@ -263,9 +240,9 @@ impl Sources {
         }
         let shared = Arc::new(Shared {
             targets: rts,
-            pipeline,
+            ingest,
             metrics,
-            state_path,
+            store,
             dirty: AtomicBool::new(false),
             flush_lock: tokio::sync::Mutex::new(()),
         });
@@ -345,13 +322,31 @@ fn snapshot(shared: &Shared) -> StateFile {
         for g in live {
             groups.insert(g.name.clone(), lock(&g.progress).clone());
         }
-        targets.insert(t.spec.name.clone(), groups);
+        let value = serde_json::to_value(groups).unwrap_or_else(|e| {
+            // Cannot happen for these plain types; keep the rest of the file.
+            tracing::error!(target_name = %t.spec.name, error = %e, "cannot serialize progress");
+            serde_json::Value::Null
+        });
+        targets.insert(t.spec.name.clone(), value);
     }
     StateFile {
         version: STATE_VERSION,
         saved_at_ms: now_ms(),
         targets,
-        last_sessions: lock(&shared.pipeline).last_sessions(),
+        last_sessions: shared.ingest.last_sessions(),
+    }
+}
+
+/// A target's progress as the store gave it back; unreadable progress is
+/// reported and the target starts from its initial lookback.
+fn restore_progress(target: &str, v: serde_json::Value) -> BTreeMap<String, GroupProgress> {
+    match serde_json::from_value(v) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(target_name = target, error = %e,
+                "saved progress of this target is unreadable; its groups start at the initial lookback");
+            BTreeMap::new()
+        }
     }
 }
 
@@ -359,8 +354,8 @@ async fn flush(shared: &Arc<Shared>) -> anyhow::Result<()> {
     let _guard = shared.flush_lock.lock().await;
     shared.dirty.store(false, Ordering::Release);
     let snap = snapshot(shared);
-    let path = shared.state_path.clone();
-    let result = tokio::task::spawn_blocking(move || state::write_atomic(&path, &snap))
+    let store = shared.store.clone();
+    let result = tokio::task::spawn_blocking(move || store.save(&snap))
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))
         .and_then(|r| r);
@@ -380,10 +375,10 @@ async fn flush(shared: &Arc<Shared>) -> anyhow::Result<()> {
                 .state_writes
                 .with_label_values(&["failure"])
                 .inc();
-            tracing::error!(path = %shared.state_path.display(), error = %err, "writing the state file failed; will retry");
+            tracing::error!(path = %shared.store.describe(), error = %err, "writing the state file failed; will retry");
             Err(anyhow::anyhow!(
                 "writing state file {}: {err}",
-                shared.state_path.display()
+                shared.store.describe()
             ))
         }
     }
@@ -611,7 +606,7 @@ async fn poll_one(
         api: t.api.as_ref(),
         bucket: &t.bucket,
         metrics: &shared.metrics,
-        pipeline: &shared.pipeline,
+        ingest: &shared.ingest,
         cancel,
         page_limit: t.spec.page_limit,
         late_window_ms: late_ms,

@@ -4,6 +4,7 @@
 //! move the checkpoint. And the late-event audit (see [`super::checkpoint`]).
 
 use std::sync::{Arc, Mutex};
+
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
@@ -12,8 +13,8 @@ use super::checkpoint::{Admit, AuditTally, GroupProgress, Window};
 use super::cloudwatch::{LogsApi, OP_FILTER};
 use super::ratelimit::{call, CallError, TokenBucket};
 use crate::event::RawEvent;
+use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
 
 /// Pages followed in one poll before the poll is abandoned as runaway (the
 /// checkpoint does not move, so nothing is lost). At the default page limit
@@ -32,7 +33,7 @@ pub struct PollCtx<'a> {
     pub api: &'a dyn LogsApi,
     pub bucket: &'a TokenBucket,
     pub metrics: &'a Metrics,
-    pub pipeline: &'a Mutex<Pipeline>,
+    pub ingest: &'a Ingest,
     pub cancel: &'a CancellationToken,
     pub page_limit: i32,
     pub late_window_ms: i64,
@@ -109,12 +110,9 @@ pub async fn poll_group(
                 }
             }
             s.new += fresh.len() as u64;
-            if !fresh.is_empty() {
-                let mut pl = lock(ctx.pipeline);
-                for raw in &fresh {
-                    pl.process(raw);
-                }
-            }
+            // Counted before the checkpoint can move (and before the lock
+            // is released): the ingest boundary's contract.
+            ctx.ingest.submit(&fresh);
             drop(p);
             // Counted per page, together, so read = new + duplicate holds
             // between pages too.

@@ -35,7 +35,7 @@ fn discovery_follows_pages_picks_up_new_groups_and_survives_deleted_ones() {
     t.discovery_interval = Duration::from_secs(1);
     let h = Harness::start(vec![t]);
     wait_until("first round", Duration::from_secs(120), || {
-        h.sources.is_ready().then_some(())
+        h.sources().is_ready().then_some(())
     });
     assert_eq!(h.metrics.log_groups.get(), n as i64);
     assert_eq!(
@@ -47,7 +47,7 @@ fn discovery_follows_pages_picks_up_new_groups_and_survives_deleted_ones() {
         h.api("DescribeLogGroups", "success") >= 2,
         "followed the second page"
     );
-    assert_eq!(h.sources.status().len(), n);
+    assert_eq!(h.sources().status().len(), n);
 
     // Created while running.
     let newcomer = format!("{prefix}/new");
@@ -75,7 +75,11 @@ fn discovery_follows_pages_picks_up_new_groups_and_survives_deleted_ones() {
     wait_until("others still polled", Duration::from_secs(60), || {
         (h.connected(&server) == n as u64 + 5).then_some(())
     });
-    assert!(h.sources.status().iter().all(|s| s.log_group != groups[7]));
+    assert!(h
+        .sources()
+        .status()
+        .iter()
+        .all(|s| s.log_group != groups[7]));
     let text = h.render();
     assert!(
         !text.contains(&format!(
@@ -86,7 +90,7 @@ fn discovery_follows_pages_picks_up_new_groups_and_survives_deleted_ones() {
     );
 
     // Added at run time (explicit, outside the prefix).
-    h.sources.add_groups("test", vec![outsider.clone()]);
+    h.sources().add_groups("test", vec![outsider.clone()]);
     wait_until("added group polled", Duration::from_secs(60), || {
         (h.connected(&server) == n as u64 + 6).then_some(())
     });

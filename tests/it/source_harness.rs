@@ -1,19 +1,19 @@
-//! Drives the CloudWatch Logs source (`source::Sources`) directly against a
-//! real moto server (or the fault proxy in front of it), with a real
-//! pipeline and metrics, so the source's guarantees are tested at its own
-//! boundary. Tests read the metrics through the same registry `/metrics`
+//! Runs the app in-process through its builder, with only the CloudWatch
+//! Logs source, against a real moto server (or the fault proxy in front of
+//! it), so the source's guarantees are tested with the real ingest boundary,
+//! pipeline and metrics. Tests read the metrics through the same registry `/metrics`
 //! renders.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use aws_transfer_exporter::metrics::{self, Limits, Metrics};
-use aws_transfer_exporter::pipeline::{Pipeline, PipelineConfig};
+use aws_transfer_exporter::app::{App, Running};
+use aws_transfer_exporter::cli::ServeArgs;
+use aws_transfer_exporter::config;
+use aws_transfer_exporter::metrics::{self, Metrics};
 use aws_transfer_exporter::source::{Sources, TargetSpec};
 use prometheus::Registry;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::support::{FAKE_AWS_ENV, REGION};
 
@@ -47,11 +47,9 @@ pub fn target(endpoint: &str, prefixes: &[&str], groups: &[&str]) -> TargetSpec 
 }
 
 pub struct Harness {
-    pub sources: Sources,
     pub metrics: Arc<Metrics>,
     pub registry: Registry,
-    cancel: CancellationToken,
-    tracker: TaskTracker,
+    running: Option<Running>,
     rt: Option<tokio::runtime::Runtime>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -65,7 +63,9 @@ impl Harness {
         h
     }
 
-    /// Starts with the state file at `state_path` (kept by the caller).
+    /// Starts the app (through its builder, as `main` does) with only the
+    /// CloudWatch source: no inventory, no probe, the state file at
+    /// `state_path` (kept by the caller).
     pub fn start_at(targets: Vec<TargetSpec>, state_path: PathBuf) -> Harness {
         fake_env();
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -73,34 +73,41 @@ impl Harness {
             .enable_all()
             .build()
             .unwrap();
-        let registry = Registry::new();
-        let metrics = Arc::new(Metrics::new(&registry, Limits::default()));
-        let pipeline = Arc::new(Mutex::new(Pipeline::new(
-            metrics.clone(),
-            PipelineConfig::default(),
-        )));
-        let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let sources = rt
-            .block_on(Sources::start(
-                targets,
-                state_path,
-                Duration::from_millis(200),
-                pipeline,
-                metrics.clone(),
-                &tracker,
-                cancel.clone(),
-            ))
-            .expect("sources start");
+        let args = ServeArgs {
+            listen_address: Some("127.0.0.1:0".into()),
+            aws_region: Some(REGION.into()),
+            ..Default::default()
+        };
+        let raw = config::parse_yaml("inventory:\n  enabled: false\nprobe:\n  enabled: false\n")
+            .expect("yaml");
+        let mut cfg = config::build(raw, &args, None).expect("config");
+        cfg.targets = targets;
+        cfg.state_path = state_path;
+        cfg.state_flush_interval = Duration::from_millis(200);
+        let running = rt.block_on(App::new(cfg).start()).expect("app starts");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while running.sources().is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "sources did not start"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
         Harness {
-            sources,
-            metrics,
-            registry,
-            cancel,
-            tracker,
+            metrics: running.metrics().clone(),
+            registry: running.registry().clone(),
+            running: Some(running),
             rt: Some(rt),
             _dir: None,
         }
+    }
+
+    /// The running CloudWatch source.
+    pub fn sources(&self) -> Arc<Sources> {
+        self.running
+            .as_ref()
+            .and_then(Running::sources)
+            .expect("sources run until the harness stops")
     }
 
     /// Stops polling, waits for the tasks, writes the state file.
@@ -114,13 +121,14 @@ impl Harness {
     }
 
     fn shutdown(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            self.cancel.cancel();
-            self.tracker.close();
-            rt.block_on(async {
-                let _ = tokio::time::timeout(Duration::from_secs(10), self.tracker.wait()).await;
-                let _ = self.sources.flush_state().await;
+        if let (Some(rt), Some(running)) = (self.rt.take(), self.running.take()) {
+            let stopped = rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(15), running.shutdown()).await
             });
+            assert!(
+                matches!(stopped, Ok(Ok(_))) || std::thread::panicking(),
+                "app did not stop cleanly: {stopped:?}"
+            );
             rt.shutdown_timeout(Duration::from_secs(2));
         }
     }

@@ -30,7 +30,7 @@ fn pagination_counts_25000_events_exactly_once() {
     t.late_arrival_window = Duration::from_secs(3600); // every later poll re-reads all 25,000
     let mut h = Harness::start(vec![t]);
     wait_until("first round", Duration::from_secs(120), || {
-        h.sources.is_ready().then_some(())
+        h.sources().is_ready().then_some(())
     });
     assert_eq!(
         h.connected(&server),
@@ -74,7 +74,7 @@ fn late_events_inside_the_window_count_once_and_outside_are_reported() {
     t.poll_interval = Duration::from_millis(300);
     let h = Harness::start(vec![t]);
     wait_until("first round", Duration::from_secs(60), || {
-        h.sources.is_ready().then_some(())
+        h.sources().is_ready().then_some(())
     });
     assert_eq!(h.connected(&server), 10);
     h.wait_polls(&group, 2, Duration::from_secs(30));
@@ -131,7 +131,7 @@ fn restart_resumes_from_the_state_file() {
 
     let first = Harness::start_at(vec![t.clone()], state.clone());
     wait_until("first round", Duration::from_secs(60), || {
-        first.sources.is_ready().then_some(())
+        first.sources().is_ready().then_some(())
     });
     assert_eq!(first.connected(&server), 100);
     first.stop();
@@ -174,7 +174,7 @@ fn corrupt_state_file_starts_from_the_initial_lookback() {
     std::fs::write(&state, "{ not json").unwrap();
     let h = Harness::start_at(vec![target(&moto.url, &[], &[&group])], state.clone());
     wait_until("first round", Duration::from_secs(60), || {
-        h.sources.is_ready().then_some(())
+        h.sources().is_ready().then_some(())
     });
     assert_eq!(h.connected(&server), 5);
     assert!(dir.path().join("state.json.corrupt").exists());

@@ -1,5 +1,8 @@
-//! The daemon: config → registry, metrics, pipeline → HTTP server → sources
-//! (+ inventory and probe), with owned, cancellable tasks.
+//! The app builder: checked config → registry, metrics, ingest → HTTP
+//! server → sources (+ inventory and probe), with owned, cancellable tasks.
+//! Assembled here once, and used by `main`, the integration tests and the
+//! benches: [`App::start`] returns a [`Running`] app, [`App::run`] runs it
+//! until a shutdown future completes, so a test runs the daemon in-process.
 //!
 //! Startup order: load and validate the config (exit non-zero naming every
 //! bad key), set up logging, bind the listen address (exit non-zero if it is
@@ -8,12 +11,17 @@
 //! line with the bound `address` (tests start on port 0 and read it), then
 //! start the sources.
 //!
-//! Shutdown (SIGTERM/SIGINT, see [`crate::shutdown`]): cancel every task,
-//! wait for pollers and in-flight scrapes under [`shutdown::DRAIN_DEADLINE`],
-//! write the state file, exit 0.
+//! Shutdown (the future given to [`App::run`]; SIGTERM/SIGINT in `main`, see
+//! [`crate::shutdown`]): cancel every task, wait for pollers and in-flight
+//! scrapes under [`shutdown::DRAIN_DEADLINE`], write the state, exit 0.
+//!
+//! Exit codes ([`exit`]): 0 after a clean shutdown, 1 for a runtime failure
+//! (cannot listen, cannot save state), 2 for a usage or configuration error.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -24,75 +32,58 @@ use tokio_util::task::TaskTracker;
 use crate::cli::ServeArgs;
 use crate::config::{self, Config, LogFormat};
 use crate::http::{self, AppState, FailureRow, GroupRow, TargetRow, View};
+use crate::ingest::Ingest;
 use crate::inventory::{self, Inventory, InventoryConfig, ServerSummary};
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
 use crate::shutdown;
+use crate::source::cloudwatch::LogsApi;
 use crate::source::Sources;
+use crate::state::{FileStore, StateStore};
 
-/// Runs the daemon until a signal; `Ok(SUCCESS)` after a clean shutdown.
-pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let cfg = config::load(&args)?;
-    if args.config_check {
-        print_summary(&cfg);
-        return Ok(ExitCode::SUCCESS);
-    }
-    init_tracing(&cfg)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("exporter")
-        .build()
-        .context("cannot start the async runtime")?;
-    let code = runtime.block_on(serve(cfg))?;
-    // Connections stuck past the drain deadline must not hold the exit.
-    runtime.shutdown_timeout(Duration::from_millis(100));
-    Ok(code)
+/// Exit codes: a convention shared with most command-line tools (and clap,
+/// which exits 2 on a usage error before we run).
+pub mod exit {
+    /// Ran and stopped cleanly.
+    pub const OK: u8 = 0;
+    /// Failed while running: cannot listen, cannot save state, …
+    pub const RUNTIME: u8 = 1;
+    /// Usage or configuration error: nothing was started.
+    pub const CONFIG: u8 = 2;
 }
 
-fn print_summary(cfg: &Config) {
-    println!("configuration OK");
-    println!("  listen_address: {}", cfg.listen_address);
-    println!("  telemetry_path: {}", cfg.telemetry_path);
-    println!("  state.path: {}", cfg.state_path.display());
-    for (i, t) in cfg.targets.iter().enumerate() {
-        println!(
-            "  targets[{i}]: name={} region={} endpoint_url={} role_arn={} log_group_prefixes={:?} log_groups={:?} poll_interval={} initial_lookback={} late_arrival_window={}",
-            t.name,
-            t.region,
-            t.endpoint_url.as_deref().unwrap_or("-"),
-            t.role_arn.as_deref().unwrap_or("-"),
-            t.group_prefixes,
-            t.groups,
-            humantime::format_duration(t.poll_interval),
-            humantime::format_duration(t.initial_lookback),
-            humantime::format_duration(t.late_arrival_window),
-        );
+/// `main`'s daemon: checks the config (exit 2 naming every problem), sets
+/// up logging, runs the app until SIGINT/SIGTERM (a second signal while
+/// draining exits at once with 130).
+pub fn main(args: ServeArgs) -> ExitCode {
+    let cfg = match config::load(&args) {
+        Ok(cfg) => cfg,
+        Err(err) => {
+            eprintln!("aws-transfer-exporter: error: {err}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    if args.config_check {
+        print!("{}", cfg.summary());
+        return ExitCode::from(exit::OK);
     }
-    println!(
-        "  limits: max_users_per_server={} max_ids={}",
-        cfg.limits.max_users_per_server, cfg.limits.max_ids
-    );
-    let inv = &cfg.inventory;
-    println!(
-        "  inventory: enabled={} interval={} users={} add_log_groups={} skip_legacy_duplicates={}",
-        inv.enabled,
-        humantime::format_duration(inv.interval),
-        inv.users.as_str(),
-        inv.add_log_groups,
-        inv.skip_legacy_duplicates,
-    );
-    let probe = &cfg.probe;
-    println!(
-        "  probe: enabled={} interval={} connect_timeout={} banner_timeout={} public_hostnames={} targets={}",
-        probe.enabled,
-        humantime::format_duration(probe.interval),
-        humantime::format_duration(probe.connect_timeout),
-        humantime::format_duration(probe.banner_timeout),
-        probe
-            .public_hostnames
-            .map_or("auto (only without an endpoint URL)".to_owned(), |b| b.to_string()),
-        probe.targets.len(),
-    );
+    let result = init_tracing(&cfg).and_then(|()| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("exporter")
+            .build()
+            .context("cannot start the async runtime")?;
+        let code = runtime.block_on(App::new(cfg).run(shutdown::signals()));
+        // Connections stuck past the drain deadline must not hold the exit.
+        runtime.shutdown_timeout(Duration::from_millis(100));
+        code
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("aws-transfer-exporter: error: {err:#}");
+            ExitCode::from(exit::RUNTIME)
+        }
+    }
 }
 
 /// Dependencies that log at info about routine work (credential loading,
@@ -126,7 +117,7 @@ fn init_tracing(cfg: &Config) -> anyhow::Result<()> {
 /// server has started; until then the daemon is alive but not ready.
 struct DaemonView {
     sources: OnceLock<Arc<Sources>>,
-    pipeline: Arc<Mutex<Pipeline>>,
+    ingest: Arc<Ingest>,
 }
 
 impl View for DaemonView {
@@ -158,10 +149,7 @@ impl View for DaemonView {
     }
 
     fn recent_failures(&self) -> Vec<FailureRow> {
-        let outcomes = {
-            let p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
-            p.recent_failures()
-        };
+        let outcomes = self.ingest.recent_failures();
         outcomes
             .into_iter()
             .map(|o| FailureRow {
@@ -178,31 +166,170 @@ impl View for DaemonView {
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
-    let registry = Registry::new();
-    let metrics = Arc::new(Metrics::new(&registry, cfg.limits));
-    let pipeline = Arc::new(Mutex::new(Pipeline::new(
-        metrics.clone(),
-        cfg.pipeline.clone(),
-    )));
-    let tracker = TaskTracker::new();
-    let cancel = CancellationToken::new();
-    shutdown::install(cancel.clone());
+/// The daemon, assembled once from a checked config.
+pub struct App {
+    cfg: Config,
+    logs_apis: Option<Vec<Arc<dyn LogsApi>>>,
+    store: Option<Arc<dyn StateStore>>,
+}
 
-    let listener = http::bind(cfg.listen_address).await.with_context(|| {
-        format!(
-            "cannot listen on {} (web.listen_address); pick a free address with --web.listen-address",
-            cfg.listen_address
-        )
-    })?;
+/// A started app: listening, with its sources starting or running.
+pub struct Running {
+    address: SocketAddr,
+    registry: prometheus::Registry,
+    metrics: Arc<Metrics>,
+    ingest: Arc<Ingest>,
+    view: Arc<DaemonView>,
+    cancel: CancellationToken,
+    done: tokio::task::JoinHandle<anyhow::Result<ExitCode>>,
+}
+
+impl App {
+    pub fn new(cfg: Config) -> App {
+        App {
+            cfg,
+            logs_apis: None,
+            store: None,
+        }
+    }
+
+    /// CloudWatch Logs implementations per target (same order as the
+    /// config's targets) instead of the SDK: for benches with an in-process
+    /// page source.
+    pub fn with_logs_apis(mut self, apis: Vec<Arc<dyn LogsApi>>) -> App {
+        self.logs_apis = Some(apis);
+        self
+    }
+
+    /// A state store instead of the file at `state.path`.
+    pub fn with_state_store(mut self, store: Arc<dyn StateStore>) -> App {
+        self.store = Some(store);
+        self
+    }
+
+    /// Binds the listener (an error if the address is taken), serves HTTP at
+    /// once, logs `listening`, and starts the sources in the background.
+    pub async fn start(self) -> anyhow::Result<Running> {
+        let App {
+            cfg,
+            logs_apis,
+            store,
+        } = self;
+        let registry = Registry::new();
+        let metrics = Arc::new(Metrics::new(&registry, cfg.limits));
+        let ingest = Arc::new(Ingest::new(metrics.clone(), cfg.pipeline.clone()));
+        let listener = http::bind(cfg.listen_address).await.with_context(|| {
+            format!(
+                "cannot listen on {} (web.listen_address); pick a free address with --web.listen-address",
+                cfg.listen_address
+            )
+        })?;
+        let address = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        let store: Arc<dyn StateStore> =
+            store.unwrap_or_else(|| Arc::new(FileStore::new(cfg.state_path.clone())));
+        let cancel = CancellationToken::new();
+        let view = Arc::new(DaemonView {
+            sources: OnceLock::new(),
+            ingest: ingest.clone(),
+        });
+        let done = tokio::spawn(serve(
+            cfg,
+            listener,
+            registry.clone(),
+            metrics.clone(),
+            view.clone(),
+            store,
+            logs_apis,
+            cancel.clone(),
+        ));
+        Ok(Running {
+            address,
+            registry,
+            metrics,
+            ingest,
+            view,
+            cancel,
+            done,
+        })
+    }
+
+    /// Starts, runs until `shutdown` completes (or the app fails), then
+    /// drains and saves state.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<ExitCode> {
+        let running = self.start().await?;
+        running.run_until(shutdown).await
+    }
+}
+
+impl Running {
+    /// The bound address of the metrics listener (port 0 resolved).
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The registry behind `/metrics`.
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.registry
+    }
+
+    /// The ingest boundary the sources feed.
+    pub fn ingest(&self) -> &Arc<Ingest> {
+        &self.ingest
+    }
+
+    /// Every metric family (for tests and benches that read counters).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The CloudWatch sources, once started (after the first inventory
+    /// views, at most [`config::FIRST_INVENTORY_TIMEOUT`]).
+    pub fn sources(&self) -> Option<Arc<Sources>> {
+        self.view.sources.get().cloned()
+    }
+
+    /// What `/-/ready` says.
+    pub fn is_ready(&self) -> bool {
+        self.view.is_ready()
+    }
+
+    /// Runs until `shutdown` completes, then shuts down.
+    pub async fn run_until(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<ExitCode> {
+        tokio::select! {
+            _ = shutdown => self.shutdown().await,
+            r = &mut self.done => r.context("the app task failed")?,
+        }
+    }
+
+    /// Stops every task, drains, saves state.
+    pub async fn shutdown(self) -> anyhow::Result<ExitCode> {
+        self.cancel.cancel();
+        self.done.await.context("the app task failed")?
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    cfg: Config,
+    listener: tokio::net::TcpListener,
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    view: Arc<DaemonView>,
+    store: Arc<dyn StateStore>,
+    logs_apis: Option<Vec<Arc<dyn LogsApi>>>,
+    cancel: CancellationToken,
+) -> anyhow::Result<ExitCode> {
+    let ingest = view.ingest.clone();
+    let tracker = TaskTracker::new();
     let address = listener
         .local_addr()
         .context("cannot read the bound address")?;
 
-    let view = Arc::new(DaemonView {
-        sources: OnceLock::new(),
-        pipeline: pipeline.clone(),
-    });
     let state = Arc::new(AppState {
         registry: registry.clone(),
         telemetry_path: cfg.telemetry_path.clone(),
@@ -237,18 +364,36 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
 
     // The inventory's first view comes before the first poll, so that the
     // legacy copies of dual-logging servers are skipped from the start.
-    let inventories = first_inventories(&cfg, &metrics, &pipeline, &cancel).await;
+    let inventories = first_inventories(&cfg, &metrics, &ingest, &cancel).await;
+    let start_sources = async {
+        match logs_apis {
+            Some(apis) => Sources::start_with_apis(
+                cfg.targets.clone(),
+                apis,
+                store.clone(),
+                cfg.state_flush_interval,
+                ingest.clone(),
+                metrics.clone(),
+                &tracker,
+                cancel.child_token(),
+            ),
+            None => {
+                Sources::start(
+                    cfg.targets.clone(),
+                    store.clone(),
+                    cfg.state_flush_interval,
+                    ingest.clone(),
+                    metrics.clone(),
+                    &tracker,
+                    cancel.child_token(),
+                )
+                .await
+            }
+        }
+    };
     let started = tokio::select! {
         _ = cancel.cancelled() => None,
-        s = Sources::start(
-            cfg.targets.clone(),
-            cfg.state_path.clone(),
-            cfg.state_flush_interval,
-            pipeline.clone(),
-            metrics.clone(),
-            &tracker,
-            cancel.child_token(),
-        ) => Some(s),
+        s = start_sources => Some(s),
     };
     let sources = match started {
         Some(Ok(s)) => Some(Arc::new(s)),
@@ -266,7 +411,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
             sources,
             inventories,
             &metrics,
-            &pipeline,
+            &ingest,
             &tracker,
             &cancel,
         );
@@ -288,14 +433,14 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     if let Some(sources) = &sources {
         match tokio::time::timeout_at(deadline, sources.flush_state()).await {
-            Ok(Ok(())) => tracing::info!(path = %cfg.state_path.display(), "state saved"),
+            Ok(Ok(())) => tracing::info!(path = %store.describe(), "state saved"),
             Ok(Err(err)) => {
-                tracing::error!(error = %format!("{err:#}"), path = %cfg.state_path.display(), "cannot save state");
-                code = ExitCode::FAILURE;
+                tracing::error!(error = %format!("{err:#}"), path = %store.describe(), "cannot save state");
+                code = ExitCode::from(exit::RUNTIME);
             }
             Err(_) => {
-                tracing::error!(path = %cfg.state_path.display(), "saving state did not finish before the drain deadline");
-                code = ExitCode::FAILURE;
+                tracing::error!(path = %store.describe(), "saving state did not finish before the drain deadline");
+                code = ExitCode::from(exit::RUNTIME);
             }
         }
     }
@@ -311,10 +456,7 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// How long the start waits for a target's first inventory view before it
-/// polls without one. The Transfer API answers in well under a second; an
-/// unreachable one (no route, no VPC endpoint) must not hold polling up.
-const FIRST_INVENTORY_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::config::FIRST_INVENTORY_TIMEOUT;
 
 /// One inventory per target (when enabled) and its first view, taken
 /// before polling starts, for all targets at once (so several unreachable
@@ -324,7 +466,7 @@ const FIRST_INVENTORY_TIMEOUT: Duration = Duration::from_secs(10);
 async fn first_inventories(
     cfg: &Config,
     metrics: &Arc<Metrics>,
-    pipeline: &Arc<Mutex<Pipeline>>,
+    ingest: &Arc<Ingest>,
     cancel: &CancellationToken,
 ) -> Vec<(Inventory, Option<Vec<ServerSummary>>)> {
     if !cfg.inventory.enabled {
@@ -374,10 +516,7 @@ async fn first_inventories(
         };
         if let Some(servers) = &first {
             let dual = inventory::legacy_duplicate_servers(servers, &cfg.inventory);
-            pipeline
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .set_legacy_duplicates(&cfg.targets[i].name, dual);
+            ingest.set_legacy_duplicates(&cfg.targets[i].name, dual);
         }
         out[i] = Some((inv, first));
     }
@@ -404,7 +543,7 @@ fn start_inventory_and_probe(
     sources: &Arc<Sources>,
     inventories: Vec<(Inventory, Option<Vec<ServerSummary>>)>,
     metrics: &Arc<Metrics>,
-    pipeline: &Arc<Mutex<Pipeline>>,
+    ingest: &Arc<Ingest>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
 ) {
@@ -418,7 +557,7 @@ fn start_inventory_and_probe(
             rx.clone(),
             t.name.clone(),
             cfg.inventory.clone(),
-            pipeline.clone(),
+            ingest.clone(),
             cancel.child_token(),
         ));
         feeds.push(crate::probe::InventoryFeed {
@@ -435,13 +574,13 @@ fn start_inventory_and_probe(
     );
 }
 
-/// Keeps the pipeline's set of dual-logging servers (whose legacy lines it
+/// Keeps the ingest boundary's set of dual-logging servers (whose legacy lines it
 /// skips) in step with every inventory refresh of one target.
 async fn follow_legacy_duplicates(
     mut servers: tokio::sync::watch::Receiver<Arc<Vec<ServerSummary>>>,
     target: String,
     cfg: InventoryConfig,
-    pipeline: Arc<Mutex<Pipeline>>,
+    ingest: Arc<Ingest>,
     cancel: CancellationToken,
 ) {
     loop {
@@ -455,10 +594,7 @@ async fn follow_legacy_duplicates(
             tracing::debug!(target_name = %target, servers = ?dual,
                 "both logging mechanisms on: legacy lines of these servers are skipped");
         }
-        pipeline
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .set_legacy_duplicates(&target, dual);
+        ingest.set_legacy_duplicates(&target, dual);
     }
 }
 

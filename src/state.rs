@@ -1,6 +1,9 @@
-//! The state file: per-group progress ([`GroupProgress`]: checkpoint,
-//! remembered ids, audit slices) per target, and the last session per user
-//! (the silent-partner gauge), as JSON.
+//! The state store: what must survive a restart. Today's store is one JSON
+//! file ([`FileStore`]). It holds each source's progress as an opaque value
+//! the source owns (the CloudWatch poller's per-group checkpoints,
+//! remembered ids and audit slices, per target) and the last session per
+//! user (the silent-partner gauge), so the store depends on no stage of the
+//! flow: the stages depend on it.
 //!
 //! Written atomically: a temporary file in the same directory is written and
 //! fsynced, renamed over the old file, and the directory is fsynced, so a
@@ -20,8 +23,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::GroupProgress;
-use crate::pipeline::LastSession;
+/// The last CONNECTED of a user, persisted so a restart does not reset the
+/// silent-partner gauge.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastSession {
+    pub server_id: String,
+    pub user: String,
+    pub timestamp_seconds: f64,
+}
 
 /// Version of the file layout; a file with another version is treated as
 /// unreadable (reported, moved aside) rather than misread.
@@ -34,9 +43,10 @@ pub struct StateFile {
     /// When it was written, Unix milliseconds (for people reading the file).
     #[serde(default)]
     pub saved_at_ms: i64,
-    /// target name -> log group name -> progress.
+    /// target name -> that target's progress, as its source wrote it (the
+    /// CloudWatch poller: log group name -> checkpoint).
     #[serde(default)]
-    pub targets: BTreeMap<String, BTreeMap<String, GroupProgress>>,
+    pub targets: BTreeMap<String, serde_json::Value>,
     /// Last CONNECTED per (server, user), restored into the pipeline.
     #[serde(default)]
     pub last_sessions: Vec<LastSession>,
@@ -89,8 +99,7 @@ pub fn load(path: &Path) -> Result<Option<StateFile>, LoadError> {
 pub fn load_or_default(path: &Path) -> StateFile {
     match load(path) {
         Ok(Some(s)) => {
-            let groups: usize = s.targets.values().map(BTreeMap::len).sum();
-            tracing::info!(path = %path.display(), groups, "state file loaded; resuming");
+            tracing::info!(path = %path.display(), targets = s.targets.len(), "state file loaded; resuming");
             s
         }
         Ok(None) => {
@@ -98,8 +107,12 @@ pub fn load_or_default(path: &Path) -> StateFile {
             StateFile::default()
         }
         Err(err) => {
+            // Only a regular file is moved aside: anything else at the path
+            // (a directory, a socket) is not ours to move; the config check
+            // refuses such a path before we get here.
             let aside = aside_path(path);
-            let moved = std::fs::rename(path, &aside).is_ok();
+            let is_file = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+            let moved = is_file && std::fs::rename(path, &aside).is_ok();
             tracing::error!(
                 path = %path.display(),
                 error = %err,
@@ -150,13 +163,11 @@ mod tests {
     use super::*;
 
     fn sample() -> StateFile {
-        let mut p = GroupProgress::new(1_000_000, 60_000);
-        let w = p.window(1_000_000, 10_000);
-        p.admit(&w, "e1", 990_000);
-        let mut groups = BTreeMap::new();
-        groups.insert("/aws/transfer/s-1".to_owned(), p);
         let mut targets = BTreeMap::new();
-        targets.insert("default".to_owned(), groups);
+        targets.insert(
+            "default".to_owned(),
+            serde_json::json!({"/aws/transfer/s-1": {"checkpoint_ms": 990000}}),
+        );
         StateFile {
             version: STATE_VERSION,
             saved_at_ms: 1,
@@ -208,11 +219,60 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_at_the_path_is_never_moved() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("keep"), "mine").unwrap();
+        let s = load_or_default(&path);
+        assert!(s.targets.is_empty());
+        assert!(path.is_dir(), "the directory stays where it was");
+        assert_eq!(std::fs::read_to_string(path.join("keep")).unwrap(), "mine");
+        assert!(!dir.path().join("state.json.corrupt").exists());
+    }
+
+    #[test]
     fn write_to_an_unwritable_place_fails_cleanly() {
         let dir = tempfile::tempdir().unwrap();
         let blocker = dir.path().join("file");
         std::fs::write(&blocker, "x").unwrap();
         // parent is a regular file: cannot create the directory
         assert!(write_atomic(&blocker.join("state.json"), &sample()).is_err());
+    }
+}
+
+/// Where state is kept. The file is today's implementation; the trait keeps
+/// the sources and the app independent of it.
+pub trait StateStore: Send + Sync + 'static {
+    /// What was saved last, or an empty state on a first start (never
+    /// fails: an unreadable state is reported and treated as a first start).
+    fn load(&self) -> StateFile;
+    /// Saves durably: when this returns `Ok`, a crash keeps this state.
+    fn save(&self, state: &StateFile) -> std::io::Result<()>;
+    /// For log lines: where the state lives.
+    fn describe(&self) -> String;
+}
+
+/// The state as one JSON file, written atomically.
+#[derive(Debug, Clone)]
+pub struct FileStore {
+    path: PathBuf,
+}
+
+impl FileStore {
+    pub fn new(path: impl Into<PathBuf>) -> FileStore {
+        FileStore { path: path.into() }
+    }
+}
+
+impl StateStore for FileStore {
+    fn load(&self) -> StateFile {
+        load_or_default(&self.path)
+    }
+    fn save(&self, state: &StateFile) -> std::io::Result<()> {
+        write_atomic(&self.path, state)
+    }
+    fn describe(&self) -> String {
+        self.path.display().to_string()
     }
 }

@@ -1,0 +1,261 @@
+//! The ingest boundary: the one way into counting. A source submits a batch
+//! of raw events; when [`Ingest::submit`] returns, every event of the batch
+//! has been counted (parse → attribute → classify → count), so the source
+//! may then move its checkpoint or acknowledge its sender. Sources never see
+//! the pipeline.
+//!
+//! Beside counting, the boundary keeps what concerns every source and no
+//! stage of the flow: the policy of which events are copies of others (the
+//! legacy lines of servers that also log structured JSON, reference §8.4,
+//! fed by the inventory) and the landing page's ring of recent failures.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use crate::event::RawEvent;
+use crate::metrics::Metrics;
+use crate::pipeline::{Outcome, Pipeline, PipelineConfig};
+use crate::state::LastSession;
+
+/// What an ingest handle does for its sources; implemented by [`Ingest`].
+/// Sources that need only to submit take `Arc<dyn EventSink>`.
+pub trait EventSink: Send + Sync + 'static {
+    /// Counts every event of `events` before returning.
+    fn submit(&self, events: &[RawEvent]);
+}
+
+fn is_listed(sets: &FxHashMap<String, FxHashSet<String>>, server_id: &str) -> bool {
+    !sets.is_empty() && sets.values().any(|s| s.contains(server_id))
+}
+
+struct Inner {
+    pipeline: Pipeline,
+    recent: VecDeque<Outcome<'static>>,
+    recent_cap: usize,
+    /// Per inventory target: servers whose legacy text lines duplicate the
+    /// structured events also read (see [`Ingest::set_legacy_duplicates`]).
+    legacy_duplicates: FxHashMap<String, FxHashSet<String>>,
+}
+
+impl Inner {
+    fn process(&mut self, raw: &RawEvent) {
+        let Inner {
+            pipeline,
+            recent,
+            recent_cap,
+            legacy_duplicates,
+        } = self;
+        let skip = |server: &str| is_listed(legacy_duplicates, server);
+        let out = pipeline.process_with(raw, &skip);
+        if out.cause.is_some() && *recent_cap > 0 {
+            if recent.len() == *recent_cap {
+                let mut oldest = recent.pop_front().expect("full ring is not empty");
+                out.copy_into(&mut oldest);
+                recent.push_back(oldest);
+            } else {
+                recent.push_back(out.to_static());
+            }
+        }
+    }
+}
+
+/// The ingest handle: owns the pipeline; shared by every source.
+pub struct Ingest {
+    inner: Mutex<Inner>,
+    metrics: Arc<Metrics>,
+}
+
+impl Ingest {
+    pub fn new(metrics: Arc<Metrics>, cfg: PipelineConfig) -> Ingest {
+        let recent_cap = cfg.recent_failures;
+        Ingest {
+            inner: Mutex::new(Inner {
+                pipeline: Pipeline::new(metrics.clone(), cfg),
+                recent: VecDeque::with_capacity(recent_cap.min(1024)),
+                recent_cap,
+                legacy_duplicates: FxHashMap::default(),
+            }),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not stop counting; the data under this lock
+        // stays consistent between events.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Counts every event of the batch; returns when all are counted.
+    pub fn submit(&self, events: &[RawEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        for raw in events {
+            inner.process(raw);
+        }
+    }
+
+    /// Recent classified failures, newest first (bounded).
+    pub fn recent_failures(&self) -> Vec<Outcome<'static>> {
+        self.lock().recent.iter().rev().cloned().collect()
+    }
+
+    /// Servers (of one inventory target) that have both a logging role and
+    /// structured destinations that are being read: AWS delivers each of
+    /// their events twice, once as a legacy text line and once as JSON, with
+    /// different event ids (reference §8.4). Their legacy lines are then
+    /// skipped (and counted in
+    /// `aws_transfer_exporter_legacy_duplicates_skipped_total`) so every event
+    /// counts once. Replaces the target's previous set.
+    pub fn set_legacy_duplicates(&self, target: &str, servers: impl IntoIterator<Item = String>) {
+        let set: FxHashSet<String> = servers.into_iter().collect();
+        let mut inner = self.lock();
+        if set.is_empty() {
+            inner.legacy_duplicates.remove(target);
+        } else {
+            inner.legacy_duplicates.insert(target.to_owned(), set);
+        }
+    }
+
+    /// Whether `server_id`'s legacy lines are skipped now.
+    pub fn is_legacy_duplicate(&self, server_id: &str) -> bool {
+        is_listed(&self.lock().legacy_duplicates, server_id)
+    }
+
+    /// Last CONNECTED per (server, user label), for the state store.
+    pub fn last_sessions(&self) -> Vec<LastSession> {
+        self.lock().pipeline.last_sessions()
+    }
+
+    /// Restores the silent-partner gauge after a restart.
+    pub fn restore_last_sessions(&self, v: &[LastSession]) {
+        self.lock().pipeline.restore_last_sessions(v);
+    }
+}
+
+impl EventSink for Ingest {
+    fn submit(&self, events: &[RawEvent]) {
+        Ingest::submit(self, events);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use prometheus::Registry;
+
+    use crate::metrics::Limits;
+
+    const ARN: &str = "arn:aws:transfer:eu-west-1:111122223333:server/s-0123456789abcdef0";
+
+    fn raw(stream: &str, msg: &str) -> RawEvent {
+        RawEvent {
+            log_group: "/aws/transfer/shared".into(),
+            log_stream: stream.into(),
+            event_id: "1".into(),
+            timestamp_ms: 1_764_000_000_000,
+            message: msg.into(),
+        }
+    }
+
+    /// The landing page's ring: newest first, bounded, and each entry equal
+    /// to what `process` returned, also when a recycled entry had fields
+    /// (user, message, activity) that the new one lacks, or the reverse.
+    #[test]
+    fn recent_failures_are_newest_first_bounded_and_exact() {
+        // What `process` returns, from a pipeline of its own; the ingest
+        // handle's ring must hold exactly these.
+        let mut p = Pipeline::new(
+            Arc::new(Metrics::new(&Registry::new(), Limits::default())),
+            PipelineConfig::default(),
+        );
+        let ingest = Ingest::new(
+            Arc::new(Metrics::new(&Registry::new(), Limits::default())),
+            PipelineConfig {
+                recent_failures: 3,
+                ..Default::default()
+            },
+        );
+        let lines = [
+            (
+                "ERRORS",
+                format!(
+                    r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{ARN}","message":"Authentication failure","user":"no-such-user"}}"#
+                ),
+            ),
+            (
+                "s-0123456789abcdef0/jdoe",
+                format!(
+                    r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Access denied","session-id":"26315c40e111fcf04b00"}}"#
+                ),
+            ),
+            (
+                "ERRORS",
+                format!(
+                    r#"{{"activity-type":"KEX_FAILURE","resource-arn":"{ARN}","message":"no matching key exchange method found"}}"#
+                ),
+            ),
+            (
+                "",
+                r#"{"type":"ExecutionThrottled","details":{},"connectorId":"c-0123456789abcdef0"}"#
+                    .to_owned(),
+            ),
+            (
+                "s-0123456789abcdef0/alice",
+                format!(
+                    r#"{{"activity-type":"PARTIAL_CLOSE","resource-arn":"{ARN}","path":"/b/k","session-id":"aa"}}"#
+                ),
+            ),
+            (
+                "ERRORS",
+                format!(
+                    r#"{{"activity-type":"CONNECTED","resource-arn":"{ARN}","user":"bob","session-id":"bb"}}"#
+                ),
+            ),
+            ("ERRORS", "{broken".to_owned()),
+            (
+                "s-0123456789abcdef0/carol",
+                format!(
+                    r#"{{"activity-type":"ERROR","resource-arn":"{ARN}","message":"Unable to AssumeRole for user"}}"#
+                ),
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (i, (stream, msg)) in lines.iter().enumerate() {
+            let mut e = raw(stream, msg);
+            e.event_id = format!("id-{i}");
+            let o = p.process(&e);
+            ingest.submit(std::slice::from_ref(&e));
+            if o.cause.is_some() {
+                failures.push(serde_json::to_value(&o).unwrap());
+            }
+        }
+        assert_eq!(failures.len(), 6, "{failures:?}");
+        let recent: Vec<_> = ingest
+            .recent_failures()
+            .iter()
+            .map(|o| serde_json::to_value(o).unwrap())
+            .collect();
+        let want: Vec<_> = failures.iter().rev().take(3).cloned().collect();
+        assert_eq!(recent, want);
+    }
+
+    #[test]
+    fn legacy_duplicates_policy_lives_here() {
+        let metrics = Arc::new(Metrics::new(&Registry::new(), Limits::default()));
+        let ingest = Ingest::new(metrics, PipelineConfig::default());
+        assert!(!ingest.is_legacy_duplicate("s-0123456789abcdef0"));
+        ingest.set_legacy_duplicates("t", ["s-0123456789abcdef0".to_owned()]);
+        assert!(ingest.is_legacy_duplicate("s-0123456789abcdef0"));
+        ingest.set_legacy_duplicates("t", Vec::new());
+        assert!(!ingest.is_legacy_duplicate("s-0123456789abcdef0"));
+    }
+}
