@@ -22,7 +22,10 @@
 #   6. kubernetes-validate --strict (bundled Kubernetes JSON schemas) on the
 #      built-in kinds; the prometheus-operator CRD schemas bundled in
 #      @kubernetes-models/prometheus-operator on ServiceMonitor and
-#      PrometheusRule; kustomization.yaml lists exactly the object files
+#      PrometheusRule; each kustomization.yaml (the pull layout in
+#      deploy/kubernetes/, the push layout in deploy/kubernetes/push/) lists
+#      exactly the object files beside it; every push shard has its
+#      Deployment, Service and Ingress rule, and one scrape job covers them
 #   7. hadolint on the Dockerfile
 #   8. IAM policies are valid JSON and grant only the documented read actions
 #   9. cfn-lint on the CloudFormation templates in deploy/aws/, informational
@@ -176,26 +179,69 @@ bash -n <(grep -v '^#' deploy/systemd/aws-transfer-exporter.env) || fail "env fi
 step "kubernetes-validate --strict (built-in kinds)"
 "$venv/bin/kubernetes-validate" --strict --quiet \
   deploy/kubernetes/serviceaccount.yaml deploy/kubernetes/deployment.yaml deploy/kubernetes/service.yaml
-echo "ServiceAccount, Deployment, Service valid"
+echo "pull: ServiceAccount, Deployment, Service valid"
+push_builtin=(deploy/kubernetes/push/serviceaccount.yaml deploy/kubernetes/push/deployment-*.yaml
+              deploy/kubernetes/push/service-*.yaml deploy/kubernetes/push/ingress.yaml)
+"$venv/bin/kubernetes-validate" --strict --quiet "${push_builtin[@]}"
+echo "push: ${#push_builtin[@]} objects (ServiceAccount, Deployments, Services, Ingress) valid"
 step "prometheus-operator CRD schemas (ServiceMonitor, PrometheusRule)"
-for f in servicemonitor prometheusrule; do
+for f in servicemonitor prometheusrule push/servicemonitor; do
   "$py" -c "import sys,yaml,json; json.dump(yaml.safe_load(open(sys.argv[1])), open(sys.argv[2],'w'))" \
-    "deploy/kubernetes/$f.yaml" "$tmp/$f.json"
+    "deploy/kubernetes/$f.yaml" "$tmp/${f//\//-}.json"
 done
-node scripts/lib/validate-crds.mjs "$npmdir/node_modules" "$tmp/servicemonitor.json" "$tmp/prometheusrule.json"
-step "kustomization lists exactly the object files"
+node scripts/lib/validate-crds.mjs "$npmdir/node_modules" \
+  "$tmp/servicemonitor.json" "$tmp/prometheusrule.json" "$tmp/push-servicemonitor.json"
+step "each kustomization lists exactly the object files beside it"
 "$py" - <<'EOF'
 import glob, os, sys, yaml
-k = yaml.safe_load(open("deploy/kubernetes/kustomization.yaml"))
-listed = set(k["resources"])
-files = {os.path.basename(f) for f in glob.glob("deploy/kubernetes/*.yaml")} - {"kustomization.yaml"}
-if listed != files:
-    sys.exit(f"kustomization resources {sorted(listed)} != files {sorted(files)}")
-for f in files:
-    docs = [d for d in yaml.safe_load_all(open(f"deploy/kubernetes/{f}")) if d]
-    if len(docs) != 1:
-        sys.exit(f"{f}: {len(docs)} objects; one object per file")
-print(f"{len(files)} files, one object each")
+for d in ["deploy/kubernetes", "deploy/kubernetes/push"]:
+    k = yaml.safe_load(open(f"{d}/kustomization.yaml"))
+    listed = set(k["resources"])
+    files = {os.path.basename(f) for f in glob.glob(f"{d}/*.yaml")} - {"kustomization.yaml"}
+    if listed != files:
+        sys.exit(f"{d}: kustomization resources {sorted(listed)} != files {sorted(files)}")
+    for f in files:
+        docs = [x for x in yaml.safe_load_all(open(f"{d}/{f}")) if x]
+        if len(docs) != 1:
+            sys.exit(f"{d}/{f}: {len(docs)} objects; one object per file")
+    print(f"{d}: {len(files)} files, one object each")
+EOF
+step "push layout: every shard complete, one scrape job"
+"$py" - <<'EOF'
+# Each shard has a Deployment and a Service of the same name selecting its
+# pod, and an Ingress rule to that Service; the ServiceMonitor's job label is
+# on every push Service (the alerts match job="aws-transfer-exporter"); no
+# push Service is also selected by the pull layout's ServiceMonitor (a second
+# scrape of the same pod would double every sum).
+import glob, sys, yaml
+d = "deploy/kubernetes/push"
+load = lambda f: yaml.safe_load(open(f))
+deps = {x["metadata"]["name"]: x for x in map(load, glob.glob(f"{d}/deployment-*.yaml"))}
+svcs = {x["metadata"]["name"]: x for x in map(load, glob.glob(f"{d}/service-*.yaml"))}
+ing, sm = load(f"{d}/ingress.yaml"), load(f"{d}/servicemonitor.yaml")
+pull_sel = load("deploy/kubernetes/servicemonitor.yaml")["spec"]["selector"]["matchLabels"]
+push_sel = sm["spec"]["selector"]["matchLabels"]
+selects = lambda sel, labels: all(labels.get(k) == v for k, v in sel.items())
+for name, dep in deps.items():
+    shard = dep["metadata"]["labels"]["aws-transfer-exporter/shard"]
+    if not name.endswith(shard) or dep["spec"]["template"]["metadata"]["labels"].get("aws-transfer-exporter/shard") != shard:
+        sys.exit(f"Deployment {name}: shard labels do not match {shard}")
+    if name not in svcs:
+        sys.exit(f"Deployment {name}: no Service of the same name")
+    if not selects(svcs[name]["spec"]["selector"], dep["spec"]["template"]["metadata"]["labels"]):
+        sys.exit(f"Service {name} does not select the pods of Deployment {name}")
+backends = sorted(p["backend"]["service"]["name"] for r in ing["spec"]["rules"] for p in r["http"]["paths"])
+if backends != sorted(deps) or sorted(svcs) != sorted(deps):
+    sys.exit(f"shards differ: Deployments {sorted(deps)}, Services {sorted(svcs)}, Ingress backends {backends}")
+for name, svc in svcs.items():
+    labels = svc["metadata"]["labels"]
+    if labels.get(sm["spec"]["jobLabel"]) != "aws-transfer-exporter":
+        sys.exit(f"Service {name}: label {sm['spec']['jobLabel']} must be aws-transfer-exporter (the alerts' job)")
+    if not selects(push_sel, labels):
+        sys.exit(f"Service {name} is not selected by the push ServiceMonitor")
+    if selects(pull_sel, labels):
+        sys.exit(f"Service {name} is also selected by the pull ServiceMonitor: scraped twice")
+print(f"{len(deps)} shards, each with Deployment, Service and Ingress rule; one scrape job")
 EOF
 
 # ---------------------------------------------------------------- 7. docker
