@@ -256,7 +256,7 @@ import json, sys
 allowed = {"logs:FilterLogEvents", "logs:DescribeLogGroups", "transfer:ListServers",
            "transfer:DescribeServer", "transfer:ListUsers", "sts:AssumeRole"}
 readme = open("deploy/iam/README.md").read()
-for f in ["deploy/iam/policy.json", "deploy/iam/policy-optional.json"]:
+for f in ["deploy/iam/policy.json", "deploy/iam/policy-optional.json", "deploy/iam/policy-push.json"]:
     for st in json.load(open(f))["Statement"]:
         acts = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
         if st["Effect"] != "Allow" or set(acts) - allowed:
