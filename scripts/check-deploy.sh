@@ -15,7 +15,8 @@
 #      not-firing cases), promtool check config on the example scrape config
 #   2. every alert in alerts.yaml has a firing and a must-not-fire test case
 #   3. grafana/dashboards/*.json are what grafana/generate.py produces, and
-#      parse as JSON with no hard-coded datasource uid
+#      parse as JSON with no hard-coded datasource uid; the panel queries
+#      tested with two replicas (promtool, step 1) are panels' queries
 #   4. deploy/kubernetes/prometheusrule.yaml is what render-prometheusrule.sh
 #      produces from the rule files
 #   5. systemd-analyze verify on the unit (no warning allowed)
@@ -149,6 +150,34 @@ for f in sorted(glob.glob("grafana/dashboards/*.json")):
     print(f"{f}: {len(d['panels'])} panels, uid {d['uid']}")
 EOF
 "$py" -c "import yaml,sys; [yaml.safe_load(open(f)) for f in sys.argv[1:]]" grafana/provisioning/*/*.yaml
+step "replica tests query what the dashboards query"
+"$py" - <<'EOF'
+# deploy/prometheus/tests/replicas_test.yaml tests panel queries with one and
+# with two replicas; each must be a panel's query (variables substituted as
+# that file says), so a dashboard change cannot leave a stale copy tested.
+import glob, json, sys, yaml
+subs = [("$server_id", "s-1"), ("$user", ".*"), ("$instance", ".*"),
+        ("$__range", "1h"), ("$__rate_interval", "5m")]
+panel = set()
+def walk(x):
+    if isinstance(x, dict):
+        if isinstance(x.get("expr"), str):
+            e = x["expr"]
+            for a, b in subs:
+                e = e.replace(a, b)
+            panel.add(e)
+        for v in x.values(): walk(v)
+    elif isinstance(x, list):
+        for v in x: walk(v)
+for f in glob.glob("grafana/dashboards/*.json"):
+    walk(json.load(open(f)))
+tested = {c["expr"] for t in yaml.safe_load(open("deploy/prometheus/tests/replicas_test.yaml"))["tests"]
+          for c in t.get("promql_expr_test", [])}
+stale = sorted(tested - panel)
+if stale:
+    sys.exit("replicas_test.yaml tests queries no panel has:\n  " + "\n  ".join(stale))
+print(f"{len(tested)} panel queries tested with one and two replicas")
+EOF
 
 # ---------------------------------------------------------------- 4. PrometheusRule
 step "PrometheusRule matches the rule files"
