@@ -7,7 +7,16 @@ both. `python3 grafana/generate.py --check` exits 1 if a committed file
 differs from what the script generates (scripts/check-deploy.sh runs it).
 
 Every panel queries through the `datasource` template variable: no datasource
-uid is hard-coded. The advice column of the cause tables comes from
+uid is hard-coded.
+
+Every query gives the same answer with N exporter replicas (push shards or an
+HA pair, each scraped as its own target) as with one: counters are summed by
+labels that drop `instance`; gauges that several replicas export for the same
+thing (inventory, probe results, last-seen times) are taken with max, lag with
+min (the freshest replica); what every replica repeats on its own (the
+endpoint probe) is counted per replica first, then the worst replica is
+shown. Panels on the exporter-health dashboard that are about replicas
+themselves (targets up, build) list or count instances on purpose. The advice column of the cause tables comes from
 grafana/cause-advice.json, which a Rust test (tests/it/dashboards_static.rs)
 keeps equal to the classifier's vocabulary (`classify::vocabulary()`).
 """
@@ -275,7 +284,9 @@ def server():
     L.add(stat("Server state", f'max(aws_transfer_server_online{{{s}}})',
                mappings=[{"type": "value", "options": {"1": {"text": "ONLINE", "color": "green"},
                                                        "0": {"text": "NOT ONLINE", "color": "red"}}}]), 6, 4)
-    L.add(stat("Endpoint reachable", f'min(aws_transfer_endpoint_up{{{s}}})',
+    # Worst endpoint, each judged like AWSTransferEndpointUnreachable: up if
+    # any replica reaches it (max), so N replicas answer like one.
+    L.add(stat("Endpoint reachable", f'min(max by (endpoint, port) (aws_transfer_endpoint_up{{{s}}}))',
                mappings=[{"type": "value", "options": {"1": {"text": "yes", "color": "green"},
                                                        "0": {"text": "NO", "color": "red"}}}],
                description="The exporter's own probe: tests the network path from where the exporter runs."), 6, 4)
@@ -322,8 +333,13 @@ def server():
     L.add(timeseries("Probe duration",
                      [target(f'max by (endpoint, port) (aws_transfer_endpoint_probe_duration_seconds{{{s}}})',
                              "{{endpoint}}:{{port}}")], unit="s"), 12, 8)
+    # Every replica probes every endpoint: a sum would multiply the failures
+    # by the number of replicas. Count per replica, show the worst one.
     L.add(table("Probe failures by reason",
-                f'sum by (reason) (increase(aws_transfer_endpoint_probe_failures_total{{{s}}}[$__range]))'), 12, 8)
+                f'max by (reason) (sum by (instance, reason) '
+                f'(increase(aws_transfer_endpoint_probe_failures_total{{{s}}}[$__range])))',
+                description="Failed probes of the replica that failed most (every replica probes every "
+                            "endpoint)."), 12, 8)
     return dashboard("aws-transfer-server", "AWS Transfer Family / Server",
                      "One server: causes with advice, users, traffic and reachability.", L,
                      [var_datasource(),
@@ -363,10 +379,10 @@ def health():
                              "{{log_group}}")], unit="s"), 12, 8)
     L.row("Log groups")
     L.add(timeseries("Lag (now minus newest event counted)",
-                     [target(f'max by (log_group) (aws_transfer_exporter_log_group_lag_seconds{{{i}}})',
+                     [target(f'min by (log_group) (aws_transfer_exporter_log_group_lag_seconds{{{i}}})',
                              "{{log_group}}")], unit="s",
-                     description="Grows on quiet groups too; AWSTransferExporterLagHigh only fires while events "
-                                 "are being read."), 12, 8)
+                     description="The freshest replica's lag (like AWSTransferExporterLagHigh). Grows on quiet "
+                                 "groups too; the alert only fires while events are being read."), 12, 8)
     L.add(timeseries("Time since last successful poll",
                      [target(f'time() - max by (log_group) '
                              f'(aws_transfer_exporter_last_successful_poll_timestamp_seconds{{{i}}})',

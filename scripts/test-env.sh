@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Prepare what the integration tests and the demo need, idempotently:
-#   - .venv-test/ with moto's server (a real CloudWatch Logs API on loopback)
+#   - .venv-test/ with moto's server (a real CloudWatch Logs API on loopback);
+#     python3-venv from the Debian archive first when `python3 -m venv` cannot
+#     work (stock Debian)
 #   - promtool/prometheus from the Debian archive (for `promtool check metrics`
 #     and the alert-rule tests)
 # Safe to run again: each step is skipped when its result is already there.
@@ -16,6 +18,17 @@ if [[ -x "$VENV/bin/moto_server" ]] && "$VENV/bin/python" -c 'import moto, boto3
     say "moto already installed in $VENV ($("$VENV/bin/python" -c 'import moto; print(moto.__version__)'))"
 else
     if [[ ! -x "$VENV/bin/python" ]]; then
+        # `python3 -m venv` needs ensurepip, which stock Debian ships in the
+        # separate python3-venv package.
+        if ! python3 -c 'import ensurepip' 2>/dev/null; then
+            if [[ $(id -u) -ne 0 ]]; then
+                say "python3 cannot create a venv (no ensurepip) and not root: run 'apt-get update && apt-get install -y python3-venv' as root"
+                exit 1
+            fi
+            say "installing python3-venv (for python3 -m venv) with apt-get"
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        fi
         say "creating $VENV"
         python3 -m venv "$VENV"
     fi
