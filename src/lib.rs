@@ -20,6 +20,7 @@
 //! command prints is exactly what the daemon would count.
 
 pub mod attribute;
+pub mod aws;
 pub mod classify;
 pub mod cli;
 pub mod config;

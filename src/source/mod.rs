@@ -33,8 +33,9 @@ use tokio_util::task::TaskTracker;
 use self::checkpoint::GroupProgress;
 use self::cloudwatch::{ErrorKind, LogsApi, SdkLogs};
 use self::poller::{lock, now_ms, PollCtx};
-use self::ratelimit::{CallError, TokenBucket};
+use self::ratelimit::{CallError, Caller, TokenBucket};
 use self::state::{StateFile, STATE_VERSION};
+use crate::aws::Api;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
@@ -141,6 +142,8 @@ struct TargetRt {
     spec: TargetSpec,
     api: Arc<dyn LogsApi>,
     bucket: Arc<TokenBucket>,
+    /// Counted calls of this target (the shared bucket, its health entry).
+    calls: Caller,
     groups: Mutex<BTreeMap<String, Arc<GroupRt>>>,
     /// Names added at run time by [`Sources::add_groups`].
     extra: Mutex<BTreeSet<String>>,
@@ -249,8 +252,10 @@ impl Sources {
                 .or_insert_with(|| Arc::new(TokenBucket::new(rates[&key])))
                 .clone();
             let restored = state.targets.remove(&spec.name).unwrap_or_default();
+            let calls = Caller::new(&spec.name, Api::Logs, bucket.clone(), metrics.clone());
             rts.push(Arc::new(TargetRt {
                 effective_interval_ms: AtomicU64::new(spec.poll_interval.as_millis() as u64),
+                calls,
                 spec,
                 api,
                 bucket,
@@ -478,8 +483,7 @@ async fn run_target(
             match discovery::list_prefixes(
                 t.api.as_ref(),
                 &t.spec.group_prefixes,
-                &t.bucket,
-                &shared.metrics,
+                &t.calls,
                 &cancel,
             )
             .await
@@ -609,7 +613,7 @@ async fn poll_one(
     let late_ms = t.spec.late_arrival_window.as_millis() as i64;
     let ctx = PollCtx {
         api: t.api.as_ref(),
-        bucket: &t.bucket,
+        calls: &t.calls,
         metrics: &shared.metrics,
         pipeline: &shared.pipeline,
         cancel,
