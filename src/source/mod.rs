@@ -335,6 +335,16 @@ impl Sources {
         }
     }
 
+    /// The CloudWatch Logs health entry of every target, in target order
+    /// (register them with an [`crate::aws::Health`] for the landing page).
+    pub fn api_health(&self) -> Vec<Arc<crate::aws::ApiHealth>> {
+        self.shared
+            .targets
+            .iter()
+            .map(|t| t.calls.health().clone())
+            .collect()
+    }
+
     /// Writes the state file now (called at shutdown, after polling stopped).
     pub async fn flush_state(&self) -> anyhow::Result<()> {
         flush(&self.shared).await
