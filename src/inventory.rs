@@ -795,4 +795,137 @@ mod tests {
         let err = serde_norway::from_str::<InventorySection>("list_users: true").unwrap_err();
         assert!(err.to_string().contains("list_users"), "{err}");
     }
+
+    /// The inventory over a fake [`TransferApi`]: ListServers pages are
+    /// followed, every call is counted; an empty credential chain fails the
+    /// refresh as `credentials` after one attempt, keeps the last view and
+    /// turns `target_up{api="transfer"}` to 0.
+    #[tokio::test]
+    async fn inventory_over_a_fake_transfer_api() {
+        use crate::aws::transfer::{ServerDetails, ServersPage, UserDetails, UsersPage};
+        use crate::aws::{ApiError, BoxFuture, ErrorKind};
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        #[derive(Default)]
+        struct Fake {
+            no_credentials: AtomicBool,
+        }
+        impl TransferApi for Fake {
+            fn list_servers_page(
+                &self,
+                next_token: Option<String>,
+            ) -> BoxFuture<'_, Result<ServersPage, ApiError>> {
+                let fail = self.no_credentials.load(Ordering::Relaxed);
+                Box::pin(async move {
+                    if fail {
+                        return Err(ApiError::new(
+                            ErrorKind::Credentials,
+                            "no credentials found in chain",
+                        ));
+                    }
+                    let (id, next) = match next_token.as_deref() {
+                        None => ("s-1", Some("page-2".to_owned())),
+                        _ => ("s-2", None),
+                    };
+                    Ok(ServersPage {
+                        servers: vec![ListedServer {
+                            server_id: id.to_owned(),
+                            ..Default::default()
+                        }],
+                        next_token: next,
+                    })
+                })
+            }
+            fn describe_server<'a>(
+                &'a self,
+                server_id: &'a str,
+            ) -> BoxFuture<'a, Result<Option<ServerDetails>, ApiError>> {
+                Box::pin(async move {
+                    Ok(Some(ServerDetails {
+                        arn: format!("arn:aws:transfer:eu-west-1:111122223333:server/{server_id}"),
+                        state: Some("ONLINE".to_owned()),
+                        protocols: vec!["SFTP".to_owned()],
+                        ..Default::default()
+                    }))
+                })
+            }
+            fn list_users_page<'a>(
+                &'a self,
+                _server_id: &'a str,
+                _next_token: Option<String>,
+            ) -> BoxFuture<'a, Result<UsersPage, ApiError>> {
+                Box::pin(async {
+                    Ok(UsersPage {
+                        user_names: vec!["a".to_owned(), "b".to_owned()],
+                        next_token: None,
+                    })
+                })
+            }
+            fn describe_user<'a>(
+                &'a self,
+                _server_id: &'a str,
+                _user_name: &'a str,
+            ) -> BoxFuture<'a, Result<Option<UserDetails>, ApiError>> {
+                Box::pin(async { Ok(None) })
+            }
+        }
+
+        let reg = prometheus::Registry::new();
+        let m = Arc::new(Metrics::new(&reg, crate::metrics::Limits::default()));
+        let fake = Arc::new(Fake::default());
+        let calls = Caller::new(
+            "prod",
+            Api::Transfer,
+            Arc::new(TokenBucket::new(1000.0)),
+            m.clone(),
+        );
+        let cfg = InventoryConfig {
+            users: UsersMode::ListUsers,
+            ..InventoryConfig::default()
+        };
+        let mut inv = Inventory::with_api(fake.clone(), calls, "eu-west-1", m.clone(), cfg);
+        let view = inv.refresh().await.expect("refresh");
+        let got: Vec<(&str, &str, bool, Option<i64>)> = view
+            .iter()
+            .map(|s| {
+                (
+                    s.server_id.as_str(),
+                    s.account_id.as_str(),
+                    s.online,
+                    s.user_count,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("s-1", "111122223333", true, Some(2)),
+                ("s-2", "111122223333", true, Some(2))
+            ]
+        );
+        let calls = |op: &str, outcome: &str| m.api_calls.with_label_values(&[op, outcome]).get();
+        assert_eq!(
+            (
+                calls("ListServers", "success"),
+                calls("DescribeServer", "success"),
+                calls("ListUsers", "success")
+            ),
+            (2, 2, 2)
+        );
+        let up = || m.target_up.with_label_values(&["prod", "transfer"]).get();
+        assert_eq!(up(), 1);
+
+        fake.no_credentials.store(true, Ordering::Relaxed);
+        let err = inv.refresh().await.expect_err("no credentials");
+        assert_eq!(err.outcome, "credentials", "{err}");
+        assert_eq!(calls("ListServers", "credentials"), 1, "not retried");
+        assert_eq!(up(), 0);
+        let failure = inv.health().status().last_error.expect("recorded");
+        assert_eq!((failure.kind, failure.count), (ErrorKind::Credentials, 1));
+        assert_eq!(
+            m.server_online.with_label_values(&["s-1"]).get(),
+            1,
+            "last view kept"
+        );
+    }
 }

@@ -157,6 +157,45 @@ pub fn transfer_client(sdk: &SdkConfig) -> aws_sdk_transfer::Client {
 mod tests {
     use super::*;
 
+    /// `aws_config` is configured in exactly one place: no other file of
+    /// `src/` loads a config, assumes a role, or sets SDK timeouts or
+    /// retries (so the policy above cannot be bypassed by a new client).
+    #[test]
+    fn aws_config_is_configured_only_here() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let needles = [
+            "aws_config::defaults",
+            "aws_config::load_",
+            "AssumeRoleProvider",
+            ".retry_config(",
+            ".timeout_config(",
+            "Client::new(",
+        ];
+        let mut stack = vec![root.clone()];
+        let mut offenders = Vec::new();
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if path.extension().is_none_or(|e| e != "rs") || path.ends_with("aws/sdk.rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                // Only code before the file's unit tests counts.
+                let code = text.split("#[cfg(test)]").next().unwrap_or("");
+                for n in needles {
+                    if code.contains(n) {
+                        offenders.push(format!("{}: {n}", path.display()));
+                    }
+                }
+            }
+        }
+        assert!(offenders.is_empty(), "{offenders:#?}");
+    }
+
     /// Both clients get the same timeouts and the same (disabled) SDK
     /// retries, whatever the config they are built from says.
     #[test]
