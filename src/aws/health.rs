@@ -6,7 +6,9 @@
 //! failure (what failed, since when, how many times, the fix), and logs one
 //! WARN per change of state: up → failing, failing → recovered, and a
 //! failing entry whose kind of failure changes (credentials → denied is
-//! news). Repeats of the same failure are counted, not logged.
+//! news). Repeats of the same failure are counted, not logged, and a target
+//! flapping between success and the same failure is told once per
+//! [`REPEAT_WARN_AFTER`].
 //!
 //! A `not_found` answer counts as up: the API answered with working
 //! credentials and permissions; the missing resource is the poller's or the
@@ -15,7 +17,7 @@
 //! [`Health`] collects the entries of every target for the landing page.
 
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use prometheus::IntGauge;
 
@@ -56,7 +58,16 @@ pub struct ApiStatus {
 struct State {
     up: Option<bool>,
     last_error: Option<Failure>,
+    /// The kind and time of the last "failing" WARN.
+    last_warned: Option<(ErrorKind, Instant)>,
+    /// Whether the current streak's start was logged (so is its end).
+    streak_logged: bool,
 }
+
+/// A target that keeps failing the same way between successes (one log
+/// group denied among many, say) is told about once per this span, not per
+/// round: the gauge and the counters still show every call.
+pub const REPEAT_WARN_AFTER: Duration = Duration::from_secs(10 * 60);
 
 /// The health of one target's use of one API.
 #[derive(Debug)]
@@ -98,9 +109,13 @@ impl ApiHealth {
         if !was_failing {
             return;
         }
+        let logged = std::mem::take(&mut st.streak_logged);
         if let Some(f) = st.last_error.as_mut() {
             let now = SystemTime::now();
             f.recovered_at = Some(now);
+            if !logged {
+                return;
+            }
             let failing_for_s = now.duration_since(f.since).map_or(0.0, |d| d.as_secs_f64());
             tracing::warn!(
                 target_name = %self.target,
@@ -134,7 +149,12 @@ impl ApiHealth {
             }
         };
         st.up = Some(false);
-        if news {
+        let repeat = st
+            .last_warned
+            .is_some_and(|(k, at)| k == err.kind && at.elapsed() < REPEAT_WARN_AFTER);
+        if news && !repeat {
+            st.last_warned = Some((err.kind, Instant::now()));
+            st.streak_logged = true;
             tracing::warn!(
                 target_name = %self.target,
                 api = %self.api,
@@ -262,6 +282,10 @@ mod tests {
             h.success();
             h.success();
             h.failure("ListServers", &ApiError::new(ErrorKind::NotFound, "gone"));
+            // Flapping on a failure already told: counted, not told again.
+            h.failure("ListServers", &denied);
+            h.success();
+            h.failure("ListServers", &denied);
         });
         let got = warns.0.lock().unwrap().clone();
         let msgs: Vec<&str> = got
@@ -284,13 +308,13 @@ mod tests {
         );
         assert!(!got[0].contains("CredentialsNotLoaded"), "{}", got[0]);
         let st = h.status();
-        assert_eq!(st.up, Some(true));
+        assert_eq!(st.up, Some(false));
         let f = st.last_error.unwrap();
-        assert_eq!((f.kind, f.count), (ErrorKind::Denied, 2));
-        assert!(f.recovered_at.is_some());
+        assert_eq!((f.kind, f.count), (ErrorKind::Denied, 1));
+        assert!(f.recovered_at.is_none());
         assert_eq!(
             m.target_up.with_label_values(&["prod", "transfer"]).get(),
-            1
+            0
         );
     }
 
