@@ -19,6 +19,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
+use aws_transfer_exporter::aws::{Api, Caller, TokenBucket};
 use aws_transfer_exporter::corpus;
 use aws_transfer_exporter::ingest::Ingest;
 use aws_transfer_exporter::metrics::{Limits, Metrics};
@@ -28,7 +29,6 @@ use aws_transfer_exporter::source::cloudwatch::{
     ApiError, BoxFuture, GroupsPage, LogEvent, LogsApi, Page,
 };
 use aws_transfer_exporter::source::poller::{poll_group, PollCtx};
-use aws_transfer_exporter::source::ratelimit::TokenBucket;
 
 const EVENTS: usize = 100_000;
 const PAGE: i32 = 10_000;
@@ -94,11 +94,17 @@ fn bench(c: &mut Criterion) {
     let reg = Registry::new();
     let metrics = Arc::new(Metrics::new(&reg, Limits::default()));
     let ingest = Ingest::new(metrics.clone(), PipelineConfig::default());
-    let bucket = TokenBucket::new(1e9); // the budget is not what is measured
+    // The budget is not what is measured.
+    let calls = Caller::new(
+        "bench",
+        Api::Logs,
+        Arc::new(TokenBucket::new(1e9)),
+        metrics.clone(),
+    );
     let cancel = CancellationToken::new();
     let ctx = PollCtx {
         api: &api,
-        bucket: &bucket,
+        calls: &calls,
         metrics: &metrics,
         ingest: &ingest,
         cancel: &cancel,

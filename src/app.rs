@@ -598,29 +598,15 @@ async fn follow_legacy_duplicates(
     }
 }
 
-/// The SDK configuration of a target: the default credential chain, the
-/// target's Region and endpoint, and its role when one is set.
-async fn sdk_config(t: &config::Target) -> aws_config::SdkConfig {
-    let loader = || {
-        let mut l = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(t.region.clone()));
-        if let Some(url) = &t.endpoint_url {
-            l = l.endpoint_url(url);
-        }
-        l
-    };
-    let base = loader().load().await;
-    match &t.role_arn {
-        None => base,
-        Some(role) => {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
-                .session_name("aws-transfer-exporter")
-                .configure(&base)
-                .build()
-                .await;
-            loader().credentials_provider(provider).load().await
-        }
-    }
+/// The SDK configuration of a target, named after it (see [`crate::aws::sdk`]).
+async fn sdk_config(t: &config::Target) -> crate::aws::sdk::TargetSdk {
+    crate::aws::sdk::load(crate::aws::sdk::AwsTarget {
+        name: &t.name,
+        region: &t.region,
+        endpoint_url: t.endpoint_url.as_deref(),
+        role_arn: t.role_arn.as_deref(),
+    })
+    .await
 }
 
 /// A logfmt event formatter: `ts=… level=info target=… msg="…" key=value`,

@@ -32,7 +32,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_transfer::config::http::HttpResponse;
 use aws_sdk_transfer::error::{ProvideErrorMetadata, SdkError};
@@ -41,12 +41,21 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::aws::call::TRANSFER_API_RATE_PER_SECOND;
+use crate::aws::paginate::paginate;
+use crate::aws::sdk::TargetConfig;
+use crate::aws::transfer::{
+    ListedServer, SdkTransfer, TransferApi, OP_DESCRIBE_SERVER, OP_LIST_SERVERS, OP_LIST_USERS,
+};
+use crate::aws::{Api, ApiHealth, CallError, Caller, TokenBucket};
 use crate::metrics::Metrics;
 
 pub use crate::config::defaults::DEFAULT_INVENTORY_INTERVAL as DEFAULT_INTERVAL;
 
-/// Page size asked of ListServers / ListUsers (the API maximum is 1000).
-const PAGE_SIZE: i32 = 1000;
+/// Most pages followed in one ListServers or ListUsers listing: a
+/// backstop against a service that keeps returning a token (at 1000 a page,
+/// far beyond any account's quota of servers or users).
+const MAX_PAGES: usize = 1000;
 
 /// Logging mechanisms, the values of the `mechanism` label.
 pub const MECHANISMS: [&str; 3] = ["logging_role", "structured", "none"];
@@ -215,37 +224,13 @@ fn arn_account(arn: &str) -> &str {
     arn.split(':').nth(4).unwrap_or("")
 }
 
-/// Maps an SDK error to the bounded `outcome` label.
-pub fn outcome<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> &'static str {
-    match err {
-        SdkError::ServiceError(_) => {
-            let code = err.code().unwrap_or("");
-            match code {
-                "ThrottlingException" | "Throttling" | "TooManyRequestsException" => "throttled",
-                "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" => {
-                    "denied"
-                }
-                "ResourceNotFoundException" => "not_found",
-                "ServiceUnavailableException" | "InternalServiceError" => "transient",
-                _ => {
-                    // Unknown error codes with a 5xx status are the server's
-                    // trouble, not ours (moto's unimplemented ListUsers is one).
-                    if err
-                        .raw_response()
-                        .is_some_and(|r| r.status().as_u16() >= 500)
-                    {
-                        "transient"
-                    } else {
-                        "error"
-                    }
-                }
-            }
-        }
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            "transient"
-        }
-        _ => "error",
-    }
+/// Maps an SDK error to the bounded `outcome` label (the one map of
+/// [`crate::aws::errors`]).
+pub fn outcome<E>(err: &SdkError<E, HttpResponse>) -> &'static str
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    crate::aws::errors::classify(err).as_str()
 }
 
 /// An inventory refresh that failed as a whole (ListServers failed).
@@ -256,9 +241,29 @@ pub struct RefreshError {
     pub message: String,
 }
 
+impl From<CallError> for RefreshError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Api(e) => RefreshError {
+                outcome: e.kind.as_str(),
+                message: e.message,
+            },
+            CallError::Cancelled => RefreshError {
+                outcome: crate::aws::ErrorKind::Other.as_str(),
+                message: "shutting down".to_owned(),
+            },
+        }
+    }
+}
+
 /// The inventory of one target (one account + Region).
 pub struct Inventory {
-    client: aws_sdk_transfer::Client,
+    api: Arc<dyn TransferApi>,
+    /// Counted, paced calls of this target to the Transfer API, reporting to
+    /// its health entry.
+    calls: Caller,
+    /// Never cancelled: a refresh stops by being dropped (see [`spawn`]).
+    cancel: CancellationToken,
     region: String,
     metrics: Arc<Metrics>,
     cfg: InventoryConfig,
@@ -269,26 +274,53 @@ pub struct Inventory {
 
 impl Inventory {
     /// Uses the target's SDK config (credentials, Region, assumed role,
-    /// endpoint URL), so the inventory sees what the log poller sees.
-    pub fn new(sdk: &aws_config::SdkConfig, metrics: Arc<Metrics>, cfg: InventoryConfig) -> Self {
+    /// endpoint URL), so the inventory sees what the log poller sees. A
+    /// bare [`aws_config::SdkConfig`] is target
+    /// [`crate::aws::sdk::UNNAMED_TARGET`].
+    pub fn new<C: TargetConfig + ?Sized>(
+        sdk: &C,
+        metrics: Arc<Metrics>,
+        cfg: InventoryConfig,
+    ) -> Self {
+        let conf = sdk.sdk_config();
+        let calls = Caller::new(
+            sdk.target_name(),
+            Api::Transfer,
+            Arc::new(TokenBucket::new(TRANSFER_API_RATE_PER_SECOND)),
+            metrics.clone(),
+        );
+        let region = conf.region().map(|r| r.to_string()).unwrap_or_default();
+        Inventory::with_api(
+            Arc::new(SdkTransfer::from_sdk(conf)),
+            calls,
+            &region,
+            metrics,
+            cfg,
+        )
+    }
+
+    /// An inventory over any [`TransferApi`] (tests, other clients).
+    pub fn with_api(
+        api: Arc<dyn TransferApi>,
+        calls: Caller,
+        region: &str,
+        metrics: Arc<Metrics>,
+        cfg: InventoryConfig,
+    ) -> Self {
         Inventory {
-            client: aws_sdk_transfer::Client::new(sdk),
-            region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
+            api,
+            calls,
+            cancel: CancellationToken::new(),
+            region: region.to_owned(),
             metrics,
             cfg,
             known: HashMap::new(),
         }
     }
 
-    fn count(&self, operation: &str, outcome: &str, started: Instant) {
-        self.metrics
-            .api_calls
-            .with_label_values(&[operation, outcome])
-            .inc();
-        self.metrics
-            .api_call_duration
-            .with_label_values(&[operation])
-            .observe(started.elapsed().as_secs_f64());
+    /// This target's Transfer API health (for the landing page).
+    pub fn health(&self) -> &Arc<ApiHealth> {
+        self.calls.health()
     }
 
     /// One refresh: lists every server, describes each, updates the
@@ -297,9 +329,7 @@ impl Inventory {
         let listed = self.list_servers().await?;
         let mut out = Vec::with_capacity(listed.len());
         for l in listed {
-            let Some(id) = l.server_id().map(str::to_owned) else {
-                continue;
-            };
+            let id = l.server_id.clone();
             let mut s = self.describe(&id, &l).await;
             if self.cfg.users == UsersMode::ListUsers {
                 s.user_count = self
@@ -314,105 +344,72 @@ impl Inventory {
         Ok(out)
     }
 
-    async fn list_servers(
-        &self,
-    ) -> Result<Vec<aws_sdk_transfer::types::ListedServer>, RefreshError> {
+    async fn list_servers(&self) -> Result<Vec<ListedServer>, RefreshError> {
+        let (api, calls, cancel) = (&self.api, &self.calls, &self.cancel);
         let mut all = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let started = Instant::now();
-            let resp = self
-                .client
-                .list_servers()
-                .max_results(PAGE_SIZE)
-                .set_next_token(token.take())
-                .send()
-                .await;
-            match resp {
-                Ok(page) => {
-                    self.count("ListServers", "success", started);
-                    all.extend(page.servers().iter().cloned());
-                    match page.next_token() {
-                        Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                        _ => break,
-                    }
-                }
-                Err(e) => {
-                    let o = outcome(&e);
-                    self.count("ListServers", o, started);
-                    return Err(RefreshError {
-                        outcome: o,
-                        message: aws_sdk_transfer::error::DisplayErrorContext(&e).to_string(),
-                    });
-                }
-            }
-        }
+        paginate(
+            OP_LIST_SERVERS,
+            &self.region,
+            MAX_PAGES,
+            |token| {
+                let page = calls.call(OP_LIST_SERVERS, cancel, move || {
+                    api.list_servers_page(token.clone())
+                });
+                async move { page.await.map(|p| (p.servers, p.next_token)) }
+            },
+            |servers| all.extend(servers),
+        )
+        .await?;
         Ok(all)
     }
 
     /// DescribeServer; on failure, what ListServers said (no protocols or
     /// structured destinations) so the server still shows up.
-    async fn describe(&self, id: &str, l: &aws_sdk_transfer::types::ListedServer) -> ServerSummary {
+    async fn describe(&self, id: &str, l: &ListedServer) -> ServerSummary {
         let mut s = ServerSummary {
             server_id: id.to_owned(),
             region: self.region.clone(),
-            account_id: arn_account(l.arn()).to_owned(),
-            state: l.state().map(|v| v.as_str().to_owned()).unwrap_or_default(),
-            endpoint_type: l
-                .endpoint_type()
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default(),
-            identity_provider_type: l
-                .identity_provider_type()
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default(),
-            domain: l
-                .domain()
-                .map(|v| v.as_str().to_owned())
-                .unwrap_or_default(),
-            logging_role: l.logging_role().map(str::to_owned),
-            user_count: l.user_count().map(i64::from),
+            account_id: arn_account(&l.arn).to_owned(),
+            state: l.state.clone().unwrap_or_default(),
+            endpoint_type: l.endpoint_type.clone().unwrap_or_default(),
+            identity_provider_type: l.identity_provider_type.clone().unwrap_or_default(),
+            domain: l.domain.clone().unwrap_or_default(),
+            logging_role: l.logging_role.clone(),
+            user_count: l.user_count,
             ..Default::default()
         };
-        let started = Instant::now();
-        match self.client.describe_server().server_id(id).send().await {
-            Ok(resp) => {
-                self.count("DescribeServer", "success", started);
-                if let Some(d) = resp.server() {
-                    s.account_id = arn_account(d.arn()).to_owned();
-                    if let Some(v) = d.state() {
-                        s.state = v.as_str().to_owned();
-                    }
-                    if let Some(v) = d.endpoint_type() {
-                        s.endpoint_type = v.as_str().to_owned();
-                    }
-                    if let Some(v) = d.identity_provider_type() {
-                        s.identity_provider_type = v.as_str().to_owned();
-                    }
-                    if let Some(v) = d.domain() {
-                        s.domain = v.as_str().to_owned();
-                    }
-                    s.protocols = d
-                        .protocols()
-                        .iter()
-                        .map(|p| p.as_str().to_owned())
-                        .collect();
-                    s.logging_role = d.logging_role().map(str::to_owned);
-                    s.structured_log_destinations = d.structured_log_destinations().to_vec();
-                    s.address_allocation_ids = d
-                        .endpoint_details()
-                        .map(|e| e.address_allocation_ids().to_vec())
-                        .unwrap_or_default();
-                    if let Some(n) = d.user_count() {
-                        s.user_count = Some(i64::from(n));
-                    }
+        let api = &self.api;
+        match self
+            .calls
+            .call(OP_DESCRIBE_SERVER, &self.cancel, || api.describe_server(id))
+            .await
+        {
+            Ok(Some(d)) => {
+                s.account_id = arn_account(&d.arn).to_owned();
+                if let Some(v) = d.state {
+                    s.state = v;
+                }
+                if let Some(v) = d.endpoint_type {
+                    s.endpoint_type = v;
+                }
+                if let Some(v) = d.identity_provider_type {
+                    s.identity_provider_type = v;
+                }
+                if let Some(v) = d.domain {
+                    s.domain = v;
+                }
+                s.protocols = d.protocols;
+                s.logging_role = d.logging_role;
+                s.structured_log_destinations = d.structured_log_destinations;
+                s.address_allocation_ids = d.address_allocation_ids;
+                if let Some(n) = d.user_count {
+                    s.user_count = Some(n);
                 }
             }
-            Err(e) => {
-                let o = outcome(&e);
-                self.count("DescribeServer", o, started);
-                tracing::warn!(server_id = %id, outcome = o,
-                    error = %aws_sdk_transfer::error::DisplayErrorContext(&e),
+            Ok(None) => {}
+            Err(err) => {
+                // Counted; the health entry WARNs once per change of state.
+                tracing::debug!(server_id = %id, error = %err,
                     "DescribeServer failed; using what ListServers said and the last known details");
                 // What only DescribeServer tells comes from the last good
                 // view: a transient failure must not turn a server with
@@ -439,35 +436,27 @@ impl Inventory {
     /// Counts a server's users by paging through ListUsers; `None` (counted,
     /// logged) when a call fails.
     async fn list_users(&self, id: &str) -> Option<i64> {
+        let (api, calls, cancel) = (&self.api, &self.calls, &self.cancel);
         let mut n = 0i64;
-        let mut token: Option<String> = None;
-        loop {
-            let started = Instant::now();
-            match self
-                .client
-                .list_users()
-                .server_id(id)
-                .max_results(PAGE_SIZE)
-                .set_next_token(token.take())
-                .send()
-                .await
-            {
-                Ok(page) => {
-                    self.count("ListUsers", "success", started);
-                    n += page.users().len() as i64;
-                    match page.next_token() {
-                        Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                        _ => return Some(n),
-                    }
-                }
-                Err(e) => {
-                    let o = outcome(&e);
-                    self.count("ListUsers", o, started);
-                    tracing::warn!(server_id = %id, outcome = o,
-                        error = %aws_sdk_transfer::error::DisplayErrorContext(&e),
-                        "ListUsers failed; keeping the last known user count");
-                    return None;
-                }
+        let listed = paginate(
+            OP_LIST_USERS,
+            id,
+            MAX_PAGES,
+            |token| {
+                let page = calls.call(OP_LIST_USERS, cancel, move || {
+                    api.list_users_page(id, token.clone())
+                });
+                async move { page.await.map(|p| (p.user_names, p.next_token)) }
+            },
+            |users| n += users.len() as i64,
+        )
+        .await;
+        match listed {
+            Ok(_) => Some(n),
+            Err(err) => {
+                tracing::debug!(server_id = %id, error = %err,
+                    "ListUsers failed; keeping the last known user count");
+                None
             }
         }
     }
@@ -568,11 +557,10 @@ pub fn spawn(
                 }
                 Err(e) => {
                     failures_in_a_row += 1;
-                    // Rate-limit: the first failure and then every tenth.
-                    if failures_in_a_row == 1 || failures_in_a_row.is_multiple_of(10) {
-                        tracing::warn!(region = %inventory.region, failures_in_a_row,
-                            error = %e, "inventory refresh failed; keeping the last known view");
-                    }
+                    // The health entry WARNs once per change of state (with
+                    // the fix); this only says what the inventory does.
+                    tracing::debug!(region = %inventory.region, failures_in_a_row,
+                        error = %e, "inventory refresh failed; keeping the last known view");
                 }
             }
         }
@@ -718,5 +706,138 @@ mod tests {
                 "{off:?}"
             );
         }
+    }
+
+    /// The inventory over a fake [`TransferApi`]: ListServers pages are
+    /// followed, every call is counted; an empty credential chain fails the
+    /// refresh as `credentials` after one attempt, keeps the last view and
+    /// turns `target_up{api="transfer"}` to 0.
+    #[tokio::test]
+    async fn inventory_over_a_fake_transfer_api() {
+        use crate::aws::transfer::{ServerDetails, ServersPage, UserDetails, UsersPage};
+        use crate::aws::{ApiError, BoxFuture, ErrorKind};
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        #[derive(Default)]
+        struct Fake {
+            no_credentials: AtomicBool,
+        }
+        impl TransferApi for Fake {
+            fn list_servers_page(
+                &self,
+                next_token: Option<String>,
+            ) -> BoxFuture<'_, Result<ServersPage, ApiError>> {
+                let fail = self.no_credentials.load(Ordering::Relaxed);
+                Box::pin(async move {
+                    if fail {
+                        return Err(ApiError::new(
+                            ErrorKind::Credentials,
+                            "no credentials found in chain",
+                        ));
+                    }
+                    let (id, next) = match next_token.as_deref() {
+                        None => ("s-1", Some("page-2".to_owned())),
+                        _ => ("s-2", None),
+                    };
+                    Ok(ServersPage {
+                        servers: vec![ListedServer {
+                            server_id: id.to_owned(),
+                            ..Default::default()
+                        }],
+                        next_token: next,
+                    })
+                })
+            }
+            fn describe_server<'a>(
+                &'a self,
+                server_id: &'a str,
+            ) -> BoxFuture<'a, Result<Option<ServerDetails>, ApiError>> {
+                Box::pin(async move {
+                    Ok(Some(ServerDetails {
+                        arn: format!("arn:aws:transfer:eu-west-1:111122223333:server/{server_id}"),
+                        state: Some("ONLINE".to_owned()),
+                        protocols: vec!["SFTP".to_owned()],
+                        ..Default::default()
+                    }))
+                })
+            }
+            fn list_users_page<'a>(
+                &'a self,
+                _server_id: &'a str,
+                _next_token: Option<String>,
+            ) -> BoxFuture<'a, Result<UsersPage, ApiError>> {
+                Box::pin(async {
+                    Ok(UsersPage {
+                        user_names: vec!["a".to_owned(), "b".to_owned()],
+                        next_token: None,
+                    })
+                })
+            }
+            fn describe_user<'a>(
+                &'a self,
+                _server_id: &'a str,
+                _user_name: &'a str,
+            ) -> BoxFuture<'a, Result<Option<UserDetails>, ApiError>> {
+                Box::pin(async { Ok(None) })
+            }
+        }
+
+        let reg = prometheus::Registry::new();
+        let m = Arc::new(Metrics::new(&reg, crate::metrics::Limits::default()));
+        let fake = Arc::new(Fake::default());
+        let calls = Caller::new(
+            "prod",
+            Api::Transfer,
+            Arc::new(TokenBucket::new(1000.0)),
+            m.clone(),
+        );
+        let cfg = InventoryConfig {
+            users: UsersMode::ListUsers,
+            ..InventoryConfig::default()
+        };
+        let mut inv = Inventory::with_api(fake.clone(), calls, "eu-west-1", m.clone(), cfg);
+        let view = inv.refresh().await.expect("refresh");
+        let got: Vec<(&str, &str, bool, Option<i64>)> = view
+            .iter()
+            .map(|s| {
+                (
+                    s.server_id.as_str(),
+                    s.account_id.as_str(),
+                    s.online,
+                    s.user_count,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("s-1", "111122223333", true, Some(2)),
+                ("s-2", "111122223333", true, Some(2))
+            ]
+        );
+        let calls = |op: &str, outcome: &str| m.api_calls.with_label_values(&[op, outcome]).get();
+        assert_eq!(
+            (
+                calls("ListServers", "success"),
+                calls("DescribeServer", "success"),
+                calls("ListUsers", "success")
+            ),
+            (2, 2, 2)
+        );
+        let up = || m.target_up.with_label_values(&["prod", "transfer"]).get();
+        assert_eq!(up(), 1);
+
+        fake.no_credentials.store(true, Ordering::Relaxed);
+        let err = inv.refresh().await.expect_err("no credentials");
+        assert_eq!(err.outcome, "credentials", "{err}");
+        assert_eq!(calls("ListServers", "credentials"), 1, "not retried");
+        assert_eq!(up(), 0);
+        let failure = inv.health().status().last_error.expect("recorded");
+        assert_eq!((failure.kind, failure.count), (ErrorKind::Credentials, 1));
+        assert_eq!(
+            m.server_online.with_label_values(&["s-1"]).get(),
+            1,
+            "last view kept"
+        );
     }
 }

@@ -21,6 +21,7 @@
 
 pub mod app;
 pub mod attribute;
+pub mod aws;
 pub mod classify;
 pub mod cli;
 pub mod config;

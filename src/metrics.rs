@@ -191,6 +191,9 @@ pub struct Metrics {
     pub api_calls: IntCounterVec,
     /// `{operation}` AWS API call latency.
     pub api_call_duration: HistogramVec,
+    /// `{target, api}` (api ∈ logs|transfer) 1 when the target's last call
+    /// of that API succeeded, 0 when it failed (see `aws::health`).
+    pub target_up: IntGaugeVec,
     /// `{log_group}` events returned by FilterLogEvents.
     pub events_read: IntCounterVec,
     /// `{log_group}` events skipped because their eventId was already counted.
@@ -348,6 +351,9 @@ impl Metrics {
                 &["operation", "outcome"]),
             api_call_duration: histogram(reg, "aws_transfer_exporter_api_call_duration_seconds",
                 "AWS API call latency.", &["operation"], API_BUCKETS),
+            target_up: igauge(reg, "aws_transfer_exporter_target_up",
+                "1 when the target's last call of the AWS API (logs|transfer) succeeded, 0 when it failed.",
+                &["target", "api"]),
             events_read: counter(reg, "aws_transfer_exporter_events_read_total",
                 "Log events read from CloudWatch Logs, by log group.",
                 &["log_group"]),

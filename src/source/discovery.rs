@@ -8,8 +8,8 @@ use std::collections::BTreeSet;
 use tokio_util::sync::CancellationToken;
 
 use super::cloudwatch::{LogsApi, OP_DESCRIBE};
-use super::ratelimit::{call, CallError, TokenBucket};
-use crate::metrics::Metrics;
+use super::ratelimit::{CallError, Caller};
+use crate::aws::paginate::paginate;
 
 /// Most DescribeLogGroups pages followed for one prefix in one listing: a
 /// backstop against a service that keeps returning a token. At 50 groups a
@@ -22,45 +22,26 @@ pub const MAX_DESCRIBE_PAGES: usize = 2000;
 pub async fn list_prefixes(
     api: &dyn LogsApi,
     prefixes: &[String],
-    bucket: &TokenBucket,
-    metrics: &Metrics,
+    calls: &Caller,
     cancel: &CancellationToken,
 ) -> Result<BTreeSet<String>, CallError> {
     let mut found = BTreeSet::new();
     for prefix in prefixes {
-        let mut token: Option<String> = None;
-        for page_no in 0.. {
-            if page_no >= MAX_DESCRIBE_PAGES {
-                tracing::warn!(
-                    prefix,
-                    pages = page_no,
-                    "DescribeLogGroups kept returning a token; listing stopped"
-                );
-                break;
-            }
-            let page = call(OP_DESCRIBE, bucket, metrics, cancel, || {
-                api.describe_groups_page(prefix, token.clone())
-            })
-            .await?;
+        paginate(
+            OP_DESCRIBE,
+            prefix,
+            MAX_DESCRIBE_PAGES,
+            |token| {
+                let page = calls.call(OP_DESCRIBE, cancel, move || {
+                    api.describe_groups_page(prefix, token.clone())
+                });
+                async move { page.await.map(|p| (p.names, p.next_token)) }
+            },
             // A prefix listing only returns names under the prefix; filter
             // anyway so a permissive endpoint cannot widen what we poll.
-            found.extend(
-                page.names
-                    .into_iter()
-                    .filter(|n| n.starts_with(prefix.as_str())),
-            );
-            match page.next_token {
-                Some(t) if Some(&t) != token.as_ref() => token = Some(t),
-                Some(_) => {
-                    tracing::warn!(
-                        prefix,
-                        "DescribeLogGroups returned the same token twice; listing stopped"
-                    );
-                    break;
-                }
-                None => break,
-            }
-        }
+            |names| found.extend(names.into_iter().filter(|n| n.starts_with(prefix.as_str()))),
+        )
+        .await?;
     }
     Ok(found)
 }

@@ -31,28 +31,20 @@ use tokio_util::task::TaskTracker;
 use self::checkpoint::GroupProgress;
 use self::cloudwatch::{ErrorKind, LogsApi, SdkLogs};
 use self::poller::{lock, now_ms, PollCtx};
-use self::ratelimit::{CallError, TokenBucket};
+use self::ratelimit::{CallError, Caller, TokenBucket};
+use crate::aws::Api;
+pub use crate::config::defaults::DEFAULT_API_RATE_PER_SECOND;
+pub use crate::config::defaults::DEFAULT_DISCOVERY_INTERVAL;
+pub use crate::config::defaults::DEFAULT_GROUP_PREFIX;
+pub use crate::config::defaults::DEFAULT_INITIAL_LOOKBACK;
+pub use crate::config::defaults::DEFAULT_LATE_ARRIVAL_WINDOW;
+pub use crate::config::defaults::DEFAULT_PAGE_LIMIT;
+pub use crate::config::defaults::DEFAULT_POLL_INTERVAL;
+pub use crate::config::defaults::DEFAULT_STATE_FLUSH_INTERVAL;
+pub use crate::config::defaults::DEFAULT_STATE_PATH;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::state::{StateFile, StateStore, STATE_VERSION};
-
-pub use crate::config::defaults::DEFAULT_GROUP_PREFIX;
-
-pub use crate::config::defaults::DEFAULT_INITIAL_LOOKBACK;
-
-pub use crate::config::defaults::DEFAULT_LATE_ARRIVAL_WINDOW;
-
-pub use crate::config::defaults::DEFAULT_POLL_INTERVAL;
-
-pub use crate::config::defaults::DEFAULT_DISCOVERY_INTERVAL;
-
-pub use crate::config::defaults::DEFAULT_PAGE_LIMIT;
-
-pub use crate::config::defaults::DEFAULT_API_RATE_PER_SECOND;
-
-pub use crate::config::defaults::DEFAULT_STATE_FLUSH_INTERVAL;
-
-pub use crate::config::defaults::DEFAULT_STATE_PATH;
 
 /// Groups of one target polled at once. The token bucket sets the call rate;
 /// a little concurrency only hides the latency of slow responses.
@@ -114,6 +106,8 @@ struct TargetRt {
     spec: TargetSpec,
     api: Arc<dyn LogsApi>,
     bucket: Arc<TokenBucket>,
+    /// Counted calls of this target (the shared bucket, its health entry).
+    calls: Caller,
     groups: Mutex<BTreeMap<String, Arc<GroupRt>>>,
     /// Names added at run time by [`Sources::add_groups`].
     extra: Mutex<BTreeSet<String>>,
@@ -226,8 +220,10 @@ impl Sources {
                 .remove(&spec.name)
                 .map(|v| restore_progress(&spec.name, v))
                 .unwrap_or_default();
+            let calls = Caller::new(&spec.name, Api::Logs, bucket.clone(), metrics.clone());
             rts.push(Arc::new(TargetRt {
                 effective_interval_ms: AtomicU64::new(spec.poll_interval.as_millis() as u64),
+                calls,
                 spec,
                 api,
                 bucket,
@@ -305,6 +301,16 @@ impl Sources {
             drop(extra);
             t.wake.notify_one();
         }
+    }
+
+    /// The CloudWatch Logs health entry of every target, in target order
+    /// (register them with an [`crate::aws::Health`] for the landing page).
+    pub fn api_health(&self) -> Vec<Arc<crate::aws::ApiHealth>> {
+        self.shared
+            .targets
+            .iter()
+            .map(|t| t.calls.health().clone())
+            .collect()
     }
 
     /// Writes the state file now (called at shutdown, after polling stopped).
@@ -473,8 +479,7 @@ async fn run_target(
             match discovery::list_prefixes(
                 t.api.as_ref(),
                 &t.spec.group_prefixes,
-                &t.bucket,
-                &shared.metrics,
+                &t.calls,
                 &cancel,
             )
             .await
@@ -604,7 +609,7 @@ async fn poll_one(
     let late_ms = t.spec.late_arrival_window.as_millis() as i64;
     let ctx = PollCtx {
         api: t.api.as_ref(),
-        bucket: &t.bucket,
+        calls: &t.calls,
         metrics: &shared.metrics,
         ingest: &shared.ingest,
         cancel,

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{Admit, AuditTally, GroupProgress, Window};
 use super::cloudwatch::{LogsApi, OP_FILTER};
-use super::ratelimit::{call, CallError, TokenBucket};
+use super::ratelimit::{CallError, Caller};
 use crate::event::RawEvent;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
@@ -31,7 +31,8 @@ pub fn now_ms() -> i64 {
 /// What one poll of one group needs.
 pub struct PollCtx<'a> {
     pub api: &'a dyn LogsApi,
-    pub bucket: &'a TokenBucket,
+    /// The target's counted calls to CloudWatch Logs (budget, retries, health).
+    pub calls: &'a Caller,
     pub metrics: &'a Metrics,
     pub ingest: &'a Ingest,
     pub cancel: &'a CancellationToken,
@@ -74,16 +75,18 @@ pub async fn poll_group(
                 format!("more than {MAX_PAGES_PER_POLL} pages in one window; will retry"),
             )));
         }
-        let page = call(OP_FILTER, ctx.bucket, ctx.metrics, ctx.cancel, || {
-            ctx.api.filter_page(
-                group,
-                window.start_ms,
-                window.end_ms,
-                token.clone(),
-                ctx.page_limit,
-            )
-        })
-        .await?;
+        let page = ctx
+            .calls
+            .call(OP_FILTER, ctx.cancel, || {
+                ctx.api.filter_page(
+                    group,
+                    window.start_ms,
+                    window.end_ms,
+                    token.clone(),
+                    ctx.page_limit,
+                )
+            })
+            .await?;
         s.pages += 1;
         s.api_calls += 1;
         let page_len = page.events.len() as u64;
@@ -174,16 +177,18 @@ async fn audit_group(
     let mut tally = AuditTally::default();
     let mut token: Option<String> = None;
     for _ in 0..MAX_PAGES_PER_POLL {
-        let page = call(OP_FILTER, ctx.bucket, ctx.metrics, ctx.cancel, || {
-            ctx.api.filter_page(
-                group,
-                range.start_ms,
-                range.end_ms,
-                token.clone(),
-                ctx.page_limit,
-            )
-        })
-        .await?;
+        let page = ctx
+            .calls
+            .call(OP_FILTER, ctx.cancel, || {
+                ctx.api.filter_page(
+                    group,
+                    range.start_ms,
+                    range.end_ms,
+                    token.clone(),
+                    ctx.page_limit,
+                )
+            })
+            .await?;
         *api_calls += 1;
         for e in &page.events {
             tally.add(&e.event_id, e.timestamp_ms);

@@ -6,6 +6,7 @@
 mod support;
 
 mod alerts_e2e;
+mod aws_credentials;
 mod classify_cmd;
 mod daemon_config;
 mod daemon_e2e;

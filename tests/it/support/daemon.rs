@@ -70,7 +70,14 @@ impl Daemon {
         if !args.iter().any(|a| a.starts_with("--web.listen-address")) {
             args.push("--web.listen-address=127.0.0.1:0".into());
         }
-        let mut child = command(&args, env)
+        Daemon::spawn(command(&args, env))
+    }
+
+    /// Starts the daemon from a prepared command (a test that needs an
+    /// environment other than [`command`]'s; it must name a listen address)
+    /// and waits for its `listening` line.
+    pub fn spawn(mut cmd: Command) -> Daemon {
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
