@@ -4,16 +4,24 @@
 //! that say *why* transfers fail, per cause, server and user.
 //!
 //! Data flows one way; each arrow is a module boundary and no module reaches
-//! backwards:
+//! backwards (`tests/it/layout.rs` checks it from the `use` lines):
 //!
 //! ```text
 //! source (CloudWatch poller | file/stdin)  -> RawEvent {group, stream, id, ts, message}
+//!   -> ingest    (the one way in: submit a batch; counted when it returns) [ingest]
 //!   -> parse     (pure: message -> Parsed, format detected per event)   [parse]
 //!   -> attribute (session-id / stream name -> user; bounded memory)     [attribute]
 //!   -> classify  (pure: event -> category, cause, advice; one table)    [classify]
 //!   -> count     (one metrics module; bounded labels)                   [metrics]
 //!   -> serve     (/metrics, health, landing page)                       [http]
 //! ```
+//!
+//! Beside the flow, used by many and using none of it: [`config`] (raw →
+//! checked, one checker, every default in [`config::defaults`]), [`aws`]
+//! (one SDK builder, one error map, counted calls, a trait per API),
+//! [`state`] (the state store), [`app`] (assembles the daemon once from a
+//! checked config and a shutdown future), [`inventory`] and [`probe`] (what
+//! the logs cannot say).
 //!
 //! [`pipeline::Pipeline`] strings parse → attribute → classify → count
 //! together; the `classify` command and the daemon both use it, so what the

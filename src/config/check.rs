@@ -402,6 +402,21 @@ pub fn check(
             "must not be empty; e.g. \"/var/lib/aws-transfer-exporter/state.json\"",
         );
     }
+    // A path that names anything but a regular file (a directory, a
+    // socket) is refused here: the exporter writes a file at that path and
+    // never renames, moves or deletes what it did not create.
+    if let Ok(meta) = std::fs::metadata(&state_path) {
+        if !meta.is_file() {
+            c.bad(
+                "state.path",
+                format!(
+                    "{} exists and is not a regular file (a directory?); name a file, e.g. \"{}\"",
+                    state_path.display(),
+                    state_path.join("aws-transfer-exporter.json").display()
+                ),
+            );
+        }
+    }
     let v = state.take("flush_interval");
     let state_flush_interval =
         c.positive_duration("state.flush_interval", v, DEFAULT_STATE_FLUSH_INTERVAL);

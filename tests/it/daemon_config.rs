@@ -124,3 +124,68 @@ fn taken_port_exits_nonzero_naming_the_flag() {
     assert!(status.is_some_and(|s| !s.success()), "{status:?}\n{err}");
     assert!(err.contains("--web.listen-address"), "{err}");
 }
+
+/// Issue 13: `--state.path` naming a directory is a configuration error
+/// (exit 2) naming the key; the directory and its contents stay untouched.
+#[test]
+fn state_path_naming_a_directory_exits_2_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("keep.txt"), "not the exporter's").unwrap();
+    let (status, _out, err) = run_to_exit(
+        &[
+            "--aws.region=eu-west-1".to_owned(),
+            "--web.listen-address=127.0.0.1:0".to_owned(),
+            format!("--state.path={}", state.display()),
+        ],
+        &[],
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{err}");
+    assert!(err.contains("--state.path (state.path)"), "{err}");
+    assert!(state.is_dir(), "still a directory");
+    assert_eq!(
+        std::fs::read_to_string(state.join("keep.txt")).unwrap(),
+        "not the exporter's"
+    );
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "nothing created or moved beside it: {names:?}"
+    );
+}
+
+/// Exit codes follow the documented convention: 2 for a configuration
+/// error, with every problem listed.
+#[test]
+fn config_errors_exit_2_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.yaml");
+    std::fs::write(
+        &f,
+        "webb: 1\nlog:\n  levl: x\ninventory:\n  interval: soon\nprobe:\n  targets:\n    - server_id: s-1\n      address: \"h:0\"\ntargets:\n  - region: eu-west-1\n    poll_interval: soon\n    colour: blue\n",
+    )
+    .unwrap();
+    let (status, _out, err) = run_to_exit(
+        &[format!("--config.file={}", f.display())],
+        &[],
+        Duration::from_secs(20),
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{err}");
+    for key in [
+        "webb:",
+        "log.levl:",
+        "inventory.interval:",
+        "probe.targets[0].address:",
+        "targets[0].poll_interval:",
+        "targets[0].colour:",
+    ] {
+        assert!(err.contains(key), "{key} missing:\n{err}");
+    }
+    assert!(err.contains("invalid configuration (6 problems)"), "{err}");
+}

@@ -115,7 +115,7 @@ fn two_servers_structured_and_legacy_give_exact_counts() {
     let logs = Logs::new(&moto.url);
     let sc = write_scenario(&logs);
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&daemon_args(moto, &sc, &dir.path().join("state.json")));
+    let d = Daemon::in_process(&daemon_args(moto, &sc, &dir.path().join("state.json")));
 
     let c = sc.legacy_server.as_str();
     let errors = "aws_transfer_errors_total";
@@ -318,7 +318,7 @@ fn exposition_passes_promtool() {
     let logs = Logs::new(&moto.url);
     let sc = write_scenario(&logs);
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&daemon_args(moto, &sc, &dir.path().join("state.json")));
+    let d = Daemon::in_process(&daemon_args(moto, &sc, &dir.path().join("state.json")));
     let text = d.wait_metrics(
         "events counted",
         "aws_transfer_events_total",
@@ -364,7 +364,7 @@ fn not_ready_while_cloudwatch_is_unreachable_but_healthy() {
     // completes; the daemon stays up, healthy, and says why it is not ready.
     let dead = format!("http://127.0.0.1:{}", crate::support::free_port());
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&[
+    let d = Daemon::in_process(&[
         format!("--aws.region={REGION}"),
         format!("--aws.endpoint-url={dead}"),
         "--logs.group-prefix=/nothing/".into(),
@@ -385,7 +385,7 @@ fn ready_turns_200_after_the_first_round() {
     let group = format!("/{}/g", unique("ready"));
     logs.create_group(&group);
     let dir = tempfile::tempdir().unwrap();
-    let d = Daemon::start(&[
+    let d = Daemon::in_process(&[
         format!("--aws.region={REGION}"),
         format!("--aws.endpoint-url={}", moto.url),
         format!("--logs.group={group}"),

@@ -5,7 +5,7 @@
 //! renders.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_transfer_exporter::app::{App, Running};
@@ -15,18 +15,7 @@ use aws_transfer_exporter::metrics::{self, Metrics};
 use aws_transfer_exporter::source::{Sources, TargetSpec};
 use prometheus::Registry;
 
-use crate::support::{FAKE_AWS_ENV, REGION};
-
-/// The SDK's default chain reads credentials from the environment: give the
-/// test process the fake ones (and never the metadata endpoint) once.
-fn fake_env() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        for (k, v) in FAKE_AWS_ENV {
-            std::env::set_var(k, v);
-        }
-    });
-}
+use crate::support::REGION;
 
 /// A target with test-friendly defaults: fast polls, a generous budget.
 pub fn target(endpoint: &str, prefixes: &[&str], groups: &[&str]) -> TargetSpec {
@@ -67,7 +56,7 @@ impl Harness {
     /// CloudWatch source: no inventory, no probe, the state file at
     /// `state_path` (kept by the caller).
     pub fn start_at(targets: Vec<TargetSpec>, state_path: PathBuf) -> Harness {
-        fake_env();
+        crate::support::fake_env();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

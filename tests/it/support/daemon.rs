@@ -1,6 +1,9 @@
-//! A guard around the real daemon binary: starts it with arguments and the
-//! fake AWS environment, reads the bound address from its `listening` log
-//! line, scrapes it, and kills it on drop.
+//! A guard around the daemon: either the real binary (started with
+//! arguments and the fake AWS environment; the bound address read from its
+//! `listening` log line; killed on drop), or the same app run in-process
+//! through the app builder ([`Daemon::in_process`]; shut down on drop). The
+//! binary is used where the binary itself is tested (flags, exit codes,
+//! signals, log output); everything else runs in-process.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -16,8 +19,14 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_aws-transfer-exporter");
 /// How long the daemon may take to log its `listening` line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What runs the daemon.
+enum Runner {
+    Child(Child),
+    InProcess(Option<(tokio::runtime::Runtime, aws_transfer_exporter::app::Running)>),
+}
+
 pub struct Daemon {
-    child: Child,
+    runner: Runner,
     pub addr: SocketAddr,
     stderr: Arc<Mutex<Vec<String>>>,
     agent: ureq::Agent,
@@ -127,15 +136,62 @@ impl Daemon {
             .build()
             .into();
         Daemon {
-            child,
+            runner: Runner::Child(child),
             addr,
             stderr,
             agent,
         }
     }
 
+    /// Runs the app in this process through the app builder, with the
+    /// arguments parsed as `main` parses them (the fake AWS environment is
+    /// set in this process once). Logs are not captured.
+    pub fn in_process(args: &[String]) -> Daemon {
+        use aws_transfer_exporter::app::App;
+        use aws_transfer_exporter::cli::Cli;
+        use clap::Parser as _;
+        super::fake_env();
+        let mut argv = vec!["aws-transfer-exporter".to_owned()];
+        argv.extend(args.iter().cloned());
+        if !args.iter().any(|a| a.starts_with("--web.listen-address")) {
+            argv.push("--web.listen-address=127.0.0.1:0".into());
+        }
+        let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        let cfg = aws_transfer_exporter::config::load(&cli.serve)
+            .unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let running = rt
+            .block_on(App::new(cfg).start())
+            .unwrap_or_else(|e| panic!("app did not start: {e:#}"));
+        let addr = running.address();
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Daemon {
+            runner: Runner::InProcess(Some((rt, running))),
+            addr,
+            stderr: Arc::new(Mutex::new(vec![
+                "(in-process daemon: logs are not captured)".to_owned(),
+            ])),
+            agent,
+        }
+    }
+
+    fn child(&self) -> &Child {
+        match &self.runner {
+            Runner::Child(c) => c,
+            Runner::InProcess(_) => panic!("signals and exit codes are tested with the binary"),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child().id()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -222,25 +278,42 @@ impl Daemon {
 
     /// Sends SIGTERM (graceful shutdown).
     pub fn terminate(&self) {
+        let pid = self.pid();
         let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &pid.to_string()])
             .status()
             .map(|s| s.success())
             .unwrap_or(false);
-        assert!(ok, "kill -TERM {} failed", self.child.id());
+        assert!(ok, "kill -TERM {pid} failed");
     }
 
-    /// SIGKILL and reap.
+    /// SIGKILL and reap (in-process: shut down).
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.runner {
+            Runner::Child(c) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            Runner::InProcess(app) => {
+                if let Some((rt, running)) = app.take() {
+                    let _ = rt.block_on(tokio::time::timeout(
+                        Duration::from_secs(15),
+                        running.shutdown(),
+                    ));
+                    rt.shutdown_timeout(Duration::from_secs(2));
+                }
+            }
+        }
     }
 
     /// Waits for the process to exit, up to `timeout`; `None` if it did not.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
+        let Runner::Child(child) = &mut self.runner else {
+            panic!("exit statuses are tested with the binary");
+        };
         loop {
-            if let Ok(Some(s)) = self.child.try_wait() {
+            if let Ok(Some(s)) = child.try_wait() {
                 return Some(s);
             }
             if Instant::now() >= deadline {
@@ -253,8 +326,7 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

@@ -80,5 +80,17 @@ pub const FAKE_AWS_ENV: &[(&str, &str)] = &[
     ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
 ];
 
+/// The SDK's default chain reads credentials from the environment: give the
+/// test process the fake ones (and never the metadata endpoint) once, for
+/// the tests that run the app in-process.
+pub fn fake_env() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for (k, v) in FAKE_AWS_ENV {
+            std::env::set_var(k, v);
+        }
+    });
+}
+
 /// The Region the tests use.
 pub const REGION: &str = "eu-west-1";
