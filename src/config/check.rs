@@ -930,6 +930,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_state_path_that_is_a_directory_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let errors = problems(
+            "state",
+            &format!("path: {:?}", dir.path().display().to_string()),
+        );
+        assert!(
+            errors.len() == 1
+                && errors[0].starts_with("state.path: ")
+                && errors[0].contains("not a regular file"),
+            "{errors:?}"
+        );
+        let file = dir.path().join("state.json");
+        assert!(problems("state", &format!("path: {:?}", file.display().to_string())).is_empty());
+    }
+
     /// Several mistakes in several sections: all reported in one run, and
     /// a bad duration has the same words in every section.
     #[test]

@@ -296,10 +296,9 @@ impl Daemon {
             }
             Runner::InProcess(app) => {
                 if let Some((rt, running)) = app.take() {
-                    let _ = rt.block_on(tokio::time::timeout(
-                        Duration::from_secs(15),
-                        running.shutdown(),
-                    ));
+                    let _ = rt.block_on(async {
+                        tokio::time::timeout(Duration::from_secs(15), running.shutdown()).await
+                    });
                     rt.shutdown_timeout(Duration::from_secs(2));
                 }
             }
