@@ -227,11 +227,15 @@ pub fn table(outcomes: &[Outcome<'_>], unreadable_lines: usize) -> String {
         let row = rows.entry((category, cause)).or_default();
         row.count += 1;
         row.advice = o.advice.unwrap_or("");
+        // Names from the log go to a terminal: clean them by the label rule
+        // (no escape sequences, no line breaks).
         if let Some(s) = &o.server_id {
-            row.servers.insert(s.to_string());
+            row.servers
+                .insert(metrics::sanitize_label_value(s).into_owned());
         }
         if let Some(u) = o.user.as_ref().filter(|u| !u.is_empty()) {
-            row.users.insert(u.to_string());
+            row.users
+                .insert(metrics::sanitize_label_value(u).into_owned());
         }
     }
     let mut sorted: Vec<_> = rows.into_iter().collect();

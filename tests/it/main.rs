@@ -13,6 +13,7 @@ mod daemon_restart;
 mod dashboards_static;
 mod inventory_daemon;
 mod inventory_moto;
+mod labels_attack;
 mod probe_listeners;
 mod source_discovery;
 mod source_faults;
