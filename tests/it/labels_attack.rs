@@ -229,7 +229,7 @@ fn cause_table_prints_no_control_characters() {
         .flat_map(|c| &c.events)
         .map(|e| format!("{e}\n"))
         .collect();
-    let layouts: &[&[&str]] = &[&[]];
+    let layouts: &[&[&str]] = &[&[], &["--wide"]];
     for args in layouts {
         let table = classify(args, &input);
         assert!(
