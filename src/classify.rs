@@ -193,6 +193,31 @@ const AS2_CODES: &[(&str, &str, &str)] = &[
     ("INVALID_REQUEST", "invalid_request", MESSAGE),
 ];
 
+/// AS2 failure codes AWS has renamed, as (old name, current name). Events
+/// from senders that still write the old name must land on the same cause
+/// as the current one, not in `unrecognized`; the cause label is always the
+/// current name, so dashboards and alerts need one series per cause.
+///
+/// Only documented renames belong here: a pair needs the same row (same
+/// error text and resolution) under the old name in an earlier edition of the
+/// AWS Transfer Family User Guide and under the new name today.
+/// - `ERROR_DECRYPT_UNSUPPORTED_ENCRYPTION_ALG` → `DECRYPT_FAILED_UNSUPPORTED_ENCRYPTION_ALG`:
+///   "AS2 error codes" table of the 2023 guide (awsdocs/aws-transfer-user-guide,
+///   `doc_source/as2-config-etc.md`, the last edition published on GitHub:
+///   "SMIME Payload Decryption requested using unsupported algorithm") against
+///   the current "Monitoring AS2 usage" page (reference §5.2).
+///
+/// Every other code of the 2023 table keeps its name today. Misspellings AWS
+/// still documents (`INSUFFICENT_…`) are current names, not renames.
+#[rustfmt::skip]
+const AS2_CODE_ALIASES: &[(&str, &str)] = &[
+    ("ERROR_DECRYPT_UNSUPPORTED_ENCRYPTION_ALG", "DECRYPT_FAILED_UNSUPPORTED_ENCRYPTION_ALG"),
+];
+
+/// SFTP connector failure codes AWS has renamed (old name, current name);
+/// none documented so far. Kept so a rename is one row, handled like AS2's.
+const CONNECTOR_CODE_ALIASES: &[(&str, &str)] = &[];
+
 const CONNECTOR_HOST_KEY: Classification = Classification {
     category: "connector",
     cause: "host_key_mismatch",
@@ -284,11 +309,18 @@ pub fn server(ev: &ServerEvent<'_>) -> Option<Classification> {
     })
 }
 
+/// The cause and advice of a failure code: its row in `table`, found by its
+/// current name or by an old name listed in `aliases` (case-insensitive).
 fn code_lookup(
     table: &'static [(&'static str, &'static str, &'static str)],
+    aliases: &'static [(&'static str, &'static str)],
     code: Option<&str>,
 ) -> Option<(&'static str, &'static str)> {
     let code = code?.trim();
+    let code = aliases
+        .iter()
+        .find(|(old, _)| old.eq_ignore_ascii_case(code))
+        .map_or(code, |(_, current)| *current);
     table
         .iter()
         .find(|(c, _, _)| c.eq_ignore_ascii_case(code))
@@ -308,7 +340,7 @@ pub fn connector(ev: &ConnectorEvent) -> Option<Classification> {
     if message.starts_with("Key exchange negotiation failed") && message.contains("host key") {
         return Some(CONNECTOR_HOST_KEY);
     }
-    Some(match code_lookup(CONNECTOR_CODES, ev.failure_code.as_deref()) {
+    Some(match code_lookup(CONNECTOR_CODES, CONNECTOR_CODE_ALIASES, ev.failure_code.as_deref()) {
         Some((cause, advice)) => Classification { category: "connector", cause, advice },
         None => Classification {
             category: "connector",
@@ -333,7 +365,7 @@ pub fn as2(ev: &As2Event) -> Option<Classification> {
     {
         return None;
     }
-    Some(match code_lookup(AS2_CODES, ev.failure_code.as_deref()) {
+    Some(match code_lookup(AS2_CODES, AS2_CODE_ALIASES, ev.failure_code.as_deref()) {
         Some((cause, advice)) => Classification { category: "as2", cause, advice },
         None => Classification {
             category: "as2",
@@ -545,6 +577,77 @@ mod tests {
                     "message {text:?} under {activity:?}"
                 );
             }
+        }
+    }
+
+    /// Renamed failure codes: the documented old name and the current name
+    /// of each rename land on the same cause, named after the current code
+    /// (the label never carries the old name).
+    #[test]
+    fn renamed_failure_codes_are_aliases_of_the_current_cause() {
+        // (kind, documented old name, current name, expected cause)
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, &str, &str)] = &[
+            // AWS Transfer Family User Guide, "AS2 error codes", 2023 edition
+            // against the current edition.
+            ("as2", "ERROR_DECRYPT_UNSUPPORTED_ENCRYPTION_ALG", "DECRYPT_FAILED_UNSUPPORTED_ENCRYPTION_ALG", "decrypt_failed_unsupported_encryption_alg"),
+        ];
+        let line = |kind: &str, code: &str| match kind {
+            "as2" => format!(
+                r#"{{"as2-message-id":"m","server-id":"s-1","status-code":"FAILED","failure-code":"{code}"}}"#
+            ),
+            _ => format!(
+                r#"{{"operation":"SEND","connector-id":"c-1","status-code":"FAILED","failure-code":"{code}"}}"#
+            ),
+        };
+        let mut failures = Vec::new();
+        for (kind, old, current, cause) in cases {
+            for code in [*old, *current, &old.to_ascii_lowercase()] {
+                let input = line(kind, code);
+                let got = run(&input);
+                if got != Some((kind, cause)) {
+                    failures.push(format!(
+                        "input: {input}\n  want {:?}\n   got {got:?}",
+                        (kind, cause)
+                    ));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+
+        // The test table and the alias tables agree, and every alias points
+        // at a current code and is not one itself.
+        let aliases: Vec<(&str, &str, &str)> = AS2_CODE_ALIASES
+            .iter()
+            .map(|(o, c)| ("as2", *o, *c))
+            .chain(
+                CONNECTOR_CODE_ALIASES
+                    .iter()
+                    .map(|(o, c)| ("connector", *o, *c)),
+            )
+            .collect();
+        assert_eq!(
+            aliases,
+            cases
+                .iter()
+                .map(|(k, o, c, _)| (*k, *o, *c))
+                .collect::<Vec<_>>(),
+            "every alias has a row in this test"
+        );
+        for (kind, old, current) in aliases {
+            let table = if kind == "as2" {
+                AS2_CODES
+            } else {
+                CONNECTOR_CODES
+            };
+            assert!(
+                table.iter().any(|(c, _, _)| *c == current),
+                "{current} is a current {kind} code"
+            );
+            assert!(
+                !table.iter().any(|(c, _, _)| *c == old),
+                "{old} is not also a current {kind} code"
+            );
         }
     }
 

@@ -62,6 +62,12 @@ pub struct ClassifyArgs {
     #[arg(long = "limits.max-users-per-server", value_name = "N",
           default_value_t = crate::metrics::DEFAULT_MAX_USERS_PER_SERVER)]
     pub max_users_per_server: usize,
+
+    /// Print the table one line per cause with every column side by side
+    /// (about 270 columns); the default fits 100 columns, with the advice
+    /// wrapped under each cause.
+    #[arg(long)]
+    pub wide: bool,
 }
 
 #[derive(Debug, Args, Default, Clone)]

@@ -11,6 +11,12 @@
 //! [`OVERFLOW_LABEL`] and counted in
 //! `aws_transfer_exporter_label_overflow_total`. Server ids, connector ids and
 //! other ids that come from log content share one cap per id label.
+//!
+//! **Label values are clean.** The same guard replaces control characters in
+//! every value it admits ([`sanitize_label_value`]; the rule is written there
+//! and in docs/labels.md).
+
+use std::borrow::Cow;
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 use std::sync::Mutex;
@@ -32,6 +38,66 @@ pub const OVERFLOW_LABEL: &str = "~other";
 pub use crate::config::defaults::DEFAULT_MAX_USERS_PER_SERVER;
 
 pub use crate::config::defaults::DEFAULT_MAX_IDS;
+
+/// What replaces a character that must not reach a label value: U+FFFD,
+/// the Unicode replacement character (the same one lossy UTF-8 decoding
+/// uses for invalid bytes). Not `_` or `?`: those occur in real names, so
+/// `jd\0oe` would be counted as the real user `jd_oe`; U+FFFD cannot occur
+/// in a Transfer Family user name (`[A-Za-z0-9_.@-]`) or an AWS id, so a
+/// cleaned value never collides with a genuine one.
+pub const LABEL_REPLACEMENT: char = '\u{FFFD}';
+
+/// Is `c` a character that must not reach a label value?
+///
+/// - every Unicode control character (general category Cc): C0 U+0000–U+001F
+///   (NUL, tab, line feed, carriage return, ESC, …), DEL U+007F and C1
+///   U+0080–U+009F (which some terminals read as CSI and friends);
+/// - the line and paragraph separators U+2028 and U+2029 (they break lines
+///   in dashboards and notifications as a newline does);
+/// - the bidirectional controls U+200E, U+200F, U+202A–U+202E and
+///   U+2066–U+2069 (they reorder how the rest of the value is displayed,
+///   so a label could read as another user or server).
+///
+/// Everything else, including other non-ASCII text, is kept: labels show
+/// what the log said, minus what would corrupt its display.
+pub fn is_unsafe_in_label(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `value` with every character for which [`is_unsafe_in_label`] holds
+/// replaced by [`LABEL_REPLACEMENT`], one for one (a run of three control
+/// characters becomes three replacement characters, so lengths stay
+/// comparable). Borrows, allocating nothing, when the value is clean, which
+/// is every value AWS writes.
+///
+/// This is the rule for every label value taken from a log: user names,
+/// server, connector, workflow and resource ids, operation, status and
+/// activity words. They all reach a metric through the label guard
+/// ([`Metrics::user_label`], [`Metrics::id_label`]), which applies it before
+/// counting a value against its cap; the few fixed-vocabulary labels
+/// (category, cause, direction) are constants.
+pub fn sanitize_label_value(value: &str) -> Cow<'_, str> {
+    // Fast path: printable ASCII is always clean.
+    if value.bytes().all(|b| (0x20..0x7f).contains(&b)) || !value.chars().any(is_unsafe_in_label) {
+        return Cow::Borrowed(value);
+    }
+    Cow::Owned(
+        value
+            .chars()
+            .map(|c| {
+                if is_unsafe_in_label(c) {
+                    LABEL_REPLACEMENT
+                } else {
+                    c
+                }
+            })
+            .collect(),
+    )
+}
 
 /// Limits for the label guard; come from config (`limits.*`).
 #[derive(Debug, Clone, Copy)]
@@ -65,51 +131,60 @@ impl LabelGuard {
         }
     }
 
-    /// Returns the label value to use for `user` on `server`: the user itself
-    /// if already admitted or there is room, else [`OVERFLOW_LABEL`].
+    /// Returns the label value to use for `user` on `server`: the user
+    /// (cleaned by [`sanitize_label_value`]) if already admitted or there is
+    /// room, else [`OVERFLOW_LABEL`]. The cap counts cleaned values, so two
+    /// names that differ only in control characters take one place.
     /// The empty string (no user) always passes and takes no room.
-    pub fn user<'a>(&mut self, server: &str, user: &'a str) -> (&'a str, bool) {
+    pub fn user<'a>(&mut self, server: &str, user: &'a str) -> (Cow<'a, str>, bool) {
         if user.is_empty() {
-            return (user, false);
+            return (Cow::Borrowed(user), false);
         }
+        let user = sanitize_label_value(user);
         let cap = self.limits.max_users_per_server;
         let set = match self.users.get_mut(server) {
             Some(s) => s,
             None => self.users.entry(server.to_owned()).or_default(),
         };
-        if set.contains(user) {
+        if set.contains(&*user) {
             return (user, false);
         }
         if set.len() < cap {
-            set.insert(user.to_owned());
+            set.insert(user.clone().into_owned());
             (user, false)
         } else {
-            (OVERFLOW_LABEL, true)
+            (Cow::Borrowed(OVERFLOW_LABEL), true)
         }
     }
 
     /// Same for an id label (`kind` names the label, e.g. "server_id").
-    pub fn id<'a>(&mut self, kind: &'static str, id: &'a str) -> (&'a str, bool) {
+    pub fn id<'a>(&mut self, kind: &'static str, id: &'a str) -> (Cow<'a, str>, bool) {
         if id.is_empty() {
-            return (id, false);
+            return (Cow::Borrowed(id), false);
         }
+        let id = sanitize_label_value(id);
         let cap = self.limits.max_ids;
         let set = self.ids.entry(kind).or_default();
-        if set.contains(id) {
+        if set.contains(&*id) {
             return (id, false);
         }
         if set.len() < cap {
-            set.insert(id.to_owned());
+            set.insert(id.clone().into_owned());
             (id, false)
         } else {
-            (OVERFLOW_LABEL, true)
+            (Cow::Borrowed(OVERFLOW_LABEL), true)
         }
     }
 
-    /// Whether `user` is already a label value on `server` (seen from a
-    /// trusted source: CONNECTED, a stream name, a session).
+    /// Whether `user` (as logged; compared cleaned) is already a label value
+    /// on `server` (seen from a trusted source: CONNECTED, a stream name, a
+    /// session). Use [`LabelGuard::user`] for the value itself.
     pub fn is_admitted(&self, server: &str, user: &str) -> bool {
-        !user.is_empty() && self.users.get(server).is_some_and(|s| s.contains(user))
+        !user.is_empty()
+            && self
+                .users
+                .get(server)
+                .is_some_and(|s| s.contains(&*sanitize_label_value(user)))
     }
 
     /// Distinct user values admitted for a server (for tests and the landing page).
@@ -410,9 +485,10 @@ impl Metrics {
         f(&mut g)
     }
 
-    /// Bounded user label value for `server`, counting overflow. Borrows
-    /// (no allocation on the per-event path).
-    pub fn user_label<'a>(&self, server: &str, user: &'a str) -> &'a str {
+    /// Bounded, cleaned user label value for `server`, counting overflow.
+    /// Borrows (no allocation on the per-event path) unless the name held a
+    /// character [`sanitize_label_value`] replaces.
+    pub fn user_label<'a>(&self, server: &str, user: &'a str) -> Cow<'a, str> {
         let (v, overflowed) = self.with_guard(|g| g.user(server, user));
         if overflowed {
             self.label_overflow.with_label_values(&["user"]).inc();
@@ -420,8 +496,9 @@ impl Metrics {
         v
     }
 
-    /// Bounded id label value (`kind` is the label name), counting overflow.
-    pub fn id_label<'a>(&self, kind: &'static str, id: &'a str) -> &'a str {
+    /// Bounded, cleaned id label value (`kind` is the label name), counting
+    /// overflow.
+    pub fn id_label<'a>(&self, kind: &'static str, id: &'a str) -> Cow<'a, str> {
         let (v, overflowed) = self.with_guard(|g| g.id(kind, id));
         if overflowed {
             self.label_overflow.with_label_values(&[kind]).inc();
@@ -432,11 +509,12 @@ impl Metrics {
     /// Sets the ARN-derived `aws_transfer_server_info` series of a server
     /// unless one exists already (the Transfer API's fuller view wins).
     pub fn ensure_server_info(&self, server_id: &str, region: &str, account_id: &str) {
+        let server_id_label = sanitize_label_value(server_id);
         let exists = self.server_info.collect().iter().any(|mf| {
             mf.get_metric().iter().any(|m| {
                 m.get_label()
                     .iter()
-                    .any(|l| l.name() == "server_id" && l.value() == server_id)
+                    .any(|l| l.name() == "server_id" && l.value() == server_id_label)
             })
         });
         if !exists {
@@ -454,9 +532,14 @@ impl Metrics {
         account_id: &str,
         details: [&str; 4],
     ) {
-        let values = [
+        // Region and account come from a resource ARN in the log: clean
+        // them like every other label value (ids from the Transfer API
+        // pass unchanged).
+        let clean = [
             server_id, region, account_id, details[0], details[1], details[2], details[3],
-        ];
+        ]
+        .map(sanitize_label_value);
+        let values: [&str; 7] = std::array::from_fn(|i| &*clean[i]);
         // Remove stale series of this server: gather the family and drop
         // every series whose server_id matches but whose labels differ.
         for mf in self.server_info.collect() {
@@ -471,7 +554,7 @@ impl Metrics {
                             .map_or("", |l| l.value())
                     })
                     .collect();
-                if labels[0] == server_id && labels != values {
+                if labels[0] == values[0] && labels != values {
                     let _ = self.server_info.remove_label_values(&labels);
                 }
             }
@@ -513,6 +596,100 @@ mod tests {
         assert_eq!(m.user_label("s-2", "c"), "c", "the cap is per server");
         assert_eq!(m.user_label("s-1", ""), "", "empty user takes no room");
         assert_eq!(m.label_overflow.with_label_values(&["user"]).get(), 1);
+    }
+
+    /// The label rule, character class by character class. Each row prints
+    /// its input on failure.
+    #[test]
+    fn sanitize_replaces_every_control_character_one_for_one() {
+        const R: char = LABEL_REPLACEMENT;
+        let cases: &[(&str, String)] = &[
+            ("jdoe", "jdoe".into()),
+            (
+                "partner.one@example-co_2",
+                "partner.one@example-co_2".into(),
+            ),
+            ("", "".into()),
+            ("jd\0oe", format!("jd{R}oe")),
+            ("jd\noe", format!("jd{R}oe")),
+            ("jd\r\noe", format!("jd{R}{R}oe")),
+            ("jd\toe", format!("jd{R}oe")),
+            ("\x1b[31mred\x1b[0m", format!("{R}[31mred{R}[0m")),
+            ("del\x7f", format!("del{R}")),
+            ("c1\u{80}\u{9b}31m\u{9f}", format!("c1{R}{R}31m{R}")),
+            ("line\u{2028}para\u{2029}", format!("line{R}para{R}")),
+            ("bidi\u{202e}txt.exe\u{202c}", format!("bidi{R}txt.exe{R}")),
+            (
+                "iso\u{2066}x\u{2069}\u{200e}\u{200f}",
+                format!("iso{R}x{R}{R}{R}"),
+            ),
+            // Other non-ASCII text is kept as logged.
+            ("müller", "müller".into()),
+            ("用户", "用户".into()),
+            ("already\u{fffd}", "already\u{fffd}".into()),
+        ];
+        let mut failures = Vec::new();
+        for (input, want) in cases {
+            let got = sanitize_label_value(input);
+            if got != *want {
+                failures.push(format!("input {input:?}: want {want:?}, got {got:?}"));
+            }
+            if got.chars().any(is_unsafe_in_label) {
+                failures.push(format!("input {input:?}: output {got:?} still unsafe"));
+            }
+            if !input.chars().any(is_unsafe_in_label) && matches!(got, Cow::Owned(_)) {
+                failures.push(format!("input {input:?}: clean value was copied"));
+            }
+        }
+        // Every Cc character, exhaustively.
+        for c in (0u32..=0x9f)
+            .filter_map(char::from_u32)
+            .filter(|c| c.is_control())
+        {
+            let v = format!("a{c}b");
+            if sanitize_label_value(&v) != format!("a{R}b") {
+                failures.push(format!("control {:#x} kept", c as u32));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    /// The guard cleans what it admits, counts cleaned values against the
+    /// cap, and answers `is_admitted` for the logged (raw) name.
+    #[test]
+    fn guard_cleans_values_and_caps_the_cleaned_value() {
+        let reg = Registry::new();
+        let m = Metrics::new(
+            &reg,
+            Limits {
+                max_users_per_server: 1,
+                max_ids: 10,
+            },
+        );
+        let s = m.id_label("server_id", "s-1\n");
+        assert_eq!(s, "s-1\u{fffd}");
+        assert_eq!(m.user_label(&s, "jd\0oe"), "jd\u{fffd}oe");
+        assert_eq!(
+            m.user_label(&s, "jd\u{1b}oe"),
+            "jd\u{fffd}oe",
+            "same cleaned value: no second place taken"
+        );
+        assert_eq!(m.label_overflow.with_label_values(&["user"]).get(), 0);
+        assert!(m.with_guard(|g| g.is_admitted(&s, "jd\x7foe")));
+        assert!(
+            !m.with_guard(|g| g.is_admitted(&s, "jd_oe")),
+            "no collision with a real name"
+        );
+        m.ensure_server_info("s-\x1b[2J", "eu-\nwest-1", "1111\u{0}");
+        let text = render(&reg);
+        assert!(
+            text.contains(
+                "aws_transfer_server_info{account_id=\"1111\u{fffd}\",domain=\"\",\
+                 endpoint_type=\"\",identity_provider_type=\"\",protocols=\"\",\
+                 region=\"eu-\u{fffd}west-1\",server_id=\"s-\u{fffd}[2J\"} 1"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

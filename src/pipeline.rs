@@ -250,8 +250,8 @@ impl Pipeline {
     pub fn restore_last_sessions(&mut self, v: &[LastSession]) {
         for s in v {
             let server = self.metrics.id_label("server_id", &s.server_id);
-            let user = self.metrics.user_label(server, &s.user).to_owned();
-            let server = server.to_owned();
+            let user = self.metrics.user_label(&server, &s.user).into_owned();
+            let server = server.into_owned();
             self.note_session(server, user, s.timestamp_seconds);
         }
     }
@@ -309,7 +309,7 @@ impl Pipeline {
                         let c = classify::connector_throttled();
                         self.metrics
                             .connector_errors
-                            .with_label_values(&[label, c.cause])
+                            .with_label_values(&[&label, c.cause])
                             .inc();
                         out.server_id = cid.map(Cow::Owned);
                         out.activity = Some("ExecutionThrottled".into());
@@ -377,7 +377,8 @@ impl Pipeline {
         let at = self.attributor.attribute(&ev, raw);
         let server_raw = at.server_id.as_deref().unwrap_or("");
         let metrics = Arc::clone(&self.metrics);
-        let server = metrics.id_label("server_id", server_raw);
+        let server_label = metrics.id_label("server_id", server_raw);
+        let server: &str = &server_label;
         if format == Format::Legacy && skip_legacy(server_raw) {
             metrics.legacy_duplicates.with_label_values(&[server]).inc();
             out.activity = ev.activity.as_ref().map(Activity::name);
@@ -396,7 +397,8 @@ impl Pipeline {
             .activity
             .clone()
             .unwrap_or(Activity::Other(String::new()));
-        let activity_label = match &activity {
+        let activity_cleaned;
+        let activity_label: &str = match &activity {
             Activity::Other(name) => {
                 let valid = !name.is_empty()
                     && name.len() <= 64
@@ -404,7 +406,8 @@ impl Pipeline {
                         .bytes()
                         .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
                 if valid {
-                    metrics.id_label("activity", name)
+                    activity_cleaned = metrics.id_label("activity", name);
+                    &activity_cleaned
                 } else {
                     crate::metrics::OVERFLOW_LABEL
                 }
@@ -430,20 +433,22 @@ impl Pipeline {
         // an AUTH_FAILURE is used only when its cause proves the user exists
         // (the classifier says which) or when the name is already known on
         // this server from a trusted source (CONNECTED, streams).
-        let user_label = if activity == Activity::AuthFailure {
+        let user_cleaned = if activity == Activity::AuthFailure {
             match class {
                 Some(c) if c.proves_user_exists() => metrics.user_label(server, user_raw),
                 _ => {
+                    // Admitted already: the guard returns the cleaned value.
                     if metrics.with_guard(|g| g.is_admitted(server, user_raw)) {
-                        user_raw
+                        metrics.user_label(server, user_raw)
                     } else {
-                        ""
+                        Cow::Borrowed("")
                     }
                 }
             }
         } else {
             metrics.user_label(server, user_raw)
         };
+        let user_label: &str = &user_cleaned;
 
         match activity {
             Activity::Connected => {
@@ -493,9 +498,10 @@ impl Pipeline {
         // AWS writes these words, but the sets are open: cap them like ids.
         let operation_label = self.metrics.id_label("operation", &operation);
         let status_label = self.metrics.id_label("status", &status);
+        let (label, operation_label) = (&*label, &*operation_label);
         self.metrics
             .connector_transfers
-            .with_label_values(&[label, operation_label, status_label])
+            .with_label_values(&[label, operation_label, &status_label])
             .inc();
         if status == "COMPLETED" {
             if let Some(b) = ev.bytes {
@@ -537,6 +543,7 @@ impl Pipeline {
             return;
         }
         let label = self.metrics.id_label("resource_id", &resource);
+        let label: &str = &label;
         self.metrics
             .as2_messages
             .with_label_values(&[label, direction, &status])
@@ -563,7 +570,7 @@ impl Pipeline {
         if let Some(status) = status {
             self.metrics
                 .workflow_executions
-                .with_label_values(&[wid, status])
+                .with_label_values(&[&wid, status])
                 .inc();
         }
         out.server_id = ev.server_id.clone().map(Cow::Owned);
@@ -576,10 +583,10 @@ impl Pipeline {
                 .id_label("server_id", ev.server_id.as_deref().unwrap_or(""));
             let user = self
                 .metrics
-                .user_label(server, ev.user.as_deref().unwrap_or(""));
+                .user_label(&server, ev.user.as_deref().unwrap_or(""));
             self.metrics
                 .errors
-                .with_label_values(&[server, user, c.category, c.cause])
+                .with_label_values(&[&server, &user, c.category, c.cause])
                 .inc();
             self.set_class(out, c);
         }

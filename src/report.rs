@@ -11,7 +11,7 @@
 //! Lines that are not events are reported on stderr with their position and
 //! skipped; the command fails only when nothing at all could be read.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
@@ -142,7 +142,7 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
         },
     );
 
-    let mut outcomes = Vec::new();
+    let mut table = CauseTable::default();
     let mut unreadable = 0usize;
     let mut read_any = false;
     let stdout = io::stdout();
@@ -165,11 +165,13 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
         read_any |= !events.is_empty();
         for raw in &events {
             let o = pipeline.process(raw);
-            if args.output == OutputFormat::Jsonl {
-                serde_json::to_writer(&mut out, &o).context("writing output")?;
-                out.write_all(b"\n").context("writing output")?;
-            } else {
-                outcomes.push(o.to_static());
+            match args.output {
+                OutputFormat::Jsonl => {
+                    serde_json::to_writer(&mut out, &o).context("writing output")?;
+                    out.write_all(b"\n").context("writing output")?;
+                }
+                OutputFormat::Table => table.add(&o),
+                OutputFormat::Prometheus => {}
             }
         }
     }
@@ -183,121 +185,318 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
     match args.output {
         OutputFormat::Jsonl => {}
         OutputFormat::Prometheus => out.write_all(metrics::render(&registry).as_bytes())?,
-        OutputFormat::Table => out.write_all(table(&outcomes, unreadable).as_bytes())?,
+        OutputFormat::Table => {
+            let layout = if args.wide {
+                Layout::Wide
+            } else {
+                Layout::Narrow
+            };
+            out.write_all(table.render(unreadable, layout).as_bytes())?
+        }
     }
     out.flush().context("writing output")?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// Distinct server and user names remembered per cause row. Only the first
+/// few (in sort order) are printed and the rest counted, so keeping more
+/// only makes the count exact; the cap keeps memory bounded when strangers'
+/// names flood a cause (unknown users).
+const MAX_NAMES_PER_ROW: usize = 256;
+
+/// The smallest [`MAX_NAMES_PER_ROW`] distinct names seen, and whether
+/// more were seen.
+#[derive(Default)]
+struct Names {
+    set: std::collections::BTreeSet<String>,
+    more: bool,
+}
+
+impl Names {
+    fn insert(&mut self, name: &str) {
+        // Names from the log go to a terminal: clean them by the label rule
+        // (no escape sequences, no line breaks).
+        let name = metrics::sanitize_label_value(name);
+        if self.set.contains(&*name) {
+            return;
+        }
+        if self.set.len() < MAX_NAMES_PER_ROW {
+            self.set.insert(name.into_owned());
+            return;
+        }
+        self.more = true;
+        let largest = self.set.last().expect("full set is not empty");
+        if *name < **largest {
+            self.set.pop_last();
+            self.set.insert(name.into_owned());
+        }
+    }
+
+    /// The first `max` names joined with `sep`, then `+N` for the rest (`-`
+    /// when none).
+    fn list(&self, max: usize, sep: &str) -> String {
+        let v: Vec<&str> = self.set.iter().map(String::as_str).take(max).collect();
+        if v.is_empty() {
+            return "-".into();
+        }
+        let mut s = v.join(sep);
+        let more = self.set.len().saturating_sub(max);
+        if more > 0 || self.more {
+            s.push_str(sep);
+            s.push_str(&format!("+{more}"));
+            if self.more {
+                s.push_str(" or more");
+            }
+        }
+        s
+    }
+}
+
 #[derive(Default)]
 struct Row {
     count: u64,
-    servers: BTreeSet<String>,
-    users: BTreeSet<String>,
+    servers: Names,
+    users: Names,
     advice: &'static str,
 }
 
-fn list(set: &BTreeSet<String>, max: usize) -> String {
-    let v: Vec<&str> = set.iter().map(String::as_str).take(max).collect();
-    if v.is_empty() {
-        return "-".into();
-    }
-    let more = set.len().saturating_sub(max);
-    let mut s = v.join(",");
-    if more > 0 {
-        s.push_str(&format!(",+{more}"));
-    }
-    s
+/// How the table is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// At most [`NARROW_WIDTH`] columns: one line per cause, with where it
+    /// happened and the advice wrapped under it.
+    Narrow,
+    /// One line per cause with every column side by side (as wide as the
+    /// longest advice, ~270 columns).
+    Wide,
 }
 
-/// The cause summary an operator reads: one row per (category, cause).
-pub fn table(outcomes: &[Outcome<'_>], unreadable_lines: usize) -> String {
-    let mut rows: BTreeMap<(&str, &str), Row> = BTreeMap::new();
-    let mut parse_errors: BTreeMap<&str, u64> = BTreeMap::new();
-    let mut ok = 0u64;
-    for o in outcomes {
+/// Width of the default layout: a normal terminal.
+pub const NARROW_WIDTH: usize = 100;
+
+/// The cause summary an operator reads, accumulated one outcome at a time
+/// (memory bounded by the cause vocabulary, not by the number of events).
+#[derive(Default)]
+pub struct CauseTable {
+    rows: BTreeMap<(&'static str, &'static str), Row>,
+    parse_errors: BTreeMap<&'static str, u64>,
+    events: u64,
+    ok: u64,
+}
+
+impl CauseTable {
+    pub fn add(&mut self, o: &Outcome<'_>) {
+        self.events += 1;
         if let Some(e) = o.parse_error {
-            *parse_errors.entry(e).or_default() += 1;
-            continue;
+            *self.parse_errors.entry(e).or_default() += 1;
+            return;
         }
         let (Some(category), Some(cause)) = (o.category, o.cause) else {
-            ok += 1;
-            continue;
+            self.ok += 1;
+            return;
         };
-        let row = rows.entry((category, cause)).or_default();
+        let row = self.rows.entry((category, cause)).or_default();
         row.count += 1;
         row.advice = o.advice.unwrap_or("");
         if let Some(s) = &o.server_id {
-            row.servers.insert(s.to_string());
+            row.servers.insert(s);
         }
         if let Some(u) = o.user.as_ref().filter(|u| !u.is_empty()) {
-            row.users.insert(u.to_string());
+            row.users.insert(u);
         }
     }
-    let mut sorted: Vec<_> = rows.into_iter().collect();
-    sorted.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(&b.0)));
 
-    let failures: u64 = sorted.iter().map(|(_, r)| r.count).sum();
-    let mut s = String::new();
-    s.push_str(&format!(
-        "{} events: {} failures, {} other events, {} unparseable\n\n",
-        outcomes.len(),
-        failures,
-        ok,
-        parse_errors.values().sum::<u64>()
-    ));
-    if sorted.is_empty() {
-        s.push_str("No failures.\n");
-    } else {
-        let cells: Vec<[String; 5]> = sorted
-            .iter()
-            .map(|((cat, cause), r)| {
-                [
-                    r.count.to_string(),
-                    format!("{cat}/{cause}"),
-                    list(&r.servers, 2),
-                    list(&r.users, 3),
-                    r.advice.to_owned(),
-                ]
-            })
-            .collect();
-        let head = ["COUNT", "CAUSE", "SERVERS", "USERS", "ADVICE"];
-        let mut w = head.map(str::len);
-        for c in &cells {
-            for i in 0..4 {
-                w[i] = w[i].max(c[i].chars().count());
+    /// The table text; `unreadable_lines` input lines were not events.
+    pub fn render(&self, unreadable_lines: usize, layout: Layout) -> String {
+        let mut sorted: Vec<_> = self.rows.iter().collect();
+        sorted.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
+
+        let failures: u64 = sorted.iter().map(|(_, r)| r.count).sum();
+        let mut s = String::new();
+        s.push_str(&format!(
+            "{} events: {} failures, {} other events, {} unparseable\n\n",
+            self.events,
+            failures,
+            self.ok,
+            self.parse_errors.values().sum::<u64>()
+        ));
+        if sorted.is_empty() {
+            s.push_str("No failures.\n");
+        } else {
+            match layout {
+                Layout::Wide => wide(&mut s, &sorted),
+                Layout::Narrow => narrow(&mut s, &sorted),
             }
         }
-        let line = |c: [&str; 5]| {
-            format!(
-                "{:>w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}\n",
-                c[0],
-                c[1],
-                c[2],
-                c[3],
-                c[4],
-                w0 = w[0],
-                w1 = w[1],
-                w2 = w[2],
-                w3 = w[3]
-            )
-        };
-        s.push_str(&line(head));
-        for c in &cells {
-            s.push_str(&line([&c[0], &c[1], &c[2], &c[3], &c[4]]));
+        if !self.parse_errors.is_empty() {
+            let parts: Vec<String> = self
+                .parse_errors
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            s.push_str(&format!("\nunparseable messages: {}\n", parts.join(" ")));
+        }
+        if unreadable_lines > 0 {
+            s.push_str(&format!(
+                "input lines that were not events: {unreadable_lines} (see stderr)\n"
+            ));
+        }
+        s
+    }
+}
+
+type SortedRows<'a> = [(&'a (&'static str, &'static str), &'a Row)];
+
+fn wide(s: &mut String, sorted: &SortedRows<'_>) {
+    let cells: Vec<[String; 5]> = sorted
+        .iter()
+        .map(|((cat, cause), r)| {
+            [
+                r.count.to_string(),
+                format!("{cat}/{cause}"),
+                r.servers.list(2, ","),
+                r.users.list(3, ","),
+                r.advice.to_owned(),
+            ]
+        })
+        .collect();
+    let head = ["COUNT", "CAUSE", "SERVERS", "USERS", "ADVICE"];
+    let mut w = head.map(str::len);
+    for c in &cells {
+        for i in 0..4 {
+            w[i] = w[i].max(c[i].chars().count());
         }
     }
-    if !parse_errors.is_empty() {
-        let parts: Vec<String> = parse_errors
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        s.push_str(&format!("\nunparseable messages: {}\n", parts.join(" ")));
+    let line = |c: [&str; 5]| {
+        format!(
+            "{:>w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}\n",
+            c[0],
+            c[1],
+            c[2],
+            c[3],
+            c[4],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3]
+        )
+    };
+    s.push_str(&line(head));
+    for c in &cells {
+        s.push_str(&line([&c[0], &c[1], &c[2], &c[3], &c[4]]));
     }
-    if unreadable_lines > 0 {
-        s.push_str(&format!(
-            "input lines that were not events: {unreadable_lines} (see stderr)\n"
-        ));
+}
+
+/// One block per cause, every line at most [`NARROW_WIDTH`] characters:
+///
+/// ```text
+/// COUNT  CAUSE
+///     3  iam/access_denied
+///        servers: s-0123456789abcdef0, s-0fedcba9876543210   users: alice, carol, +1
+///        The user's IAM role or session policy lacks S3 (or KMS, for SSE-KMS
+///        uploads) permissions for this bucket/prefix: …
+/// ```
+fn narrow(s: &mut String, sorted: &SortedRows<'_>) {
+    let count_w = sorted
+        .iter()
+        .map(|(_, r)| r.count.to_string().len())
+        .max()
+        .unwrap_or(0)
+        .max("COUNT".len());
+    let indent = " ".repeat(count_w + 2);
+    s.push_str(&format!("{:>count_w$}  CAUSE\n", "COUNT"));
+    for (i, ((cat, cause), r)) in sorted.iter().enumerate() {
+        if i > 0 {
+            s.push('\n');
+        }
+        let head = format!("{:>count_w$}  {cat}/{cause}", r.count);
+        wrap_into(s, &head, &indent, NARROW_WIDTH);
+        let place = format!(
+            "{indent}servers: {}   users: {}",
+            r.servers.list(2, ", "),
+            r.users.list(3, ", ")
+        );
+        wrap_into(s, &place, &indent, NARROW_WIDTH);
+        wrap_into(s, &format!("{indent}{}", r.advice), &indent, NARROW_WIDTH);
     }
-    s
+}
+
+/// Appends `text` (which starts with its own indentation) wrapped at spaces
+/// to `width` characters; continuation lines start with `indent`. A word
+/// longer than a line is cut.
+fn wrap_into(out: &mut String, text: &str, indent: &str, width: usize) {
+    if text.chars().count() <= width {
+        out.push_str(text);
+        out.push('\n');
+        return;
+    }
+    let first_indent = text.len() - text.trim_start().len();
+    let mut line = String::from(&text[..first_indent]);
+    let mut line_len = first_indent;
+    let mut fresh = true;
+    for word in text[first_indent..].split(' ').filter(|w| !w.is_empty()) {
+        let mut word = word;
+        let wlen = word.chars().count();
+        let sep = usize::from(!fresh);
+        if line_len + sep + wlen > width && !fresh {
+            out.push_str(&line);
+            out.push('\n');
+            line = indent.to_owned();
+            line_len = indent.len();
+            fresh = true;
+        }
+        if !fresh {
+            line.push(' ');
+            line_len += 1;
+        }
+        // A word wider than a whole line: cut it.
+        while line_len + word.chars().count() > width {
+            let room = width.saturating_sub(line_len).max(1);
+            let cut = word.char_indices().nth(room).map_or(word.len(), |(i, _)| i);
+            line.push_str(&word[..cut]);
+            out.push_str(&line);
+            out.push('\n');
+            word = &word[cut..];
+            line = indent.to_owned();
+            line_len = indent.len();
+        }
+        line.push_str(word);
+        line_len += word.chars().count();
+        fresh = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn wrap_keeps_every_line_within_width_and_every_word() {
+        let long = format!("{} {}", "word ".repeat(40), "x".repeat(250));
+        let mut out = String::new();
+        wrap_into(&mut out, &format!("       {long}"), "       ", 100);
+        for l in out.lines() {
+            assert!(l.chars().count() <= 100, "{l:?}");
+            assert!(l.starts_with("       "), "{l:?}");
+        }
+        let words: String = out.split_whitespace().collect();
+        assert_eq!(words, long.split_whitespace().collect::<String>());
+    }
+
+    #[test]
+    fn names_keep_the_smallest_and_count_the_rest() {
+        let mut n = Names::default();
+        for i in (0..1000).rev() {
+            n.insert(&format!("u{i:04}"));
+        }
+        assert_eq!(n.set.len(), MAX_NAMES_PER_ROW);
+        assert_eq!(n.list(3, ","), "u0000,u0001,u0002,+253 or more");
+        let mut few = Names::default();
+        for u in ["b", "a", "c", "a", "d"] {
+            few.insert(u);
+        }
+        assert_eq!(few.list(3, ","), "a,b,c,+1");
+        assert_eq!(Names::default().list(3, ","), "-");
+    }
 }

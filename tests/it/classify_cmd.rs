@@ -130,9 +130,13 @@ fn jsonl_has_one_object_per_event_in_input_order() {
     assert_eq!(broken, 2, "broken JSON and a Lambda line");
 }
 
+/// `--wide`: today's one-line-per-cause layout, every column side by side.
 #[test]
 fn table_names_causes_with_advice_and_parse_failures() {
-    let out = run(&["classify", data("sample.jsonl").to_str().unwrap()], None);
+    let out = run(
+        &["classify", "--wide", data("sample.jsonl").to_str().unwrap()],
+        None,
+    );
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let row = |cause: &str| {
@@ -151,6 +155,80 @@ fn table_names_causes_with_advice_and_parse_failures() {
         text.contains("unparseable messages: invalid_json=1 unknown_text=1"),
         "{text}"
     );
+}
+
+/// The default layout fits 100 columns: the same rows, counts, places and
+/// advice as `--wide`, with the places and the advice wrapped under the row,
+/// and the same totals.
+#[test]
+fn default_table_fits_100_columns_with_the_same_content_as_wide() {
+    let file = data("sample.jsonl");
+    let narrow = run(&["classify", file.to_str().unwrap()], None);
+    let wide = run(&["classify", "--wide", file.to_str().unwrap()], None);
+    assert!(narrow.status.success() && wide.status.success());
+    let narrow = String::from_utf8(narrow.stdout).unwrap();
+    let wide = String::from_utf8(wide.stdout).unwrap();
+    for l in narrow.lines() {
+        assert!(
+            l.chars().count() <= 100,
+            "{} columns: {l}\n{narrow}",
+            l.chars().count()
+        );
+    }
+    assert!(
+        wide.lines().any(|l| l.chars().count() > 100),
+        "the sample's wide table is wider than 100 (else this test proves nothing)"
+    );
+    // Totals: the first line and the footer are the same in both layouts.
+    assert_eq!(narrow.lines().next(), wide.lines().next());
+    assert!(
+        narrow.contains("unparseable messages: invalid_json=1 unknown_text=1"),
+        "{narrow}"
+    );
+    // Every wide row appears in the narrow table: count and cause on the row
+    // line, servers, users and advice (words in order) in the lines under it.
+    let nlines: Vec<&str> = narrow.lines().collect();
+    let mut rows = 0;
+    for w in wide
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("COUNT"))
+        .skip(1)
+    {
+        let cols: Vec<&str> = w
+            .split("  ")
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .collect();
+        if cols.len() < 5 {
+            break;
+        }
+        rows += 1;
+        let (count, cause, servers, users, advice) = (cols[0], cols[1], cols[2], cols[3], cols[4]);
+        let i = nlines
+            .iter()
+            .position(|l| l.split_whitespace().collect::<Vec<_>>() == [count, cause])
+            .unwrap_or_else(|| panic!("no row `{count} {cause}` in:\n{narrow}"));
+        let mut j = i + 1;
+        let mut below = String::new();
+        while j < nlines.len() && nlines[j].starts_with("       ") {
+            below.push_str(nlines[j].trim());
+            below.push(' ');
+            j += 1;
+        }
+        let flat = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            flat(&below).contains(&flat(advice)),
+            "advice of {cause} under its row:\n{below}\nwant: {advice}"
+        );
+        for name in servers
+            .split(',')
+            .chain(users.split(','))
+            .filter(|n| *n != "-")
+        {
+            assert!(below.contains(name), "{name} under {cause}:\n{below}");
+        }
+    }
+    assert!(rows >= 8, "{rows} rows compared:\n{wide}");
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod daemon_restart;
 mod dashboards_static;
 mod inventory_daemon;
 mod inventory_moto;
+mod labels_attack;
 mod layout;
 mod probe_listeners;
 mod source_discovery;
