@@ -148,6 +148,15 @@ impl View for DaemonView {
             .collect()
     }
 
+    fn scrape(&self) -> http::BoxFuture<'_, Option<Vec<prometheus::proto::MetricFamily>>> {
+        Box::pin(async {
+            match self.sources.get() {
+                Some(s) => Some(s.scrape().await),
+                None => None,
+            }
+        })
+    }
+
     fn recent_failures(&self) -> Vec<FailureRow> {
         let outcomes = self.ingest.recent_failures();
         outcomes

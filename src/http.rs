@@ -12,6 +12,11 @@
 //! deadline.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future (the `View` trait is object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -80,6 +85,12 @@ pub trait View: Send + Sync + 'static {
     fn groups(&self) -> Vec<GroupRow>;
     /// Newest first.
     fn recent_failures(&self) -> Vec<FailureRow>;
+    /// For `/metrics`: the gathered families to serve, after the state behind
+    /// them has been saved (see `Sources::scrape`); `None` renders the
+    /// registry as it is.
+    fn scrape(&self) -> BoxFuture<'_, Option<Vec<prometheus::proto::MetricFamily>>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Everything a request handler reads.
@@ -169,8 +180,14 @@ async fn route(state: &AppState, method: &Method, path: &str) -> Response<Full<B
     let mut r = if path == state.telemetry_path {
         // Rendering 100k series takes tens of milliseconds: keep it off the
         // async workers so health checks stay fast during a scrape.
+        let families = state.view.scrape().await;
         let registry = state.registry.clone();
-        match tokio::task::spawn_blocking(move || crate::metrics::render(&registry)).await {
+        match tokio::task::spawn_blocking(move || match families {
+            Some(f) => crate::metrics::render_families(&f),
+            None => crate::metrics::render(&registry),
+        })
+        .await
+        {
             Ok(text) => response(StatusCode::OK, crate::metrics::CONTENT_TYPE, text),
             Err(err) => {
                 tracing::error!(error = %err, "rendering metrics failed");

@@ -102,6 +102,15 @@ impl Ingest {
         }
     }
 
+    /// Runs `f` while nothing is being counted: what `f` reads of the
+    /// counters describes exactly the batches submitted before it. Returns
+    /// its result with the last sessions of that same moment.
+    pub fn quiesced<R>(&self, f: impl FnOnce() -> R) -> (R, Vec<LastSession>) {
+        let inner = self.lock();
+        let r = f();
+        (r, inner.pipeline.last_sessions())
+    }
+
     /// Recent classified failures, newest first (bounded).
     pub fn recent_failures(&self) -> Vec<Outcome<'static>> {
         self.lock().recent.iter().rev().cloned().collect()

@@ -202,6 +202,9 @@ const POLL_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 /// probe) update them directly; the product families with user labels are
 /// updated through [`crate::pipeline::Pipeline`] so the guard always applies.
 pub struct Metrics {
+    /// The registry every family below is registered on (gathered for
+    /// `/metrics` and for the state store).
+    registry: Registry,
     // ---- product: server events (issue: classification core) ----
     /// Every server event: `{server_id, activity}`.
     pub events: IntCounterVec,
@@ -349,6 +352,7 @@ impl Metrics {
     /// (a duplicate or malformed definition), which the unit tests catch.
     pub fn new(reg: &Registry, limits: Limits) -> Metrics {
         let m = Metrics {
+            registry: reg.clone(),
             events: counter(reg, "aws_transfer_events_total",
                 "Transfer Family server log events, by server and activity type.",
                 &["server_id", "activity"]),
@@ -563,11 +567,114 @@ impl Metrics {
     }
 }
 
+/// The counter series of gathered families, for the state store.
+pub fn saved_counters(
+    families: &[prometheus::proto::MetricFamily],
+) -> Vec<crate::state::SavedCounter> {
+    let mut out = Vec::new();
+    for f in families {
+        if f.get_field_type() != prometheus::proto::MetricType::COUNTER {
+            continue;
+        }
+        for m in f.get_metric() {
+            out.push(crate::state::SavedCounter {
+                name: f.name().to_owned(),
+                labels: m
+                    .get_label()
+                    .iter()
+                    .map(|l| (l.name().to_owned(), l.value().to_owned()))
+                    .collect(),
+                value: m.get_counter().get_value(),
+            });
+        }
+    }
+    out
+}
+
+impl Metrics {
+    /// The registry every family is registered on.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Every counter family, for restoring saved values.
+    fn counter_vecs(&self) -> Vec<&IntCounterVec> {
+        vec![
+            &self.events,
+            &self.errors,
+            &self.sessions,
+            &self.files,
+            &self.bytes,
+            &self.connector_transfers,
+            &self.connector_bytes,
+            &self.connector_errors,
+            &self.as2_messages,
+            &self.as2_errors,
+            &self.workflow_executions,
+            &self.endpoint_probe_failures,
+            &self.unparsed_events,
+            &self.label_overflow,
+            &self.unattributed_events,
+            &self.legacy_duplicates,
+            &self.api_calls,
+            &self.events_read,
+            &self.events_duplicate,
+            &self.events_late,
+            &self.poll_errors,
+            &self.state_writes,
+        ]
+    }
+
+    /// Resumes counters from saved values (at start, before anything is
+    /// counted), so a restart is not a counter reset. Saved user and server
+    /// label values are admitted to the label guard first, so the caps keep
+    /// counting them. Series of unknown families (a metric renamed between
+    /// versions) are skipped and their number returned.
+    pub fn restore_counters(&self, saved: &[crate::state::SavedCounter]) -> usize {
+        use prometheus::core::Collector as _;
+        let vecs: HashMap<String, &IntCounterVec> = self
+            .counter_vecs()
+            .into_iter()
+            .filter_map(|v| v.desc().first().map(|d| (d.fq_name.clone(), v)))
+            .collect();
+        let mut skipped = 0;
+        for c in saved {
+            let Some(vec) = vecs.get(&c.name) else {
+                skipped += 1;
+                continue;
+            };
+            if let Some(server) = c.labels.get("server_id") {
+                let _ = self.id_label("server_id", server);
+                if let Some(user) = c.labels.get("user") {
+                    let _ = self.user_label(server, user);
+                }
+            }
+            let labels: HashMap<&str, &str> = c
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            match vec.get_metric_with(&labels) {
+                Ok(counter) if c.value.is_finite() && c.value >= 0.0 => {
+                    counter.inc_by(c.value as u64)
+                }
+                _ => skipped += 1,
+            }
+        }
+        skipped
+    }
+}
+
 /// Renders `reg` in the Prometheus text exposition format.
 pub fn render(reg: &Registry) -> String {
+    render_families(&reg.gather())
+}
+
+/// Renders gathered families in the Prometheus text exposition format.
+pub fn render_families(families: &[prometheus::proto::MetricFamily]) -> String {
     let mut buf = Vec::with_capacity(16 * 1024);
     TextEncoder::new()
-        .encode(&reg.gather(), &mut buf)
+        .encode(families, &mut buf)
         .expect("text encoding into a Vec cannot fail");
     String::from_utf8(buf).expect("exposition is UTF-8")
 }

@@ -50,6 +50,20 @@ pub struct StateFile {
     /// Last CONNECTED per (server, user), restored into the pipeline.
     #[serde(default)]
     pub last_sessions: Vec<LastSession>,
+    /// Every counter series as it stood when this state was taken, taken
+    /// together with the progress above (the same events behind both), so a
+    /// new process resumes the counters where the last served scrape left
+    /// them and counts only the events after the saved progress.
+    #[serde(default)]
+    pub counters: Vec<SavedCounter>,
+}
+
+/// One counter series: family name, labels, value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedCounter {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
 }
 
 /// Why a state file could not be loaded.
@@ -173,6 +187,11 @@ mod tests {
             saved_at_ms: 1,
             targets,
             last_sessions: Vec::new(),
+            counters: vec![SavedCounter {
+                name: "aws_transfer_errors_total".into(),
+                labels: [("cause".to_owned(), "key_mismatch".to_owned())].into(),
+                value: 3.0,
+            }],
         }
     }
 
@@ -183,6 +202,7 @@ mod tests {
         write_atomic(&path, &sample()).unwrap();
         let back = load(&path).unwrap().expect("exists");
         assert_eq!(back.targets, sample().targets);
+        assert_eq!(back.counters, sample().counters);
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())

@@ -200,6 +200,17 @@ impl Sources {
         }
         let mut state = store.load();
         ingest.restore_last_sessions(&state.last_sessions);
+        // Counters resume where the saved state (the last served scrape, or
+        // a later flush) left them; the events after the saved progress are
+        // read and counted again from there.
+        let skipped = metrics.restore_counters(&state.counters);
+        if !state.counters.is_empty() {
+            tracing::info!(
+                series = state.counters.len() - skipped,
+                skipped,
+                "counters resumed from the saved state"
+            );
+        }
 
         let mut buckets: HashMap<String, Arc<TokenBucket>> = HashMap::new();
         // Targets sharing an account+Region share the lowest configured rate.
@@ -317,17 +328,45 @@ impl Sources {
     pub async fn flush_state(&self) -> anyhow::Result<()> {
         flush(&self.shared).await
     }
+
+    /// For a scrape: takes a consistent snapshot of counters and progress,
+    /// writes it durably, and returns the families to serve, so that the
+    /// state on disk is exactly the state behind the values in the answer.
+    /// If the write fails the families are still returned (the scrape is
+    /// answered; `state_writes_total{result="failure"}` and the log say the
+    /// guarantee is at risk).
+    pub async fn scrape(&self) -> Vec<prometheus::proto::MetricFamily> {
+        match flush_and_gather(&self.shared).await {
+            Ok(f) => f,
+            Err(_) => self.shared.metrics.registry().gather(),
+        }
+    }
 }
 
-/// Builds the state file's content from what is in memory.
-fn snapshot(shared: &Shared) -> StateFile {
+/// Builds the state from what is in memory, consistently: every group's
+/// progress and every counter describe the same events. Lock order is the
+/// pollers' (a group's progress, then the ingest boundary): all progress
+/// locks are taken first (pollers hold at most one at a time and never wait
+/// for another), then counting is paused while the registry is gathered.
+/// Returns the state (counters included) and the gathered families, which
+/// are what a scrape answering from this state must serve.
+fn snapshot(shared: &Shared) -> (StateFile, Vec<prometheus::proto::MetricFamily>) {
+    let mut per_target: Vec<BTreeMap<String, GroupProgress>> = Vec::new();
+    let mut live: Vec<(usize, Arc<GroupRt>)> = Vec::new();
+    for (i, t) in shared.targets.iter().enumerate() {
+        per_target.push(lock(&t.restored).clone());
+        live.extend(lock(&t.groups).values().cloned().map(|g| (i, g)));
+    }
+    let guards: Vec<_> = live.iter().map(|(_, g)| lock(&g.progress)).collect();
+    let (families, last_sessions) = shared
+        .ingest
+        .quiesced(|| shared.metrics.registry().gather());
+    for ((i, g), p) in live.iter().zip(&guards) {
+        per_target[*i].insert(g.name.clone(), (**p).clone());
+    }
+    drop(guards);
     let mut targets = BTreeMap::new();
-    for t in &shared.targets {
-        let mut groups: BTreeMap<String, GroupProgress> = lock(&t.restored).clone();
-        let live: Vec<Arc<GroupRt>> = lock(&t.groups).values().cloned().collect();
-        for g in live {
-            groups.insert(g.name.clone(), lock(&g.progress).clone());
-        }
+    for (t, groups) in shared.targets.iter().zip(per_target) {
         let value = serde_json::to_value(groups).unwrap_or_else(|e| {
             // Cannot happen for these plain types; keep the rest of the file.
             tracing::error!(target_name = %t.spec.name, error = %e, "cannot serialize progress");
@@ -335,12 +374,14 @@ fn snapshot(shared: &Shared) -> StateFile {
         });
         targets.insert(t.spec.name.clone(), value);
     }
-    StateFile {
+    let state = StateFile {
         version: STATE_VERSION,
         saved_at_ms: now_ms(),
         targets,
-        last_sessions: shared.ingest.last_sessions(),
-    }
+        last_sessions,
+        counters: crate::metrics::saved_counters(&families),
+    };
+    (state, families)
 }
 
 /// A target's progress as the store gave it back; unreadable progress is
@@ -357,9 +398,17 @@ fn restore_progress(target: &str, v: serde_json::Value) -> BTreeMap<String, Grou
 }
 
 async fn flush(shared: &Arc<Shared>) -> anyhow::Result<()> {
+    flush_and_gather(shared).await.map(|_| ())
+}
+
+/// Takes a consistent snapshot, writes it durably, and returns the families
+/// gathered with it (what a scrape may serve once this returned `Ok`).
+async fn flush_and_gather(
+    shared: &Arc<Shared>,
+) -> anyhow::Result<Vec<prometheus::proto::MetricFamily>> {
     let _guard = shared.flush_lock.lock().await;
     shared.dirty.store(false, Ordering::Release);
-    let snap = snapshot(shared);
+    let (snap, families) = snapshot(shared);
     let store = shared.store.clone();
     let result = tokio::task::spawn_blocking(move || store.save(&snap))
         .await
@@ -372,7 +421,7 @@ async fn flush(shared: &Arc<Shared>) -> anyhow::Result<()> {
                 .state_writes
                 .with_label_values(&["success"])
                 .inc();
-            Ok(())
+            Ok(families)
         }
         Err(err) => {
             shared.dirty.store(true, Ordering::Release);
