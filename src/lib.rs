@@ -35,3 +35,4 @@ pub mod probe;
 pub mod report;
 pub mod shutdown;
 pub mod source;
+pub mod web;
