@@ -63,7 +63,11 @@ pub type Target = source::TargetSpec;
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen_address: SocketAddr,
+    /// One listener each; never empty.
+    pub listen_addresses: Vec<SocketAddr>,
+    /// `--web.config.file`: TLS, basic auth and headers for every listener
+    /// (read by [`crate::web::Edge`], not here).
+    pub web_config_file: Option<PathBuf>,
     pub telemetry_path: String,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -175,6 +179,12 @@ pub struct RawConfig {
 pub struct RawWeb {
     pub listen_address: Option<Scalar>,
     pub telemetry_path: Option<Scalar>,
+    /// The exporter-toolkit web config file (TLS, basic auth, headers).
+    pub config_file: Option<Scalar>,
+    /// Listen addresses after the first, from a repeated
+    /// `--web.listen-address` (the file holds one address).
+    #[serde(skip)]
+    pub extra_listen_addresses: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -310,11 +320,26 @@ fn overlay_flags(
                 origins.0.insert(key.to_owned(), flag);
             }
         };
+    // Repeatable: flags replace the file's address; the first is checked
+    // here (the key in messages), every one in `validate`.
     set(
         &mut raw.web.listen_address,
-        s(&args.listen_address),
+        args.listen_addresses
+            .first()
+            .map(|a| Scalar::Str(a.clone())),
         "web.listen_address",
         "--web.listen-address",
+    );
+    if args.listen_addresses.len() > 1 {
+        raw.web.extra_listen_addresses = args.listen_addresses[1..].to_vec();
+    }
+    set(
+        &mut raw.web.config_file,
+        args.web_config_file
+            .as_ref()
+            .map(|p| Scalar::Str(p.display().to_string())),
+        "web.config_file",
+        "--web.config.file",
     );
     set(
         &mut raw.web.telemetry_path,
@@ -609,13 +634,21 @@ fn validate(
     let listen_text = c
         .string("web.listen_address", raw.web.listen_address)
         .unwrap_or_else(|| DEFAULT_LISTEN_ADDRESS.to_owned());
-    let listen_address = match parse_listen_address(&listen_text) {
-        Ok(a) => a,
-        Err(msg) => {
-            c.bad("web.listen_address", msg);
-            SocketAddr::from(([0, 0, 0, 0], 0))
+    let mut listen_addresses = Vec::new();
+    for text in std::iter::once(&listen_text).chain(raw.web.extra_listen_addresses.iter()) {
+        match parse_listen_address(text) {
+            Ok(a) if a.port() != 0 && listen_addresses.contains(&a) => c.bad(
+                "web.listen_address",
+                format!("{a} is given twice; each listen address once"),
+            ),
+            Ok(a) => listen_addresses.push(a),
+            Err(msg) => c.bad("web.listen_address", msg),
         }
-    };
+    }
+    let web_config_file = c
+        .string("web.config_file", raw.web.config_file)
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
     let telemetry_path = c
         .string("web.telemetry_path", raw.web.telemetry_path)
         .unwrap_or_else(|| DEFAULT_TELEMETRY_PATH.to_owned());
@@ -900,7 +933,8 @@ fn validate(
 
     if c.problems.is_empty() {
         Ok(Config {
-            listen_address,
+            listen_addresses,
+            web_config_file,
             telemetry_path,
             log_level,
             log_format,
@@ -988,7 +1022,9 @@ mod tests {
             vec![source::DEFAULT_GROUP_PREFIX.to_owned()]
         );
         assert_eq!(t.poll_interval, source::DEFAULT_POLL_INTERVAL);
-        assert_eq!(c.listen_address.port(), 29190);
+        assert_eq!(c.listen_addresses.len(), 1);
+        assert_eq!(c.listen_addresses[0].port(), 29190);
+        assert_eq!(c.web_config_file, None);
         assert_eq!(c.telemetry_path, "/metrics");
         assert_eq!(c.log_format, LogFormat::Logfmt);
     }
@@ -1014,7 +1050,7 @@ mod tests {
             initial_lookback: Some("1h".into()),
             poll_interval: Some("2s".into()),
             state_path: Some("/tmp/x.json".into()),
-            listen_address: Some("127.0.0.1:0".into()),
+            listen_addresses: vec!["127.0.0.1:0".into()],
             ..Default::default()
         };
         let c = build(RawConfig::default(), &args, None).unwrap();
@@ -1026,7 +1062,62 @@ mod tests {
         assert_eq!(t.initial_lookback, Duration::from_secs(3600));
         assert_eq!(t.poll_interval, Duration::from_secs(2));
         assert_eq!(c.state_path, PathBuf::from("/tmp/x.json"));
-        assert_eq!(c.listen_address, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.listen_addresses, vec!["127.0.0.1:0".parse().unwrap()]);
+    }
+
+    #[test]
+    fn listen_address_is_repeatable_and_web_config_file_is_taken() {
+        let args = ServeArgs {
+            aws_region: Some("us-east-1".into()),
+            listen_addresses: vec![
+                "127.0.0.1:9001".into(),
+                ":9002".into(),
+                "127.0.0.1:0".into(),
+                "127.0.0.1:0".into(),
+            ],
+            web_config_file: Some("/etc/ate/web.yml".into()),
+            ..Default::default()
+        };
+        let c = build(RawConfig::default(), &args, None).unwrap();
+        let want: Vec<SocketAddr> = [
+            "127.0.0.1:9001",
+            "0.0.0.0:9002",
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        assert_eq!(c.listen_addresses, want);
+        assert_eq!(c.web_config_file, Some(PathBuf::from("/etc/ate/web.yml")));
+
+        // a duplicate and a bad one, both reported, naming the flag
+        let args = ServeArgs {
+            aws_region: Some("us-east-1".into()),
+            listen_addresses: vec![
+                "127.0.0.1:9001".into(),
+                "127.0.0.1:9001".into(),
+                "nonsense".into(),
+            ],
+            ..Default::default()
+        };
+        let e = build(RawConfig::default(), &args, None).unwrap_err();
+        assert_eq!(e.problems.len(), 2, "{e}");
+        assert!(
+            e.problems
+                .iter()
+                .all(|p| p.key == "--web.listen-address (web.listen_address)"),
+            "{e}"
+        );
+
+        // the file's web.config_file, overridden by the flag
+        let raw = parse_yaml("web:\n  config_file: /from/file.yml\n").unwrap();
+        let args = ServeArgs {
+            aws_region: Some("us-east-1".into()),
+            ..Default::default()
+        };
+        let c = build(raw, &args, None).unwrap();
+        assert_eq!(c.web_config_file, Some(PathBuf::from("/from/file.yml")));
     }
 
     #[test]

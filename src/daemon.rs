@@ -5,7 +5,8 @@
 //! bad key), set up logging, bind the listen address (exit non-zero if it is
 //! taken), serve HTTP at once (`/-/healthy` answers while the sources start;
 //! `/-/ready` says 503 until the first round), log exactly one `listening`
-//! line with the bound `address` (tests start on port 0 and read it), then
+//! line per listener with the bound `address` (tests start on port 0 and
+//! read it), then
 //! start the sources.
 //!
 //! Shutdown (SIGTERM/SIGINT, see [`crate::shutdown`]): cancel every task,
@@ -29,12 +30,18 @@ use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::shutdown;
 use crate::source::Sources;
+use crate::web;
 
 /// Runs the daemon until a signal; `Ok(SUCCESS)` after a clean shutdown.
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let cfg = config::load(&args)?;
     if args.config_check {
         print_summary(&cfg);
+        if let Some(path) = &cfg.web_config_file {
+            // Reads the certificates too, as startup would.
+            let summary = web::Edge::check(path)?;
+            println!("  web.config_file: {} ({summary})", path.display());
+        }
         return Ok(ExitCode::SUCCESS);
     }
     init_tracing(&cfg)?;
@@ -51,7 +58,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 fn print_summary(cfg: &Config) {
     println!("configuration OK");
-    println!("  listen_address: {}", cfg.listen_address);
+    for a in &cfg.listen_addresses {
+        println!("  listen_address: {a}");
+    }
     println!("  telemetry_path: {}", cfg.telemetry_path);
     println!("  state.path: {}", cfg.state_path.display());
     for (i, t) in cfg.targets.iter().enumerate() {
@@ -189,16 +198,21 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
     let cancel = CancellationToken::new();
     shutdown::install(cancel.clone());
 
-    let listener = http::bind(cfg.listen_address).await.with_context(|| {
-        format!(
-            "cannot listen on {} (web.listen_address); pick a free address with --web.listen-address",
-            cfg.listen_address
-        )
-    })?;
-    let address = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
-
+    // The web config is read before binding, so a bad one fails startup
+    // with every problem named and nothing listening.
+    let edge = Arc::new(web::Edge::from_file(cfg.web_config_file.as_deref())?);
+    let mut listeners = Vec::with_capacity(cfg.listen_addresses.len());
+    for addr in &cfg.listen_addresses {
+        let l = web::Listener::bind(*addr, edge.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot listen on {addr} (web.listen_address); pick a free address with --web.listen-address"
+                )
+            })?;
+        let bound = l.local_addr().context("cannot read the bound address")?;
+        listeners.push((l, bound));
+    }
     let view = Arc::new(DaemonView {
         sources: OnceLock::new(),
         pipeline: pipeline.clone(),
@@ -217,23 +231,27 @@ async fn serve(cfg: Config) -> anyhow::Result<ExitCode> {
             })
             .collect(),
         view: view.clone(),
+        web: edge.clone(),
     });
     // The HTTP server gets its own token, cancelled only after the pollers
     // have stopped, so a scrape during shutdown still sees the final counts.
     let http_cancel = CancellationToken::new();
     let http_tracker = TaskTracker::new();
-    http_tracker.spawn(http::serve(
-        listener,
-        state,
-        http_tracker.clone(),
-        http_cancel.clone(),
-    ));
-    tracing::info!(
-        address = %address,
-        telemetry_path = %cfg.telemetry_path,
-        version = env!("CARGO_PKG_VERSION"),
-        "listening"
-    );
+    for (listener, address) in listeners {
+        http_tracker.spawn(http::serve(
+            listener,
+            state.clone(),
+            http_tracker.clone(),
+            http_cancel.clone(),
+        ));
+        tracing::info!(
+            address = %address,
+            tls = edge.tls_enabled(),
+            telemetry_path = %cfg.telemetry_path,
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
+    }
 
     // The inventory's first view comes before the first poll, so that the
     // legacy copies of dual-logging servers are skipped from the start.
