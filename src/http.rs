@@ -188,7 +188,7 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<B
     r
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: hyper::header::HeaderName) -> Option<&'h str> {
+fn header(headers: &HeaderMap, name: hyper::header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

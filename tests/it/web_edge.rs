@@ -254,7 +254,7 @@ fn served_fingerprint(addr: &str) -> String {
     let end = text[begin..].find("-----END CERTIFICATE-----").unwrap() + begin + 25;
     let out = run(
         Command::new("openssl").args(["x509", "-noout", "-fingerprint", "-sha256"]),
-        text[begin..end].as_bytes(),
+        &text.as_bytes()[begin..end],
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
@@ -706,9 +706,7 @@ fn bad_web_config_fails_startup_naming_every_key() {
     let web = dir.path().join("web.yml");
     std::fs::write(
         &web,
-        format!(
-            "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n  min_version: TLS11\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n  surprise: 1\nbasic_auth_users:\n  bob: 'not-a-hash-hunter2'\nbogus_top: 1\n"
-        ),
+            "tls_server_config:\n  cert_file: missing.crt\n  key_file: missing.key\n  min_version: TLS11\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n  surprise: 1\nbasic_auth_users:\n  bob: 'not-a-hash-hunter2'\nbogus_top: 1\n",
     )
     .unwrap();
     let (status, _out, err) = run_to_exit(
