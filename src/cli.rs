@@ -41,6 +41,8 @@ pub enum OutputFormat {
     Jsonl,
     /// The Prometheus exposition the daemon would serve for these events.
     Prometheus,
+    /// The same in OpenMetrics 1.0.0 text (what a scraper asking for it gets).
+    Openmetrics,
 }
 
 #[derive(Debug, Args)]

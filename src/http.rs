@@ -487,6 +487,36 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn metrics_default_answer_is_the_text_render_and_negotiates() {
+        let s = state(true);
+        let reg_text = crate::metrics::render(&s.registry);
+        let body = |r: Response<Full<Bytes>>| async move {
+            use http_body_util::BodyExt as _;
+            r.into_body().collect().await.unwrap().to_bytes()
+        };
+        // No Accept, curl's */*: byte for byte the text render.
+        for accept in [None, Some("*/*")] {
+            let mut h = HeaderMap::new();
+            if let Some(a) = accept {
+                h.insert(ACCEPT, HeaderValue::from_static(a));
+            }
+            let r = route(&s, &Method::GET, "/metrics", &h).await;
+            assert_eq!(r.headers()[CONTENT_TYPE], crate::metrics::CONTENT_TYPE);
+            assert!(r.headers().get(CONTENT_ENCODING).is_none());
+            assert_eq!(body(r).await, reg_text.as_bytes(), "{accept:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/openmetrics-text"),
+        );
+        h.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        let r = route(&s, &Method::GET, "/metrics", &h).await;
+        assert_eq!(r.headers()[CONTENT_TYPE], encode::OPENMETRICS_CONTENT_TYPE);
+        assert_eq!(r.headers()[CONTENT_ENCODING], "gzip");
+    }
+
     #[test]
     fn escape_covers_the_five() {
         assert_eq!(

@@ -183,6 +183,9 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
     match args.output {
         OutputFormat::Jsonl => {}
         OutputFormat::Prometheus => out.write_all(metrics::render(&registry).as_bytes())?,
+        OutputFormat::Openmetrics => {
+            out.write_all(crate::web::encode::render_openmetrics(&registry).as_bytes())?
+        }
         OutputFormat::Table => out.write_all(table(&outcomes, unreadable).as_bytes())?,
     }
     out.flush().context("writing output")?;
