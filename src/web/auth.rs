@@ -273,6 +273,19 @@ mod tests {
         );
     }
 
+    /// The README's example, made by `htpasswd -nBC 10` (a `$2y$` hash).
+    #[tokio::test]
+    async fn an_htpasswd_hash_verifies() {
+        let u = Users::new(&[User {
+            name: "prometheus".into(),
+            hash: Secret::new("$2y$10$FSlUnVQGunLbu5h8d6Bqs.OAR43C.GAg/0h7Ak7IZItvbPWziz0NK"),
+            cost: 10,
+        }]);
+        let a = Authenticator::new();
+        assert!(a.check(&u, Some(&basic("prometheus", "change-me"))).await);
+        assert!(!a.check(&u, Some(&basic("prometheus", "change-me!"))).await);
+    }
+
     #[test]
     fn find_is_exact() {
         let u = users();
