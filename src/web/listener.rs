@@ -183,3 +183,91 @@ pub async fn handshake_within(
         Err(_) => Err(HandshakeError::Timeout(timeout)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    /// An edge with TLS on, from a certificate `openssl` makes.
+    fn tls_edge(dir: &std::path::Path) -> Edge {
+        let ok = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=t",
+                "-keyout",
+                "k.pem",
+                "-out",
+                "c.pem",
+            ])
+            .output()
+            .expect("openssl")
+            .status
+            .success();
+        assert!(ok, "openssl req failed");
+        let web = dir.join("web.yml");
+        std::fs::write(
+            &web,
+            "tls_server_config: {cert_file: c.pem, key_file: k.pem}\n",
+        )
+        .unwrap();
+        Edge::load(&web).unwrap()
+    }
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn silent_client_times_out_and_plain_http_gets_400() {
+        let dir = tempfile::tempdir().unwrap();
+        let edge = tls_edge(dir.path());
+        assert!(edge.tls_enabled());
+
+        let (_client, server) = pair().await;
+        let r = handshake_within(&edge, server, Duration::from_millis(200)).await;
+        assert!(
+            matches!(r, Err(HandshakeError::Timeout(_))),
+            "{:?}",
+            r.err()
+        );
+
+        let (mut client, server) = pair().await;
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let r = handshake_within(&edge, server, Duration::from_secs(5)).await;
+        assert!(matches!(r, Err(HandshakeError::PlainHttp)), "{:?}", r.err());
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.0 400 Bad Request\r\n"),
+            "{answer}"
+        );
+        assert!(
+            answer.ends_with("Client sent an HTTP request to an HTTPS server.\n"),
+            "{answer}"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_tls_the_stream_passes_through() {
+        let (_client, server) = pair().await;
+        let c = handshake(&Edge::plain(), server).await.unwrap();
+        assert!(!c.is_tls());
+    }
+}
