@@ -132,7 +132,7 @@ fn main() {
     };
     // Assembled by the app builder, as `main` does, with only the source.
     let args = ServeArgs {
-        listen_address: Some("127.0.0.1:0".into()),
+        listen_addresses: vec!["127.0.0.1:0".into()],
         aws_region: Some("eu-west-1".into()),
         ..Default::default()
     };

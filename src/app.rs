@@ -39,6 +39,7 @@ use crate::shutdown;
 use crate::source::cloudwatch::LogsApi;
 use crate::source::Sources;
 use crate::state::{FileStore, StateStore};
+use crate::web;
 
 /// Exit codes: a convention shared with most command-line tools (and clap,
 /// which exits 2 on a usage error before we run).
@@ -62,8 +63,23 @@ pub fn main(args: ServeArgs) -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
+    // The web config (and the certificates and keys it names) is read
+    // before anything starts: a bad one is a configuration error.
+    let web_summary = match &cfg.web_config_file {
+        Some(path) => match web::Edge::check(path) {
+            Ok(s) => Some(s),
+            Err(err) => {
+                eprintln!("aws-transfer-exporter: error: {err}");
+                return ExitCode::from(exit::CONFIG);
+            }
+        },
+        None => None,
+    };
     if args.config_check {
         print!("{}", cfg.summary());
+        if let Some(s) = web_summary {
+            println!("  web: {s}");
+        }
         return ExitCode::from(exit::OK);
     }
     let result = init_tracing(&cfg).and_then(|()| {
@@ -184,7 +200,7 @@ pub struct App {
 
 /// A started app: listening, with its sources starting or running.
 pub struct Running {
-    address: SocketAddr,
+    addresses: Vec<SocketAddr>,
     registry: prometheus::Registry,
     metrics: Arc<Metrics>,
     ingest: Arc<Ingest>,
@@ -227,15 +243,22 @@ impl App {
         let registry = Registry::new();
         let metrics = Arc::new(Metrics::new(&registry, cfg.limits));
         let ingest = Arc::new(Ingest::new(metrics.clone(), cfg.pipeline.clone()));
-        let listener = http::bind(cfg.listen_address).await.with_context(|| {
-            format!(
-                "cannot listen on {} (web.listen_address); pick a free address with --web.listen-address",
-                cfg.listen_address
-            )
-        })?;
-        let address = listener
-            .local_addr()
-            .context("cannot read the bound address")?;
+        // The web config is read before binding, so a bad one fails startup
+        // with every problem named and nothing listening.
+        let edge = Arc::new(web::Edge::from_file(cfg.web_config_file.as_deref())?);
+        let mut listeners = Vec::with_capacity(cfg.listen_addresses.len());
+        let mut addresses = Vec::with_capacity(cfg.listen_addresses.len());
+        for addr in &cfg.listen_addresses {
+            let l = web::Listener::bind(*addr, edge.clone())
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {addr} (web.listen_address); pick a free address with --web.listen-address"
+                    )
+                })?;
+            addresses.push(l.local_addr().context("cannot read the bound address")?);
+            listeners.push(l);
+        }
         let store: Arc<dyn StateStore> =
             store.unwrap_or_else(|| Arc::new(FileStore::new(cfg.state_path.clone())));
         let cancel = CancellationToken::new();
@@ -245,7 +268,8 @@ impl App {
         });
         let done = tokio::spawn(serve(
             cfg,
-            listener,
+            listeners,
+            edge,
             registry.clone(),
             metrics.clone(),
             view.clone(),
@@ -254,7 +278,7 @@ impl App {
             cancel.clone(),
         ));
         Ok(Running {
-            address,
+            addresses,
             registry,
             metrics,
             ingest,
@@ -273,9 +297,14 @@ impl App {
 }
 
 impl Running {
-    /// The bound address of the metrics listener (port 0 resolved).
+    /// The bound address of the first listener (port 0 resolved).
     pub fn address(&self) -> SocketAddr {
-        self.address
+        self.addresses[0]
+    }
+
+    /// Every bound address, in the order configured.
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
     }
 
     /// The registry behind `/metrics`.
@@ -325,7 +354,8 @@ impl Running {
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     cfg: Config,
-    listener: tokio::net::TcpListener,
+    listeners: Vec<web::Listener>,
+    edge: Arc<web::Edge>,
     registry: Registry,
     metrics: Arc<Metrics>,
     view: Arc<DaemonView>,
@@ -335,9 +365,6 @@ async fn serve(
 ) -> anyhow::Result<ExitCode> {
     let ingest = view.ingest.clone();
     let tracker = TaskTracker::new();
-    let address = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
 
     let state = Arc::new(AppState {
         registry: registry.clone(),
@@ -353,23 +380,30 @@ async fn serve(
             })
             .collect(),
         view: view.clone(),
+        web: edge.clone(),
     });
     // The HTTP server gets its own token, cancelled only after the pollers
     // have stopped, so a scrape during shutdown still sees the final counts.
     let http_cancel = CancellationToken::new();
     let http_tracker = TaskTracker::new();
-    http_tracker.spawn(http::serve(
-        listener,
-        state,
-        http_tracker.clone(),
-        http_cancel.clone(),
-    ));
-    tracing::info!(
-        address = %address,
-        telemetry_path = %cfg.telemetry_path,
-        version = env!("CARGO_PKG_VERSION"),
-        "listening"
-    );
+    for listener in listeners {
+        let address = listener
+            .local_addr()
+            .context("cannot read the bound address")?;
+        http_tracker.spawn(http::serve(
+            listener,
+            state.clone(),
+            http_tracker.clone(),
+            http_cancel.clone(),
+        ));
+        tracing::info!(
+            address = %address,
+            tls = edge.tls_enabled(),
+            telemetry_path = %cfg.telemetry_path,
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
+    }
 
     // The inventory's first view comes before the first poll, so that the
     // legacy copies of dual-logging servers are skipped from the start.

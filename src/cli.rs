@@ -41,6 +41,8 @@ pub enum OutputFormat {
     Jsonl,
     /// The Prometheus exposition the daemon would serve for these events.
     Prometheus,
+    /// The same in OpenMetrics 1.0.0 text (what a scraper asking for it gets).
+    Openmetrics,
 }
 
 #[derive(Debug, Args)]
@@ -76,9 +78,15 @@ pub struct ServeArgs {
     #[arg(long = "config.file", value_name = "PATH")]
     pub config_file: Option<PathBuf>,
 
-    /// Address to serve /metrics on.
+    /// Address to serve /metrics on (repeatable: one listener per address,
+    /// e.g. loopback plus a pod address).
     #[arg(long = "web.listen-address", value_name = "ADDR")]
-    pub listen_address: Option<String>,
+    pub listen_addresses: Vec<String>,
+
+    /// exporter-toolkit web config file (TLS, basic auth, response
+    /// headers) applied to every listener; re-read when it changes.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
 
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", value_name = "PATH")]

@@ -6,31 +6,37 @@
 //! through [`View`], which the daemon implements, so the page and the
 //! routing are testable on their own.
 //!
+//! The web edge ([`crate::web`]) sits in front: each connection completes
+//! its TLS handshake there (when the web config has TLS), each request is
+//! admitted there (basic auth), and every response gets the configured
+//! headers. `/metrics` answers OpenMetrics or text 0.0.4 by `Accept`, gzipped
+//! when `Accept-Encoding` allows.
+//!
 //! Shutdown: when the token is cancelled the listener closes, and every open
 //! connection finishes the request it is serving (hyper's graceful
 //! shutdown); the daemon waits for them on its task tracker, under its drain
 //! deadline.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
-
-/// A boxed future (the `View` trait is object-safe).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_ENCODING,
+    CONTENT_TYPE, VARY,
+};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::Registry;
-use tokio::net::TcpListener;
+
+use crate::web::{self, encode};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -78,6 +84,9 @@ pub struct TargetRow {
     pub role_arn: Option<String>,
 }
 
+/// A boxed future (the `View` trait is object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// What the server needs to know about the rest of the daemon.
 pub trait View: Send + Sync + 'static {
     /// True once the first complete discovery + poll round has finished.
@@ -99,12 +108,14 @@ pub struct AppState {
     pub telemetry_path: String,
     pub targets: Vec<TargetRow>,
     pub view: Arc<dyn View>,
+    /// TLS, basic auth and response headers, shared by every listener.
+    pub web: Arc<web::Edge>,
 }
 
 /// Accepts connections on `listener` until `cancel` fires; each connection
 /// is a task on `tracker` that finishes its in-flight request on shutdown.
 pub async fn serve(
-    listener: TcpListener,
+    listener: web::Listener,
     state: Arc<AppState>,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -126,6 +137,17 @@ pub async fn serve(
         let state = state.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {
+            let handshake = tokio::select! {
+                _ = cancel.cancelled() => return,
+                h = web::handshake(&state.web, stream) => h,
+            };
+            let stream = match handshake {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::debug!(peer = %peer, error = %err, "connection refused before HTTP");
+                    return;
+                }
+            };
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(handle(&state, req).await) }
@@ -165,12 +187,28 @@ fn response(
 const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 
-/// Routes one request.
+/// Admits (basic auth) and routes one request; every answer, a 401
+/// included, gets the web config's headers.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    route(state, req.method(), req.uri().path()).await
+    let admitted = match state.web.authorize(req.headers()).await {
+        Ok(a) => a,
+        Err(unauthorized) => return unauthorized,
+    };
+    let mut r = route(state, req.method(), req.uri().path(), req.headers()).await;
+    admitted.apply_headers(r.headers_mut());
+    r
 }
 
-async fn route(state: &AppState, method: &Method, path: &str) -> Response<Full<Bytes>> {
+fn header(headers: &HeaderMap, name: hyper::header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn route(
+    state: &AppState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response<Full<Bytes>> {
     if method != Method::GET && method != Method::HEAD {
         let mut r = response(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
         r.headers_mut()
@@ -182,13 +220,39 @@ async fn route(state: &AppState, method: &Method, path: &str) -> Response<Full<B
         // async workers so health checks stay fast during a scrape.
         let families = state.view.scrape().await;
         let registry = state.registry.clone();
-        match tokio::task::spawn_blocking(move || match families {
-            Some(f) => crate::metrics::render_families(&f),
-            None => crate::metrics::render(&registry),
-        })
-        .await
-        {
-            Ok(text) => response(StatusCode::OK, crate::metrics::CONTENT_TYPE, text),
+        let format = encode::negotiate(header(headers, ACCEPT));
+        let gzip = encode::accepts_gzip(header(headers, ACCEPT_ENCODING));
+        let render = move || {
+            // The families of the snapshot saved for this scrape (see
+            // View::scrape), or the registry as it is.
+            let families = families.unwrap_or_else(|| registry.gather());
+            let (content_type, text) = match format {
+                encode::Format::Text => (
+                    crate::metrics::CONTENT_TYPE,
+                    crate::metrics::render_families(&families),
+                ),
+                encode::Format::OpenMetrics => (
+                    encode::OPENMETRICS_CONTENT_TYPE,
+                    encode::openmetrics(&families),
+                ),
+            };
+            let body = if gzip {
+                encode::gzip(text.as_bytes())
+            } else {
+                text.into_bytes()
+            };
+            (content_type, body)
+        };
+        match tokio::task::spawn_blocking(render).await {
+            Ok((content_type, body)) => {
+                let mut r = response(StatusCode::OK, content_type, body);
+                let h = r.headers_mut();
+                h.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+                if gzip {
+                    h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                }
+                r
+            }
             Err(err) => {
                 tracing::error!(error = %err, "rendering metrics failed");
                 response(
@@ -335,12 +399,6 @@ pub fn landing_page(state: &AppState, now: f64) -> String {
     h
 }
 
-/// Binds `addr`. Separate from [`serve`] so the daemon can log the bound
-/// address (port 0 in tests) before serving.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +445,7 @@ mod tests {
                 role_arn: None,
             }],
             view: Arc::new(Fake { ready }),
+            web: Arc::new(web::Edge::plain()),
         }
     }
 
@@ -411,29 +470,66 @@ mod tests {
     async fn routes() {
         let s = state(false);
         let get = Method::GET;
-        assert_eq!(route(&s, &get, "/metrics").await.status(), StatusCode::OK);
+        let none = HeaderMap::new();
         assert_eq!(
-            route(&s, &get, "/metrics").await.headers()[CONTENT_TYPE],
+            route(&s, &get, "/metrics", &none).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            route(&s, &get, "/metrics", &none).await.headers()[CONTENT_TYPE],
             crate::metrics::CONTENT_TYPE
         );
-        assert_eq!(route(&s, &get, "/-/healthy").await.status(), StatusCode::OK);
         assert_eq!(
-            route(&s, &get, "/-/ready").await.status(),
+            route(&s, &get, "/-/healthy", &none).await.status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            route(&s, &get, "/-/ready", &none).await.status(),
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(
-            route(&state(true), &get, "/-/ready").await.status(),
+            route(&state(true), &get, "/-/ready", &none).await.status(),
             StatusCode::OK
         );
-        assert_eq!(route(&s, &get, "/").await.status(), StatusCode::OK);
+        assert_eq!(route(&s, &get, "/", &none).await.status(), StatusCode::OK);
         assert_eq!(
-            route(&s, &get, "/nope").await.status(),
+            route(&s, &get, "/nope", &none).await.status(),
             StatusCode::NOT_FOUND
         );
         assert_eq!(
-            route(&s, &Method::POST, "/metrics").await.status(),
+            route(&s, &Method::POST, "/metrics", &none).await.status(),
             StatusCode::METHOD_NOT_ALLOWED
         );
+    }
+
+    #[tokio::test]
+    async fn metrics_default_answer_is_the_text_render_and_negotiates() {
+        let s = state(true);
+        let reg_text = crate::metrics::render(&s.registry);
+        let body = |r: Response<Full<Bytes>>| async move {
+            use http_body_util::BodyExt as _;
+            r.into_body().collect().await.unwrap().to_bytes()
+        };
+        // No Accept, curl's */*: byte for byte the text render.
+        for accept in [None, Some("*/*")] {
+            let mut h = HeaderMap::new();
+            if let Some(a) = accept {
+                h.insert(ACCEPT, HeaderValue::from_static(a));
+            }
+            let r = route(&s, &Method::GET, "/metrics", &h).await;
+            assert_eq!(r.headers()[CONTENT_TYPE], crate::metrics::CONTENT_TYPE);
+            assert!(r.headers().get(CONTENT_ENCODING).is_none());
+            assert_eq!(body(r).await, reg_text.as_bytes(), "{accept:?}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(
+            ACCEPT,
+            HeaderValue::from_static("application/openmetrics-text"),
+        );
+        h.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        let r = route(&s, &Method::GET, "/metrics", &h).await;
+        assert_eq!(r.headers()[CONTENT_TYPE], encode::OPENMETRICS_CONTENT_TYPE);
+        assert_eq!(r.headers()[CONTENT_ENCODING], "gzip");
     }
 
     #[test]

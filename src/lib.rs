@@ -46,3 +46,4 @@ pub mod report;
 pub mod shutdown;
 pub mod source;
 pub mod state;
+pub mod web;

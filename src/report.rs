@@ -171,7 +171,7 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
                     out.write_all(b"\n").context("writing output")?;
                 }
                 OutputFormat::Table => table.add(&o),
-                OutputFormat::Prometheus => {}
+                OutputFormat::Prometheus | OutputFormat::Openmetrics => {}
             }
         }
     }
@@ -185,6 +185,9 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
     match args.output {
         OutputFormat::Jsonl => {}
         OutputFormat::Prometheus => out.write_all(metrics::render(&registry).as_bytes())?,
+        OutputFormat::Openmetrics => {
+            out.write_all(crate::web::encode::render_openmetrics(&registry).as_bytes())?
+        }
         OutputFormat::Table => {
             let layout = if args.wide {
                 Layout::Wide

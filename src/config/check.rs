@@ -333,17 +333,38 @@ pub fn check(
     // web
     let v = root.take("web");
     let mut web = c.section("web".into(), v);
+    // One address or a list of them (the flag is repeatable: loopback
+    // plus a pod address, say).
     let v = web.take("listen_address");
-    let listen_text = c
-        .string("web.listen_address", v)
-        .unwrap_or_else(|| DEFAULT_LISTEN_ADDRESS.to_owned());
-    let listen_address = match parse_listen_address(&listen_text) {
-        Ok(a) => a,
-        Err(msg) => {
-            c.bad("web.listen_address", msg);
-            SocketAddr::from(([0, 0, 0, 0], 0))
-        }
+    let listen_texts: Vec<(String, Value)> = match v {
+        None => vec![(
+            "web.listen_address".to_owned(),
+            Value::String(DEFAULT_LISTEN_ADDRESS.to_owned()),
+        )],
+        Some(Value::Sequence(_)) => c.list("web.listen_address", v).unwrap_or_default(),
+        Some(one) => vec![("web.listen_address".to_owned(), one)],
     };
+    let mut listen_addresses: Vec<SocketAddr> = Vec::new();
+    for (key, item) in listen_texts {
+        let Some(text) = c.string(&key, Some(item)) else {
+            continue;
+        };
+        match parse_listen_address(&text) {
+            Ok(a) if a.port() != 0 && listen_addresses.contains(&a) => {
+                c.bad(&key, format!("{a} is listed twice; list each address once"))
+            }
+            Ok(a) => listen_addresses.push(a),
+            Err(msg) => c.bad(&key, msg),
+        }
+    }
+    if listen_addresses.is_empty() {
+        c.bad(
+            "web.listen_address",
+            "no address to listen on; write e.g. \":29190\" or \"127.0.0.1:29190\"",
+        );
+    }
+    let v = web.take("config_file");
+    let web_config_file = c.string("web.config_file", v).map(PathBuf::from);
     let v = web.take("telemetry_path");
     let telemetry_path = c
         .string("web.telemetry_path", v)
@@ -479,7 +500,8 @@ pub fn check(
     c.finish(root);
     if c.problems.is_empty() {
         Ok(Config {
-            listen_address,
+            listen_addresses,
+            web_config_file,
             telemetry_path,
             log_level,
             log_format,

@@ -39,7 +39,11 @@ pub type Target = crate::source::TargetSpec;
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen_address: SocketAddr,
+    /// Every address the web edge listens on (at least one).
+    pub listen_addresses: Vec<SocketAddr>,
+    /// The exporter-toolkit web configuration (TLS, basic auth, headers)
+    /// applied to every listener; `None` serves plain HTTP.
+    pub web_config_file: Option<PathBuf>,
     pub telemetry_path: String,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -145,7 +149,12 @@ impl Config {
         use std::fmt::Write as _;
         let mut out = String::new();
         let _ = writeln!(out, "configuration OK");
-        let _ = writeln!(out, "  listen_address: {}", self.listen_address);
+        for a in &self.listen_addresses {
+            let _ = writeln!(out, "  listen_address: {a}");
+        }
+        if let Some(p) = &self.web_config_file {
+            let _ = writeln!(out, "  web.config_file: {}", p.display());
+        }
         let _ = writeln!(out, "  telemetry_path: {}", self.telemetry_path);
         let _ = writeln!(out, "  state.path: {}", self.state_path.display());
         for (i, t) in self.targets.iter().enumerate() {
@@ -261,7 +270,7 @@ mod tests {
         assert_eq!(t.region, "eu-west-1");
         assert_eq!(t.group_prefixes, vec![DEFAULT_GROUP_PREFIX.to_owned()]);
         assert_eq!(t.poll_interval, DEFAULT_POLL_INTERVAL);
-        assert_eq!(c.listen_address.port(), 29190);
+        assert_eq!(c.listen_addresses[0].port(), 29190);
         assert_eq!(c.telemetry_path, "/metrics");
         assert_eq!(c.log_format, LogFormat::Logfmt);
     }
@@ -287,7 +296,7 @@ mod tests {
             initial_lookback: Some("1h".into()),
             poll_interval: Some("2s".into()),
             state_path: Some("/tmp/x.json".into()),
-            listen_address: Some("127.0.0.1:0".into()),
+            listen_addresses: vec!["127.0.0.1:0".into()],
             ..Default::default()
         };
         let c = build(RawConfig::default(), &args, None).unwrap();
@@ -299,7 +308,7 @@ mod tests {
         assert_eq!(t.initial_lookback, Duration::from_secs(3600));
         assert_eq!(t.poll_interval, Duration::from_secs(2));
         assert_eq!(c.state_path, PathBuf::from("/tmp/x.json"));
-        assert_eq!(c.listen_address, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.listen_addresses, vec!["127.0.0.1:0".parse().unwrap()]);
     }
 
     #[test]

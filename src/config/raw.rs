@@ -89,7 +89,16 @@ pub const FLAGS: &[Flag] = &[
     Flag {
         flag: "--web.listen-address",
         key: "web.listen_address",
-        value: |a| text(&a.listen_address),
+        value: |a| texts(&a.listen_addresses),
+    },
+    Flag {
+        flag: "--web.config.file",
+        key: "web.config_file",
+        value: |a| {
+            a.web_config_file
+                .as_ref()
+                .map(|p| FlagValue::One(Value::String(p.display().to_string())))
+        },
     },
     Flag {
         flag: "--web.telemetry-path",

@@ -84,6 +84,41 @@ fn golden_prometheus_output_for_sample() {
     }
 }
 
+/// Golden test of the OpenMetrics answer for the same fixture (Debian's
+/// promtool reads only the text format, so the structure is pinned here and
+/// checked in `web_edge`). Rewrite with `UPDATE_GOLDEN=1`.
+#[test]
+fn golden_openmetrics_output_for_sample() {
+    let out = run(
+        &[
+            "classify",
+            "--output",
+            "openmetrics",
+            data("sample.jsonl").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = stable(&String::from_utf8(out.stdout).expect("utf-8"));
+    let golden = data("golden/sample.om.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &got).expect("write golden");
+    }
+    let want = std::fs::read_to_string(&golden)
+        .expect("golden file exists (create it with UPDATE_GOLDEN=1)");
+    assert_eq!(
+        got,
+        want,
+        "OpenMetrics exposition differs from {}",
+        golden.display()
+    );
+    assert!(got.ends_with("# EOF\n"));
+}
+
 #[test]
 fn jsonl_has_one_object_per_event_in_input_order() {
     let input = std::fs::read_to_string(data("sample.jsonl")).unwrap();

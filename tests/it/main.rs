@@ -21,3 +21,4 @@ mod source_discovery;
 mod source_faults;
 mod source_harness;
 mod source_poll;
+mod web_edge;

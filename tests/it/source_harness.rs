@@ -63,7 +63,7 @@ impl Harness {
             .build()
             .unwrap();
         let args = ServeArgs {
-            listen_address: Some("127.0.0.1:0".into()),
+            listen_addresses: vec!["127.0.0.1:0".into()],
             aws_region: Some(REGION.into()),
             ..Default::default()
         };
