@@ -7,6 +7,7 @@ mod support;
 
 mod alerts_e2e;
 mod classify_cmd;
+mod classify_stream;
 mod daemon_config;
 mod daemon_e2e;
 mod daemon_restart;
