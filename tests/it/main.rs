@@ -12,6 +12,7 @@ mod daemon_config;
 mod daemon_e2e;
 mod daemon_restart;
 mod dashboards_static;
+mod demo_script;
 mod inventory_daemon;
 mod inventory_moto;
 mod labels_attack;
