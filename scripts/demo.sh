@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # See the exporter work without an AWS account:
-#   scripts/demo.sh          # run the demo, print the metrics, clean up
-#   scripts/demo.sh --keep   # ... and keep everything running until Ctrl-C
+#   scripts/demo.sh          # run the demo, print the cause table, clean up
+#   scripts/demo.sh --keep   # ... and keep the exporter and its landing page
+#                            #     up until Ctrl-C
 #
-# Installs what it needs (moto in .venv-test, a debug build), starts moto's
-# CloudWatch Logs API on 127.0.0.1, writes the seed scenarios in the stream
-# layouts Transfer Family really uses, runs the exporter against it, and
-# prints the relevant /metrics lines. Fake credentials only; nothing leaves
-# this machine.
+# Installs only what it needs (moto in .venv-test, a debug build of the
+# exporter), starts moto's CloudWatch Logs API on 127.0.0.1, writes the seed
+# scenarios in the stream layouts Transfer Family really uses, runs the
+# exporter against it, and ends with the per-cause table: what failed, where,
+# and what to do. Fake credentials only; nothing leaves this machine.
+#
+# Output has no colour codes unless stdout is a terminal (and NO_COLOR is
+# unset). DEMO_EXPORTER_BIN=path uses that binary instead of building one
+# (the integration test does, as it runs inside cargo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -19,13 +24,34 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=eu-west-1
 export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
-say() { printf '\033[1mdemo:\033[0m %s\n' "$*"; }
+if [[ -t 1 && -z "${NO_COLOR:-}" ]]; then
+    BOLD=$'\033[1m' RESET=$'\033[0m'
+else
+    BOLD="" RESET=""
+fi
+say() { printf '%sdemo:%s %s\n' "$BOLD" "$RESET" "$*"; }
 
-TEST_ENV_SKIP_PROMTOOL=1 scripts/test-env.sh
-say "building the exporter (cargo build)"
-cargo build --quiet --bin aws-transfer-exporter
-BIN=$ROOT/target/debug/aws-transfer-exporter
-PY=$ROOT/.venv-test/bin/python
+# moto's server in a project-local venv: the only thing the demo installs.
+VENV=$ROOT/.venv-test
+if [[ -x "$VENV/bin/moto_server" ]] && "$VENV/bin/python" -c 'import moto, boto3' 2>/dev/null; then
+    :
+else
+    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        say "python3 cannot create a venv: install python3-venv (apt-get install -y python3-venv) and run again"
+        exit 1
+    fi
+    say "installing moto[server] and boto3 into .venv-test (about a minute, once)"
+    [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' boto3
+fi
+if [[ -n "${DEMO_EXPORTER_BIN:-}" ]]; then
+    BIN=$DEMO_EXPORTER_BIN
+else
+    say "building the exporter (cargo build)"
+    cargo build --quiet --bin aws-transfer-exporter
+    BIN=$ROOT/target/debug/aws-transfer-exporter
+fi
+PY=$VENV/bin/python
 
 WORK=$(mktemp -d -t transfer-demo.XXXXXX)
 MOTO_PID="" EXPORTER_PID=""
@@ -130,7 +156,7 @@ then
     say "exporter log:"; tail -20 "$WORK/exporter.log"; exit 1
 fi
 
-say "what the exporter says (curl $METRICS):"
+say "what the exporter counted (from $METRICS):"
 "$PY" - "$METRICS" <<'PY'
 import sys, urllib.request
 text = urllib.request.urlopen(sys.argv[1]).read().decode()
@@ -140,9 +166,46 @@ for line in text.splitlines():
     if line.startswith(keep):
         print("  " + line)
 PY
-say "landing page with the advice for each failure: http://127.0.0.1:$EXPORTER_PORT/"
 
+# The per-cause table: the same events, read back from CloudWatch Logs, through
+# the classify command (it runs the daemon's own pipeline), checked against the
+# failures the daemon counted.
+"$PY" - "$MOTO_URL" "$WORK/events.jsonl" <<'PY'
+import json, sys, boto3
+logs = boto3.client("logs", endpoint_url=sys.argv[1], region_name="eu-west-1",
+                    aws_access_key_id="test", aws_secret_access_key="test")
+with open(sys.argv[2], "w") as out:
+    for g in logs.describe_log_groups(logGroupNamePrefix="/aws/transfer/")["logGroups"]:
+        for page in logs.get_paginator("filter_log_events").paginate(logGroupName=g["logGroupName"]):
+            for e in page["events"]:
+                e["logGroupName"] = g["logGroupName"]
+                out.write(json.dumps(e) + "\n")
+PY
+"$BIN" classify --output prometheus "$WORK/events.jsonl" >"$WORK/classify.prom"
+"$PY" - "$METRICS" "$WORK/classify.prom" <<'PY' || exit 1
+import sys, urllib.request
+def failures(text):
+    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines()
+               if l.startswith("aws_transfer_errors_total{"))
+daemon = failures(urllib.request.urlopen(sys.argv[1]).read().decode())
+table = failures(open(sys.argv[2]).read())
+if daemon != table:
+    sys.exit(f"demo: the daemon counted {daemon:g} failures but the table has {table:g}")
+print(f"demo: the daemon counted {daemon:g} server failures; the table below has the same")
+PY
+say "failures per cause, with what to check (aws-transfer-exporter classify):"
+echo
+"$BIN" classify "$WORK/events.jsonl"
+echo
+say "why auth/unknown_user shows no user: a login name that no session has proved real is chosen"
+say "by whoever connects, so it never becomes a label value (a scan would create a series per"
+say "name); those failures count per server with user=\"\". Known users keep their label."
+
+LANDING=http://127.0.0.1:$EXPORTER_PORT/
 if [[ $KEEP == 1 ]]; then
+    say "landing page with the advice for each failure: $LANDING"
     say "running; press Ctrl-C to stop (moto: $MOTO_URL)"
     wait "$EXPORTER_PID"
+else
+    say "the exporter stops now; run scripts/demo.sh --keep to keep it and its landing page up"
 fi

@@ -2,23 +2,29 @@
 //! them through the same [`Pipeline`] the daemon uses, and print the cause
 //! table, JSON Lines, or the Prometheus exposition.
 //!
-//! Accepted input, detected per file:
-//! - the JSON document printed by `aws logs filter-log-events` or
-//!   `get-log-events` (`{"events":[…]}`);
+//! Accepted input, detected per input and read as a stream (constant memory
+//! whatever the input size; files and stdin take the same path):
 //! - JSON Lines, one event object per line (`logGroupName`, `logStreamName`,
-//!   `timestamp`, `eventId`, `message`; only `message` is required).
+//!   `timestamp`, `eventId`, `message`; only `message` is required);
+//! - the JSON document printed by `aws logs filter-log-events` or
+//!   `get-log-events` (`{"events":[…]}`), pretty-printed or on one line, one
+//!   or several concatenated: its `events` array is deserialized one element
+//!   at a time and never held whole.
 //!
+//! Invalid UTF-8 is replaced by U+FFFD as the bytes stream in, so one bad
+//! byte costs at most the characters it stands for, never the input.
 //! Lines that are not events are reported on stderr with their position and
 //! skipped; the command fails only when nothing at all could be read.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufWriter, Read, Write};
-use std::path::Path;
+use std::fmt;
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use prometheus::Registry;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::cli::{ClassifyArgs, OutputFormat};
@@ -26,8 +32,137 @@ use crate::event::RawEvent;
 use crate::metrics::{self, Limits, Metrics};
 use crate::pipeline::{Outcome, Pipeline, PipelineConfig};
 
-/// One event as the AWS CLI and CloudWatch APIs spell it.
-#[derive(Debug, Deserialize)]
+// ---------------------------------------------------------------------------
+// Reading: bytes -> UTF-8 -> lines or a streamed document -> RawEvent
+// ---------------------------------------------------------------------------
+
+/// Read buffer of an input. Large enough that a read costs one system call
+/// per 64 KiB, small enough to be noise in the memory bound.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Longest JSON Lines line kept in memory. A CloudWatch event is at most
+/// 256 KiB (1 MiB per PutLogEvents batch), and JSON escaping can grow it a
+/// few times; 8 MiB holds any real event with room to spare while bounding
+/// memory on garbage without newlines. The first line of an input that is
+/// longer is read as a stream instead (a one-line `{"events":[…]}` document
+/// of any size); a later one is reported and skipped.
+pub const MAX_LINE_BYTES: usize = 8 * 1024 * 1024;
+
+const REPLACEMENT_UTF8: &[u8] = "\u{FFFD}".as_bytes();
+
+/// A reader that turns any byte stream into valid UTF-8: each invalid
+/// sequence becomes U+FFFD (as `String::from_utf8_lossy` would do), a
+/// character split across two reads is kept whole, and a truncated one at
+/// the end of input is replaced. Memory: one chunk of the inner reader.
+pub struct LossyUtf8<R> {
+    inner: R,
+    out: Vec<u8>,
+    pos: usize,
+    /// Bytes of an incomplete character at the end of the last chunk.
+    pending: Vec<u8>,
+    /// Invalid sequences replaced so far.
+    pub replaced: u64,
+}
+
+impl<R: BufRead> LossyUtf8<R> {
+    pub fn new(inner: R) -> Self {
+        LossyUtf8 {
+            inner,
+            out: Vec::with_capacity(READ_BUFFER_BYTES + 4),
+            pos: 0,
+            pending: Vec::new(),
+            replaced: 0,
+        }
+    }
+
+    fn refill(&mut self) -> io::Result<()> {
+        self.out.clear();
+        self.pos = 0;
+        // An empty chunk can only come from a valid-but-incomplete tail being
+        // held back; loop until output or end of input.
+        while self.out.is_empty() {
+            let chunk = self.inner.fill_buf()?;
+            if chunk.is_empty() {
+                if !self.pending.is_empty() {
+                    self.pending.clear();
+                    self.out.extend_from_slice(REPLACEMENT_UTF8);
+                    self.replaced += 1;
+                }
+                return Ok(());
+            }
+            let n = chunk.len();
+            if self.pending.is_empty() {
+                if std::str::from_utf8(chunk).is_ok() {
+                    self.out.extend_from_slice(chunk);
+                } else {
+                    let data = chunk.to_vec();
+                    self.decode(&data);
+                }
+            } else {
+                let mut data = std::mem::take(&mut self.pending);
+                data.extend_from_slice(chunk);
+                self.decode(&data);
+            }
+            self.inner.consume(n);
+        }
+        Ok(())
+    }
+
+    /// Appends `data` to `out`, replacing invalid sequences; an incomplete
+    /// character at the very end goes to `pending`.
+    fn decode(&mut self, mut data: &[u8]) {
+        loop {
+            match std::str::from_utf8(data) {
+                Ok(s) => {
+                    self.out.extend_from_slice(s.as_bytes());
+                    return;
+                }
+                Err(e) => {
+                    let (valid, rest) = data.split_at(e.valid_up_to());
+                    self.out.extend_from_slice(valid);
+                    match e.error_len() {
+                        Some(bad) => {
+                            self.out.extend_from_slice(REPLACEMENT_UTF8);
+                            self.replaced += 1;
+                            data = &rest[bad..];
+                        }
+                        None => {
+                            self.pending.extend_from_slice(rest);
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl<R: BufRead> Read for LossyUtf8<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for LossyUtf8<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos >= self.out.len() {
+            self.refill()?;
+        }
+        Ok(&self.out[self.pos..])
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.pos = (self.pos + amount).min(self.out.len());
+    }
+}
+
+/// One event as the AWS CLI and CloudWatch APIs spell it (an element of a
+/// document's `events` array).
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct CliEvent {
     #[serde(default)]
@@ -38,83 +173,303 @@ struct CliEvent {
     timestamp: Option<i64>,
     #[serde(default)]
     event_id: Option<String>,
-    message: String,
+    #[serde(default)]
+    message: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct CliDocument {
-    events: Vec<CliEvent>,
+/// Keys of a top-level object: an event's fields, or a document's `events`.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum TopKey {
+    LogGroupName,
+    LogStreamName,
+    Timestamp,
+    EventId,
+    Message,
+    Events,
+    #[serde(other)]
+    Other,
 }
 
-impl CliEvent {
-    fn into_raw(self, default_group: &str) -> RawEvent {
-        RawEvent {
-            log_group: self
+/// Where events and input problems go while an input is read.
+pub struct Sink<'f> {
+    source: String,
+    default_group: String,
+    on_event: &'f mut dyn FnMut(RawEvent) -> anyhow::Result<()>,
+    on_problem: &'f mut dyn FnMut(String),
+    /// Set when `on_event` failed (e.g. stdout closed); reading stops.
+    failed: Option<anyhow::Error>,
+    events: u64,
+}
+
+impl Sink<'_> {
+    fn deliver(&mut self, e: CliEvent) -> Result<(), &'static str> {
+        let Some(message) = e.message else {
+            return Err("missing field `message`");
+        };
+        let raw = RawEvent {
+            log_group: e
                 .log_group_name
-                .unwrap_or_else(|| default_group.to_owned()),
-            log_stream: self.log_stream_name.unwrap_or_default(),
-            event_id: self.event_id.unwrap_or_default(),
-            timestamp_ms: self.timestamp.unwrap_or(0),
-            message: self.message,
+                .unwrap_or_else(|| self.default_group.clone()),
+            log_stream: e.log_stream_name.unwrap_or_default(),
+            event_id: e.event_id.unwrap_or_default(),
+            timestamp_ms: e.timestamp.unwrap_or(0),
+            message,
+        };
+        self.events += 1;
+        if let Err(err) = (self.on_event)(raw) {
+            self.failed = Some(err);
+            return Err(SINK_FAILED);
         }
+        Ok(())
+    }
+
+    fn problem(&mut self, p: String) {
+        (self.on_problem)(p);
     }
 }
 
-/// Problems with the input itself (not with log messages, which the
-/// pipeline counts).
-#[derive(Debug, Default)]
-pub struct InputProblems {
-    pub lines: Vec<String>,
+/// Error text that stops deserialization when the sink failed; never shown
+/// (the sink's own error is returned instead).
+const SINK_FAILED: &str = "output failed";
+
+/// Deserializes one top-level JSON value: an event object (delivered to
+/// the sink) or a document whose `events` are delivered one by one.
+struct TopSeed<'s, 'f>(&'s mut Sink<'f>);
+
+impl<'de> DeserializeSeed<'de> for TopSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
 }
 
-/// Reads events from one input's text. Returns the events and a description
-/// of every line that was not an event.
+impl<'de> Visitor<'de> for TopSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a CloudWatch event object or the {\"events\": [...]} document")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut ev = CliEvent::default();
+        let mut document = false;
+        while let Some(key) = map.next_key::<TopKey>()? {
+            match key {
+                TopKey::LogGroupName => ev.log_group_name = map.next_value()?,
+                TopKey::LogStreamName => ev.log_stream_name = map.next_value()?,
+                TopKey::Timestamp => ev.timestamp = map.next_value()?,
+                TopKey::EventId => ev.event_id = map.next_value()?,
+                TopKey::Message => ev.message = map.next_value()?,
+                TopKey::Events => {
+                    document = true;
+                    map.next_value_seed(EventsSeed(&mut *self.0))?;
+                }
+                TopKey::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if document {
+            return Ok(());
+        }
+        self.0.deliver(ev).map_err(de::Error::custom)
+    }
+}
+
+/// Streams a document's `events` array into the sink, element by element.
+struct EventsSeed<'s, 'f>(&'s mut Sink<'f>);
+
+impl<'de> DeserializeSeed<'de> for EventsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventsSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of CloudWatch events")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut i = 0usize;
+        while let Some(e) = seq.next_element::<CliEvent>()? {
+            match self.0.deliver(e) {
+                Ok(()) => {}
+                Err(SINK_FAILED) => return Err(de::Error::custom(SINK_FAILED)),
+                Err(why) => {
+                    let p = format!(
+                        "{}: events[{i}]: not a CloudWatch event ({why}); skipped",
+                        self.0.source
+                    );
+                    self.0.problem(p);
+                }
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
+fn not_an_event(source: &str, line: usize, err: &dyn fmt::Display) -> String {
+    format!(
+        "{source}:{line}: not a CloudWatch event object ({err}); expected JSON with a \"message\" string, or the output of `aws logs filter-log-events`"
+    )
+}
+
+/// How the lines seen so far read.
+#[derive(PartialEq)]
+enum Mode {
+    /// Nothing readable yet: the next non-blank line decides.
+    Undecided,
+    /// One JSON value per line.
+    Lines,
+}
+
+/// Reads one input to its end, delivering every event to `on_event` in
+/// input order and every problem to `on_problem`. Returns the number of
+/// events delivered. Fails only if `on_event` fails or the input cannot be
+/// read; bad content is a problem, never an error.
 pub fn read_events(
-    text: &str,
+    input: impl Read,
     source: &str,
     default_group: &str,
-) -> (Vec<RawEvent>, InputProblems) {
-    let mut problems = InputProblems::default();
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') {
-        // A whole-document `{"events":[…]}`? Try it before JSON Lines.
-        if let Ok(doc) = serde_json::from_str::<CliDocument>(trimmed) {
-            let events = doc
-                .events
-                .into_iter()
-                .map(|e| e.into_raw(default_group))
-                .collect();
-            return (events, problems);
+    on_event: &mut dyn FnMut(RawEvent) -> anyhow::Result<()>,
+    on_problem: &mut dyn FnMut(String),
+) -> anyhow::Result<u64> {
+    let mut sink = Sink {
+        source: source.to_owned(),
+        default_group: default_group.to_owned(),
+        on_event,
+        on_problem,
+        failed: None,
+        events: 0,
+    };
+    let mut reader = LossyUtf8::new(BufReader::with_capacity(READ_BUFFER_BYTES, input));
+    let mut buf: Vec<u8> = Vec::new();
+    let mut line_no = 0usize;
+    let mut mode = Mode::Undecided;
+    loop {
+        buf.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES as u64)
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {source}"))?;
+        if n == 0 {
+            break;
         }
-    }
-    let mut events = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() {
+        line_no += 1;
+        let complete = buf.last() == Some(&b'\n');
+        let too_long = !complete && n == MAX_LINE_BYTES;
+        if line_no == 1 && buf.starts_with(b"\xEF\xBB\xBF") {
+            buf.drain(..3);
+        }
+        // `LossyUtf8` only yields valid UTF-8 and `read_until` splits at an
+        // ASCII byte, so this never fails.
+        let text = std::str::from_utf8(&buf).expect("LossyUtf8 yields UTF-8");
+        let line = text.trim();
+        if line.is_empty() && !too_long {
             continue;
         }
-        match serde_json::from_str::<CliEvent>(line) {
-            Ok(e) => events.push(e.into_raw(default_group)),
-            Err(err) => problems.lines.push(format!(
-                "{source}:{}: not a CloudWatch event object ({err}); expected JSON with a \"message\" string, or the output of `aws logs filter-log-events`",
-                i + 1
-            )),
+        if too_long {
+            if mode == Mode::Undecided {
+                // A one-line document (or event) of any size: stream it.
+                let head = std::mem::take(&mut buf);
+                line_no = stream_values(head, &mut reader, line_no, &mut sink)?;
+                mode = Mode::Lines;
+                continue;
+            }
+            sink.problem(format!(
+                "{source}:{line_no}: line longer than {} MiB skipped",
+                MAX_LINE_BYTES / (1024 * 1024)
+            ));
+            reader
+                .skip_until(b'\n')
+                .with_context(|| format!("reading {source}"))?;
+            continue;
+        }
+        let mut de = serde_json::Deserializer::from_str(line);
+        let parsed = TopSeed(&mut sink)
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+        if let Some(e) = sink.failed.take() {
+            return Err(e);
+        }
+        match parsed {
+            Ok(()) => mode = Mode::Lines,
+            Err(e) if e.is_eof() && mode == Mode::Undecided && line.starts_with('{') => {
+                // The first value spans lines: a pretty-printed document.
+                let head = std::mem::take(&mut buf);
+                line_no = stream_values(head, &mut reader, line_no, &mut sink)?;
+                mode = Mode::Lines;
+            }
+            Err(e) => sink.problem(not_an_event(source, line_no, &e)),
         }
     }
-    (events, problems)
+    Ok(sink.events)
 }
 
-fn read_input(path: &Path) -> anyhow::Result<String> {
-    if path.as_os_str() == "-" {
-        let mut s = String::new();
-        io::stdin()
-            .read_to_string(&mut s)
-            .context("reading standard input")?;
-        return Ok(s);
+/// Reads top-level JSON values (events or documents) as a stream, starting
+/// with `head` (the line that began the first one, numbered `head_line`),
+/// until the input ends or a value is broken. After a broken value the
+/// rest of its line is skipped and reading goes on line by line. Returns the
+/// number of the last line consumed.
+fn stream_values<R: BufRead>(
+    head: Vec<u8>,
+    reader: &mut R,
+    head_line: usize,
+    sink: &mut Sink<'_>,
+) -> anyhow::Result<usize> {
+    let source = sink.source.clone();
+    // No second buffer: serde_json takes bytes from `reader` one at a time
+    // (it is buffered already), so after a broken value `reader` stands right
+    // after it and line-by-line reading resumes there.
+    let chained = io::Cursor::new(head).chain(&mut *reader);
+    let mut de = serde_json::Deserializer::from_reader(chained);
+    let broken = loop {
+        if de.end().is_ok() {
+            break None;
+        }
+        let r = TopSeed(&mut *sink).deserialize(&mut de);
+        if let Some(e) = sink.failed.take() {
+            return Err(e);
+        }
+        if let Err(e) = r {
+            break Some(e);
+        }
+    };
+    drop(de);
+    match broken {
+        None => Ok(head_line),
+        Some(e) => {
+            let line = head_line + e.line().saturating_sub(1);
+            let p = not_an_event(&source, line, &e);
+            sink.problem(format!(
+                "{p}; the rest of that line was skipped and reading goes on line by line"
+            ));
+            if !e.is_eof() {
+                reader
+                    .skip_until(b'\n')
+                    .with_context(|| format!("reading {source}"))?;
+            }
+            Ok(line)
+        }
     }
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    // Invalid UTF-8 in a log dump must not lose the rest of the file.
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+// ---------------------------------------------------------------------------
+// The command
+// ---------------------------------------------------------------------------
+
+fn open_input(path: &std::path::Path) -> anyhow::Result<Box<dyn Read>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(io::stdin().lock()));
+    }
+    let f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Box::new(f))
 }
 
 pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
@@ -149,22 +504,16 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
     let mut out = BufWriter::new(stdout.lock());
     for path in paths {
         let name = path.display().to_string();
-        let text = match read_input(path) {
-            Ok(t) => t,
+        let input = match open_input(path) {
+            Ok(i) => i,
             Err(e) => {
                 eprintln!("aws-transfer-exporter: {e:#}");
                 unreadable += 1;
                 continue;
             }
         };
-        let (events, problems) = read_events(&text, &name, &default_group);
-        for p in &problems.lines {
-            eprintln!("aws-transfer-exporter: skipped {p}");
-        }
-        unreadable += problems.lines.len();
-        read_any |= !events.is_empty();
-        for raw in &events {
-            let o = pipeline.process(raw);
+        let mut on_event = |raw: RawEvent| -> anyhow::Result<()> {
+            let o = pipeline.process(&raw);
             match args.output {
                 OutputFormat::Jsonl => {
                     serde_json::to_writer(&mut out, &o).context("writing output")?;
@@ -172,6 +521,22 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
                 }
                 OutputFormat::Table => table.add(&o),
                 OutputFormat::Prometheus | OutputFormat::Openmetrics => {}
+            }
+            Ok(())
+        };
+        let mut problems = 0usize;
+        let mut on_problem = |p: String| {
+            eprintln!("aws-transfer-exporter: skipped {p}");
+            problems += 1;
+        };
+        let read = read_events(input, &name, &default_group, &mut on_event, &mut on_problem);
+        unreadable += problems;
+        match read {
+            Ok(n) => read_any |= n > 0,
+            Err(e) if e.chain().any(|c| c.to_string() == "writing output") => return Err(e),
+            Err(e) => {
+                eprintln!("aws-transfer-exporter: {e:#}");
+                unreadable += 1;
             }
         }
     }
@@ -200,6 +565,10 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
     out.flush().context("writing output")?;
     Ok(ExitCode::SUCCESS)
 }
+
+// ---------------------------------------------------------------------------
+// The cause table
+// ---------------------------------------------------------------------------
 
 /// Distinct server and user names remembered per cause row. Only the first
 /// few (in sort order) are printed and the rest counted, so keeping more
@@ -474,6 +843,106 @@ fn wrap_into(out: &mut String, text: &str, indent: &str, width: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lossy(bytes: &[u8], chunk: usize) -> (String, u64) {
+        // A reader that hands out `chunk` bytes at a time, to split
+        // characters across reads.
+        struct Chunky<'a>(&'a [u8], usize);
+        impl Read for Chunky<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(self.1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut r = LossyUtf8::new(BufReader::with_capacity(chunk, Chunky(bytes, chunk)));
+        let mut s = String::new();
+        r.read_to_string(&mut s).expect("valid UTF-8 out");
+        (s, r.replaced)
+    }
+
+    /// The adapter agrees with `String::from_utf8_lossy` whatever the chunk
+    /// boundaries.
+    #[test]
+    fn lossy_utf8_matches_from_utf8_lossy_at_every_chunk_size() {
+        let cases: &[&[u8]] = &[
+            b"plain ascii\n",
+            "caf\u{e9} \u{1F600} \u{FFFD}\n".as_bytes(),
+            b"bad \xff byte\n",
+            b"truncated \xe2\x82",
+            b"\xf0\x9f\x98 cut emoji then ok \xf0\x9f\x98\x80\n",
+            b"\xc0\xaf overlong, \xed\xa0\x80 surrogate\n",
+            b"",
+        ];
+        for bytes in cases {
+            let want = String::from_utf8_lossy(bytes);
+            for chunk in 1..=8 {
+                let (got, _) = lossy(bytes, chunk);
+                assert_eq!(got, want, "input {bytes:?}, chunk {chunk}");
+            }
+        }
+        assert_eq!(lossy(b"a\xffb\xfe", 3).1, 2);
+    }
+
+    fn read_all(input: &str) -> (Vec<RawEvent>, Vec<String>) {
+        let mut events = Vec::new();
+        let mut problems = Vec::new();
+        read_events(
+            input.as_bytes(),
+            "in",
+            "/g",
+            &mut |e| {
+                events.push(e);
+                Ok(())
+            },
+            &mut |p| problems.push(p),
+        )
+        .expect("read");
+        (events, problems)
+    }
+
+    /// Every accepted shape, read as a stream.
+    #[test]
+    fn reads_json_lines_and_documents_in_every_layout() {
+        let doc = r#"{"events":[{"logStreamName":"a","message":"m1","eventId":"1","timestamp":5,"ingestionTime":6},{"message":"m2"}],"searchedLogStreams":[],"nextToken":"x"}"#;
+        let pretty =
+            serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(doc).unwrap())
+                .unwrap();
+        let cases: Vec<(&str, String, Vec<&str>, usize)> = vec![
+            ("jsonl", "{\"message\":\"m1\"}\n\n{\"message\":\"m2\"}".into(), vec!["m1", "m2"], 0),
+            ("jsonl crlf", "{\"message\":\"m1\"}\r\n{\"message\":\"m2\"}\r\n".into(), vec!["m1", "m2"], 0),
+            ("compact document", doc.into(), vec!["m1", "m2"], 0),
+            ("pretty document", pretty.clone(), vec!["m1", "m2"], 0),
+            ("two pretty documents", format!("{pretty}\n{pretty}\n"), vec!["m1", "m2", "m1", "m2"], 0),
+            ("bom", format!("\u{feff}{doc}"), vec!["m1", "m2"], 0),
+            ("bad line among good", "{\"message\":\"m1\"}\nnot json\n{\"nomessage\":1}\n{\"message\":\"m2\"}".into(), vec!["m1", "m2"], 2),
+            ("document element without message", r#"{"events":[{"eventId":"1"},{"message":"m2"}]}"#.into(), vec!["m2"], 1),
+            ("broken pretty document, then lines", "{\n \"events\": [\n  {\"message\":\"m1\"},\n  {\"message\" 5}\n]}\n{\"message\":\"m2\"}\n".into(), vec!["m1", "m2"], 2),
+        ];
+        for (name, input, want, want_problems) in cases {
+            let (events, problems) = read_all(&input);
+            let got: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
+            assert_eq!(got, want, "{name}: {input}\nproblems: {problems:?}");
+            assert_eq!(problems.len(), want_problems, "{name}: {problems:?}");
+        }
+        let (events, _) = read_all(doc);
+        assert_eq!(events[0].log_stream, "a");
+        assert_eq!(events[0].event_id, "1");
+        assert_eq!(events[0].timestamp_ms, 5);
+        assert_eq!(events[0].log_group, "/g", "default group");
+    }
+
+    #[test]
+    fn problems_name_the_line() {
+        let (_, problems) = read_all("{\"message\":\"a\"}\n\nnope\n");
+        assert_eq!(problems.len(), 1);
+        assert!(
+            problems[0].starts_with("in:3: not a CloudWatch event object"),
+            "{problems:?}"
+        );
+    }
+
     #[test]
     fn wrap_keeps_every_line_within_width_and_every_word() {
         let long = format!("{} {}", "word ".repeat(40), "x".repeat(250));
