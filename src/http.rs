@@ -80,6 +80,10 @@ pub trait View: Send + Sync + 'static {
     fn groups(&self) -> Vec<GroupRow>;
     /// Newest first.
     fn recent_failures(&self) -> Vec<FailureRow>;
+    /// Called right before `/metrics` is rendered: sets the gauges whose
+    /// value depends on the time of the scrape (lag, time since the last
+    /// successful poll), so they grow during an outage.
+    fn before_scrape(&self) {}
 }
 
 /// Everything a request handler reads.
@@ -167,6 +171,7 @@ async fn route(state: &AppState, method: &Method, path: &str) -> Response<Full<B
         return r;
     }
     let mut r = if path == state.telemetry_path {
+        state.view.before_scrape();
         // Rendering 100k series takes tens of milliseconds: keep it off the
         // async workers so health checks stay fast during a scrape.
         let registry = state.registry.clone();
