@@ -171,11 +171,15 @@ async fn route(state: &AppState, method: &Method, path: &str) -> Response<Full<B
         return r;
     }
     let mut r = if path == state.telemetry_path {
-        state.view.before_scrape();
-        // Rendering 100k series takes tens of milliseconds: keep it off the
-        // async workers so health checks stay fast during a scrape.
-        let registry = state.registry.clone();
-        match tokio::task::spawn_blocking(move || crate::metrics::render(&registry)).await {
+        // Rendering 100k series takes tens of milliseconds (and the scrape
+        // hook may wait for a poller's lock): keep both off the async workers
+        // so health checks stay fast during a scrape.
+        let (registry, view) = (state.registry.clone(), state.view.clone());
+        let render = move || {
+            view.before_scrape();
+            crate::metrics::render(&registry)
+        };
+        match tokio::task::spawn_blocking(render).await {
             Ok(text) => response(StatusCode::OK, crate::metrics::CONTENT_TYPE, text),
             Err(err) => {
                 tracing::error!(error = %err, "rendering metrics failed");
