@@ -317,10 +317,10 @@ impl Sources {
     /// A log group name polled by several targets (accounts) gets the
     /// freshest view, like `min by (log_group)` across replicas.
     pub fn refresh_scrape_time_gauges(&self, now_ms: i64) {
-        // Every target's group map stays locked (in target order, the only
-        // order anyone takes more than one) until the gauges are set: a group
-        // dropped meanwhile has its series removed under that lock, and must
-        // not get them back from here.
+        // Every target's group map stays locked until the gauges are set (in
+        // target order; nothing else holds two at once): a group dropped
+        // meanwhile has its series removed under that lock, and must not get
+        // them back from here.
         let maps: Vec<_> = self
             .shared
             .targets
@@ -330,11 +330,11 @@ impl Sources {
         let mut values: BTreeMap<&str, (Option<f64>, f64)> = BTreeMap::new();
         for g in maps.iter().flat_map(|m| m.values()) {
             let newest = lock(&g.progress).newest_event_ms;
-            let (last, since) = {
+            let (last, watched) = {
                 let st = lock(&g.status);
                 (st.last_poll_ms, st.watched_since_ms)
             };
-            let (lag, since) = scrape_time_values(newest, last, since, now_ms);
+            let (lag, since) = scrape_time_values(newest, last, watched, now_ms);
             values
                 .entry(g.name.as_str())
                 .and_modify(|(l, s)| {
