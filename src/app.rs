@@ -189,6 +189,12 @@ impl View for DaemonView {
             })
             .collect()
     }
+
+    fn before_scrape(&self) {
+        if let Some(sources) = self.sources.get() {
+            sources.refresh_scrape_time_gauges(crate::source::poller::now_ms());
+        }
+    }
 }
 
 /// The daemon, assembled once from a checked config.

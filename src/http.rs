@@ -100,6 +100,10 @@ pub trait View: Send + Sync + 'static {
     fn scrape(&self) -> BoxFuture<'_, Option<Vec<prometheus::proto::MetricFamily>>> {
         Box::pin(async { None })
     }
+    /// Called right before `/metrics` is rendered: sets the gauges whose
+    /// value depends on the time of the scrape (lag, time since the last
+    /// successful poll), so they grow during an outage.
+    fn before_scrape(&self) {}
 }
 
 /// Everything a request handler reads.
@@ -218,6 +222,11 @@ async fn route(
     let mut r = if path == state.telemetry_path {
         // Rendering 100k series takes tens of milliseconds: keep it off the
         // async workers so health checks stay fast during a scrape.
+        // Time-dependent gauges first (the hook may wait briefly for a
+        // poller's lock, so off the async workers), then the snapshot that
+        // is saved and served.
+        let view = state.view.clone();
+        let _ = tokio::task::spawn_blocking(move || view.before_scrape()).await;
         let families = state.view.scrape().await;
         let registry = state.registry.clone();
         let format = encode::negotiate(header(headers, ACCEPT));

@@ -282,10 +282,16 @@ pub struct Metrics {
     pub poll_duration: HistogramVec,
     /// `{log_group, kind}` failed poll rounds (kind as api outcome).
     pub poll_errors: IntCounterVec,
-    /// `{log_group}` now minus the newest event counted, seconds.
+    /// `{log_group}` now minus the newest event counted, seconds. Set when
+    /// scraped (see `Sources::refresh_scrape_time_gauges`), so it grows
+    /// while polling fails.
     pub log_group_lag: GaugeVec,
     /// `{log_group}` time of the last successful poll round, Unix seconds.
     pub last_successful_poll: GaugeVec,
+    /// `{log_group}` now minus the last successful poll round (or the start
+    /// of polling, before the first success), seconds. Set when scraped, like
+    /// `log_group_lag`.
+    pub since_last_successful_poll: GaugeVec,
     /// `{log_group}` timestamp of the newest event counted, Unix seconds.
     pub log_group_last_event: GaugeVec,
     /// Log groups being polled.
@@ -448,10 +454,13 @@ impl Metrics {
                 "Failed poll rounds, by log group and error kind.",
                 &["log_group", "kind"]),
             log_group_lag: gauge(reg, "aws_transfer_exporter_log_group_lag_seconds",
-                "Now minus the timestamp of the newest event counted in the group.",
+                "Now (the scrape) minus the timestamp of the newest event counted in the group; grows while polling fails.",
                 &["log_group"]),
             last_successful_poll: gauge(reg, "aws_transfer_exporter_last_successful_poll_timestamp_seconds",
                 "Time of the last successful poll round of the group (Unix seconds).",
+                &["log_group"]),
+            since_last_successful_poll: gauge(reg, "aws_transfer_exporter_log_group_seconds_since_last_successful_poll",
+                "Now (the scrape) minus the last successful poll round of the group (or the start of polling it, before the first success).",
                 &["log_group"]),
             log_group_last_event: gauge(reg, "aws_transfer_exporter_log_group_last_event_timestamp_seconds",
                 "Timestamp of the newest event counted in the group (Unix seconds).",

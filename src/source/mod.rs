@@ -93,7 +93,28 @@ pub struct GroupStatus {
 #[derive(Debug, Default)]
 struct StatusInner {
     last_poll_ms: Option<i64>,
+    /// When this process started polling the group, Unix milliseconds: the
+    /// base of "seconds since the last successful poll" until one succeeds,
+    /// so a daemon started during an outage reports it too.
+    watched_since_ms: i64,
     error: Option<String>,
+}
+
+/// The scrape-time gauges of one group at `now_ms`: (lag, seconds since the
+/// last successful poll), in seconds, never negative. Lag needs a counted
+/// event (restored from the state file or read since); "since" counts from
+/// the start of polling until the first success.
+fn scrape_time_values(
+    newest_event_ms: Option<i64>,
+    last_poll_ms: Option<i64>,
+    watched_since_ms: i64,
+    now_ms: i64,
+) -> (Option<f64>, f64) {
+    let secs = |from_ms: i64| (now_ms - from_ms).max(0) as f64 / 1000.0;
+    (
+        newest_event_ms.map(secs),
+        secs(last_poll_ms.unwrap_or(watched_since_ms)),
+    )
 }
 
 struct GroupRt {
@@ -298,6 +319,56 @@ impl Sources {
         out
     }
 
+    /// Sets `log_group_lag_seconds` and
+    /// `log_group_seconds_since_last_successful_poll` of every polled group
+    /// from its state at `now_ms` (Unix milliseconds). The serving path calls
+    /// this right before rendering `/metrics`, so both grow with the clock
+    /// while every poll fails, instead of freezing at the last success.
+    ///
+    /// A log group name polled by several targets (accounts) gets the
+    /// freshest view, like `min by (log_group)` across replicas.
+    pub fn refresh_scrape_time_gauges(&self, now_ms: i64) {
+        // Every target's group map stays locked until the gauges are set (in
+        // target order; nothing else holds two at once): a group dropped
+        // meanwhile has its series removed under that lock, and must not get
+        // them back from here.
+        let maps: Vec<_> = self
+            .shared
+            .targets
+            .iter()
+            .map(|t| lock(&t.groups))
+            .collect();
+        let mut values: BTreeMap<&str, (Option<f64>, f64)> = BTreeMap::new();
+        for g in maps.iter().flat_map(|m| m.values()) {
+            let newest = lock(&g.progress).newest_event_ms;
+            let (last, watched) = {
+                let st = lock(&g.status);
+                (st.last_poll_ms, st.watched_since_ms)
+            };
+            let (lag, since) = scrape_time_values(newest, last, watched, now_ms);
+            values
+                .entry(g.name.as_str())
+                .and_modify(|(l, s)| {
+                    *l = match (*l, lag) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    *s = s.min(since);
+                })
+                .or_insert((lag, since));
+        }
+        let m = &self.shared.metrics;
+        for (name, (lag, since)) in values {
+            if let Some(lag) = lag {
+                m.log_group_lag.with_label_values(&[name]).set(lag);
+            }
+            m.since_last_successful_poll
+                .with_label_values(&[name])
+                .set(since);
+        }
+        drop(maps);
+    }
+
     /// Adds explicit group names to a target (e.g. structured-logging
     /// destinations found by the inventory). Polled from the next round on.
     pub fn add_groups(&self, target: &str, groups: Vec<String>) {
@@ -479,7 +550,10 @@ fn apply_groups(shared: &Shared, t: &TargetRt, wanted: &BTreeSet<String>) {
             Arc::new(GroupRt {
                 name,
                 progress: Arc::new(Mutex::new(progress)),
-                status: Mutex::new(StatusInner::default()),
+                status: Mutex::new(StatusInner {
+                    watched_since_ms: now,
+                    ..StatusInner::default()
+                }),
             }),
         );
     }
@@ -497,6 +571,7 @@ fn drop_group_series(m: &Metrics, group: &str) {
     let _ = m.log_group_lag.remove_label_values(&[group]);
     let _ = m.log_group_last_event.remove_label_values(&[group]);
     let _ = m.last_successful_poll.remove_label_values(&[group]);
+    let _ = m.since_last_successful_poll.remove_label_values(&[group]);
 }
 
 fn wanted_static(t: &TargetRt) -> BTreeSet<String> {
@@ -696,6 +771,36 @@ async fn poll_one(
             }
             st.error = Some(msg);
             Some(err.kind)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scrape_time_values;
+
+    #[test]
+    fn scrape_time_values_grow_with_the_clock() {
+        // (newest event, last success, watched since, now) -> (lag, since)
+        type Case = ((Option<i64>, Option<i64>, i64, i64), (Option<f64>, f64));
+        let cases: &[Case] = &[
+            // Polled a second ago, newest event 3 s old.
+            ((Some(7_000), Some(9_000), 0, 10_000), (Some(3.0), 1.0)),
+            // The same group 60 s later with every poll failing: both grew by 60 s.
+            ((Some(7_000), Some(9_000), 0, 70_000), (Some(63.0), 61.0)),
+            // Never succeeded since start (outage at start): counts from the start.
+            ((Some(7_000), None, 5_000, 70_000), (Some(63.0), 65.0)),
+            // No event counted yet: no lag.
+            ((None, Some(9_000), 0, 10_000), (None, 1.0)),
+            // Clock behind an event stamped in the future: never negative.
+            ((Some(12_000), Some(10_500), 0, 10_000), (Some(0.0), 0.0)),
+        ];
+        for &((newest, last, watched, now), want) in cases {
+            assert_eq!(
+                scrape_time_values(newest, last, watched, now),
+                want,
+                "newest {newest:?}, last success {last:?}, watched since {watched}, now {now}"
+            );
         }
     }
 }

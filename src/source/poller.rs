@@ -141,16 +141,14 @@ pub async fn poll_group(
         .last_successful_poll
         .with_label_values(&[group])
         .set(now_s);
+    // The lag is not set here: it is computed when scraped
+    // (`Sources::refresh_scrape_time_gauges`), so it keeps growing while
+    // polls fail instead of freezing at the last success.
     if let Some(n) = newest {
-        let n_s = n as f64 / 1000.0;
         ctx.metrics
             .log_group_last_event
             .with_label_values(&[group])
-            .set(n_s);
-        ctx.metrics
-            .log_group_lag
-            .with_label_values(&[group])
-            .set((now_s - n_s).max(0.0));
+            .set(n as f64 / 1000.0);
     }
     // The audit runs after a successful poll, so its counts compare with a
     // window that is complete.

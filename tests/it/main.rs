@@ -22,5 +22,6 @@ mod probe_listeners;
 mod source_discovery;
 mod source_faults;
 mod source_harness;
+mod source_outage;
 mod source_poll;
 mod web_edge;

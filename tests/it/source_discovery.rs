@@ -80,14 +80,21 @@ fn discovery_follows_pages_picks_up_new_groups_and_survives_deleted_ones() {
         .status()
         .iter()
         .all(|s| s.log_group != groups[7]));
-    let text = h.render();
-    assert!(
-        !text.contains(&format!(
-            "aws_transfer_exporter_log_group_lag_seconds{{log_group=\"{}\"}}",
-            groups[7]
-        )),
-        "gauges of a dropped group are removed"
-    );
+    // Scraped: the lag is set at scrape time, for the groups still polled.
+    let text = h.scrape();
+    for name in [
+        "aws_transfer_exporter_log_group_lag_seconds",
+        "aws_transfer_exporter_log_group_seconds_since_last_successful_poll",
+    ] {
+        assert!(
+            text.contains(&format!("{name}{{log_group=\"{}\"}}", groups[0])),
+            "groups still polled have {name}:\n{text}"
+        );
+        assert!(
+            !text.contains(&format!("{name}{{log_group=\"{}\"}}", groups[7])),
+            "a dropped group has no {name}:\n{text}"
+        );
+    }
 
     // Added at run time (explicit, outside the prefix).
     h.sources().add_groups("test", vec![outsider.clone()]);

@@ -4,6 +4,7 @@
 //! pipeline and metrics. Tests read the metrics through the same registry `/metrics`
 //! renders.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,8 @@ pub fn target(endpoint: &str, prefixes: &[&str], groups: &[&str]) -> TargetSpec 
 pub struct Harness {
     pub metrics: Arc<Metrics>,
     pub registry: Registry,
+    /// The app's HTTP listener (`/metrics` there runs the scrape hooks).
+    pub address: SocketAddr,
     running: Option<Running>,
     rt: Option<tokio::runtime::Runtime>,
     _dir: Option<tempfile::TempDir>,
@@ -85,6 +88,7 @@ impl Harness {
         Harness {
             metrics: running.metrics().clone(),
             registry: running.registry().clone(),
+            address: running.address(),
             running: Some(running),
             rt: Some(rt),
             _dir: None,
@@ -122,8 +126,30 @@ impl Harness {
         }
     }
 
+    /// The registry rendered directly: the counters, without the gauges
+    /// set at scrape time (see [`Self::scrape`]).
     pub fn render(&self) -> String {
         metrics::render(&self.registry)
+    }
+
+    /// `GET /metrics` from the app's listener: what Prometheus sees,
+    /// including the gauges computed when scraped (lag, time since the last
+    /// successful poll).
+    pub fn scrape(&self) -> String {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let url = format!("http://{}/metrics", self.address);
+        agent
+            .get(&url)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            .body_mut()
+            .with_config()
+            .limit(256 * 1024 * 1024)
+            .read_to_string()
+            .expect("read /metrics")
     }
 
     /// `aws_transfer_events_total{server_id, activity="CONNECTED"}`: how
