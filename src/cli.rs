@@ -88,6 +88,27 @@ pub struct ServeArgs {
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
 
+    /// Push receiver for Amazon Data Firehose (HTTP endpoint delivery of
+    /// CloudWatch Logs subscriptions): listen address, e.g. :29191. Off
+    /// unless given.
+    #[arg(long = "firehose.listen-address", value_name = "ADDR")]
+    pub firehose_listen_address: Option<String>,
+
+    /// File of accepted Firehose access keys, one per non-empty line (list
+    /// the old and the new key to rotate).
+    #[arg(long = "firehose.access-key-file", value_name = "PATH")]
+    pub firehose_access_key_file: Option<PathBuf>,
+
+    /// Run the push receiver without an access key (anyone who reaches the
+    /// listener can add counts). Logged loudly.
+    #[arg(long = "firehose.allow-unauthenticated")]
+    pub firehose_allow_unauthenticated: bool,
+
+    /// Poll CloudWatch Logs (FilterLogEvents). `--poll.enabled=false` runs
+    /// push only: no discovery, no polling.
+    #[arg(long = "poll.enabled", value_name = "BOOL")]
+    pub poll_enabled: Option<bool>,
+
     /// Path under which to expose metrics.
     #[arg(long = "web.telemetry-path", value_name = "PATH")]
     pub telemetry_path: Option<String>,

@@ -101,6 +101,33 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        flag: "--firehose.listen-address",
+        key: "firehose.listen_address",
+        value: |a| text(&a.firehose_listen_address),
+    },
+    Flag {
+        flag: "--firehose.access-key-file",
+        key: "firehose.access_key_file",
+        value: |a| {
+            a.firehose_access_key_file
+                .as_ref()
+                .map(|p| FlagValue::One(Value::String(p.display().to_string())))
+        },
+    },
+    Flag {
+        flag: "--firehose.allow-unauthenticated",
+        key: "firehose.allow_unauthenticated",
+        value: |a| {
+            a.firehose_allow_unauthenticated
+                .then_some(FlagValue::One(Value::Bool(true)))
+        },
+    },
+    Flag {
+        flag: "--poll.enabled",
+        key: "poll.enabled",
+        value: |a| a.poll_enabled.map(|b| FlagValue::One(Value::Bool(b))),
+    },
+    Flag {
         flag: "--web.telemetry-path",
         key: "web.telemetry_path",
         value: |a| text(&a.telemetry_path),

@@ -225,6 +225,11 @@ impl Sources {
         // a later flush) left them; the events after the saved progress are
         // read and counted again from there.
         let skipped = metrics.restore_counters(&state.counters);
+        // Both outcomes exist from the start (a failure alert needs the
+        // series before the first failure; scrapes keep one shape).
+        for outcome in ["success", "failure"] {
+            let _ = metrics.state_writes.with_label_values(&[outcome]);
+        }
         if !state.counters.is_empty() {
             tracing::info!(
                 series = state.counters.len() - skipped,

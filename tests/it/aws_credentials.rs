@@ -153,6 +153,9 @@ fn no_credentials_is_said_plainly_for_both_apis_and_credentials_bring_it_up() {
 
     // ---- run 2: the same, with credentials ----
     let started = Instant::now();
+    // A fresh home: the first run's state (and the counters it saved) stays
+    // with the first run.
+    let home = tempfile::tempdir().unwrap();
     let d = Daemon::spawn(bare_command(
         moto,
         home.path(),
