@@ -11,6 +11,7 @@ mod daemon_config;
 mod daemon_e2e;
 mod daemon_restart;
 mod dashboards_static;
+mod firehose_push;
 mod inventory_daemon;
 mod inventory_moto;
 mod probe_listeners;
