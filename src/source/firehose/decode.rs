@@ -9,12 +9,10 @@
 //! budget, so a gzip bomb costs at most the cap in memory and CPU. Pure
 //! functions over bytes: no I/O, no metrics, no logging.
 
-use std::io::Read;
-
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
-use flate2::read::MultiGzDecoder;
+use flate2::{Crc, Decompress, FlushDecompress, Status};
 
 use super::models::{LogsMessage, MessageType};
 
@@ -43,14 +41,97 @@ pub enum BodyError {
 /// Decompresses a `Content-Encoding: gzip` body, refusing more than `cap` bytes.
 pub fn gunzip_body(body: &[u8], cap: usize) -> Result<Vec<u8>, BodyError> {
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(cap));
-    match MultiGzDecoder::new(body)
-        .take(cap as u64 + 1)
-        .read_to_end(&mut out)
-    {
-        Ok(_) if out.len() > cap => Err(BodyError::TooLarge),
-        Ok(_) if body.is_empty() => Err(BodyError::BadGzip),
-        Ok(_) => Ok(out),
-        Err(_) => Err(BodyError::BadGzip),
+    let mut inflater = Decompress::new(false);
+    match gunzip_into(body, cap, &mut inflater, &mut out) {
+        Ok(()) => Ok(out),
+        Err(GzError::TooLarge) => Err(BodyError::TooLarge),
+        Err(GzError::Bad) => Err(BodyError::BadGzip),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GzError {
+    Bad,
+    TooLarge,
+}
+
+/// Output grows by this much at a time (bounded by the cap plus one step).
+const OUT_STEP: usize = 64 * 1024;
+
+/// Inflates every gzip member of `input` (RFC 1952; one or several back to
+/// back) into `out`, at most `cap` bytes, checking each member's CRC and
+/// length. The inflate state is the caller's and reused: setting one up
+/// per record (a 32 KiB window, zeroed) cost more than the inflating.
+fn gunzip_into(
+    input: &[u8],
+    cap: usize,
+    inflater: &mut Decompress,
+    out: &mut Vec<u8>,
+) -> Result<(), GzError> {
+    let mut pos = 0usize;
+    loop {
+        // ---- member header ----
+        let h = input.get(pos..pos + 10).ok_or(GzError::Bad)?;
+        if h[0] != 0x1f || h[1] != 0x8b || h[2] != 8 || h[3] & 0xe0 != 0 {
+            return Err(GzError::Bad);
+        }
+        let flags = h[3];
+        pos += 10;
+        if flags & 0x04 != 0 {
+            let x = input.get(pos..pos + 2).ok_or(GzError::Bad)?;
+            pos += 2 + u16::from_le_bytes([x[0], x[1]]) as usize;
+        }
+        for bit in [0x08u8, 0x10] {
+            if flags & bit != 0 {
+                let rest = input.get(pos..).ok_or(GzError::Bad)?;
+                let nul = rest.iter().position(|b| *b == 0).ok_or(GzError::Bad)?;
+                pos += nul + 1;
+            }
+        }
+        if flags & 0x02 != 0 {
+            pos += 2;
+        }
+        if pos > input.len() {
+            return Err(GzError::Bad);
+        }
+        // ---- deflate data ----
+        inflater.reset(false);
+        let start = out.len();
+        loop {
+            if out.capacity() - out.len() < OUT_STEP / 2 {
+                // Double, but never past the cap by more than one step.
+                let room = cap.saturating_sub(out.len()).max(OUT_STEP);
+                out.reserve_exact(out.len().clamp(OUT_STEP, room));
+            }
+            let (in0, out0) = (inflater.total_in(), inflater.total_out());
+            let status = inflater
+                .decompress_vec(&input[pos..], out, FlushDecompress::None)
+                .map_err(|_| GzError::Bad)?;
+            pos += (inflater.total_in() - in0) as usize;
+            if out.len() > cap {
+                return Err(GzError::TooLarge);
+            }
+            match status {
+                Status::StreamEnd => break,
+                _ if inflater.total_in() == in0 && inflater.total_out() == out0 => {
+                    return Err(GzError::Bad); // input ended inside the stream
+                }
+                _ => {}
+            }
+        }
+        // ---- trailer: CRC-32 and length mod 2^32 ----
+        let t = input.get(pos..pos + 8).ok_or(GzError::Bad)?;
+        let mut crc = Crc::new();
+        crc.update(&out[start..]);
+        let want_crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+        let want_len = u32::from_le_bytes([t[4], t[5], t[6], t[7]]);
+        if crc.sum() != want_crc || (out.len() - start) as u32 != want_len {
+            return Err(GzError::Bad);
+        }
+        pos += 8;
+        if pos == input.len() {
+            return Ok(());
+        }
     }
 }
 
@@ -100,11 +181,21 @@ pub enum Record {
     Undecodable(Undecodable),
 }
 
-/// Reusable buffers for decoding many records without reallocating.
-#[derive(Default)]
+/// Reusable buffers and inflate state for decoding many records.
 pub struct Scratch {
     raw: Vec<u8>,
     plain: Vec<u8>,
+    inflater: Decompress,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            raw: Vec::new(),
+            plain: Vec::new(),
+            inflater: Decompress::new(false),
+        }
+    }
 }
 
 /// Decodes one record's base64 `data`. `budget` is what is left of the
@@ -128,15 +219,10 @@ pub fn decode_record(data: &str, budget: usize, scratch: &mut Scratch) -> (Recor
     let payload: &[u8] = if raw[0] == 0x1f && raw[1] == 0x8b {
         let cap = MAX_RECORD_DECOMPRESSED_BYTES.min(budget);
         scratch.plain.clear();
-        let read = MultiGzDecoder::new(raw)
-            .take(cap as u64 + 1)
-            .read_to_end(&mut scratch.plain);
-        match read {
-            Ok(_) if scratch.plain.len() > cap => {
-                return (Record::Undecodable(Undecodable::TooLarge), 0)
-            }
-            Ok(_) => &scratch.plain,
-            Err(_) => return (Record::Undecodable(Undecodable::BadGzip), 0),
+        match gunzip_into(raw, cap, &mut scratch.inflater, &mut scratch.plain) {
+            Ok(()) => &scratch.plain,
+            Err(GzError::TooLarge) => return (Record::Undecodable(Undecodable::TooLarge), 0),
+            Err(GzError::Bad) => return (Record::Undecodable(Undecodable::BadGzip), 0),
         }
     } else {
         if raw.len() > budget {
@@ -267,6 +353,11 @@ mod tests {
         let two = format!("{}\n{}", msg("/g", 1), msg("/h", 3));
         let mut concat = gzip(msg("/g", 2).as_bytes());
         concat.extend(gzip(msg("/h", 1).as_bytes()));
+        let mut bad_crc = gzip(one.as_bytes());
+        let n = bad_crc.len();
+        bad_crc[n - 8] ^= 0xff;
+        let mut trailing = gzip(one.as_bytes());
+        trailing.extend_from_slice(b"junk");
         let mut truncated = gzip(one.as_bytes());
         truncated.truncate(truncated.len() - 6);
         // (name, base64 data, expected: Ok(events) | Err(kind) | "empty"/"control")
@@ -299,6 +390,8 @@ mod tests {
                 "BadGzip",
             ),
             ("truncated gzip", base64(&truncated), "BadGzip"),
+            ("gzip with a wrong CRC", base64(&bad_crc), "BadGzip"),
+            ("gzip with trailing junk", base64(&trailing), "BadGzip"),
             (
                 "json, not a subscription",
                 base64(br#"{"a":1}"#),
@@ -345,7 +438,7 @@ mod tests {
             "{rec:?}"
         );
         assert_eq!(used, 0);
-        assert!(scratch.plain.len() <= MAX_RECORD_DECOMPRESSED_BYTES + 1);
+        assert!(scratch.plain.len() <= MAX_RECORD_DECOMPRESSED_BYTES + OUT_STEP);
         // The request budget caps too.
         let small = base64(&gzip(msg("/g", 100).as_bytes()));
         let (rec, _) = decode_record(&small, 100, &mut scratch);
