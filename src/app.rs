@@ -37,6 +37,7 @@ use crate::inventory::{self, Inventory, InventoryConfig, ServerSummary};
 use crate::metrics::Metrics;
 use crate::shutdown;
 use crate::source::cloudwatch::LogsApi;
+use crate::source::firehose;
 use crate::source::Sources;
 use crate::state::{FileStore, StateStore};
 use crate::web;
@@ -133,12 +134,19 @@ fn init_tracing(cfg: &Config) -> anyhow::Result<()> {
 /// server has started; until then the daemon is alive but not ready.
 struct DaemonView {
     sources: OnceLock<Arc<Sources>>,
+    /// Set when polling is off and the start is complete.
+    push_ready: std::sync::atomic::AtomicBool,
     ingest: Arc<Ingest>,
 }
 
 impl View for DaemonView {
     fn is_ready(&self) -> bool {
-        self.sources.get().is_some_and(|s| s.is_ready())
+        match self.sources.get() {
+            Some(s) => s.is_ready(),
+            // Push only: listeners up and the inventory's first views taken
+            // (or timed out).
+            None => self.push_ready.load(std::sync::atomic::Ordering::Acquire),
+        }
     }
 
     fn groups(&self) -> Vec<GroupRow> {
@@ -207,6 +215,7 @@ pub struct App {
 /// A started app: listening, with its sources starting or running.
 pub struct Running {
     addresses: Vec<SocketAddr>,
+    firehose_address: Option<SocketAddr>,
     registry: prometheus::Registry,
     metrics: Arc<Metrics>,
     ingest: Arc<Ingest>,
@@ -265,16 +274,40 @@ impl App {
             addresses.push(l.local_addr().context("cannot read the bound address")?);
             listeners.push(l);
         }
+        // The push receiver: its own listener, TLS from the same web edge.
+        let mut firehose = None;
+        let mut firehose_address = None;
+        if let Some(fcfg) = &cfg.firehose {
+            let l = web::Listener::bind(fcfg.listen_address, edge.clone())
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {} (firehose.listen_address); pick a free address with --firehose.listen-address",
+                        fcfg.listen_address
+                    )
+                })?;
+            firehose_address = Some(l.local_addr().context("cannot read the bound address")?);
+            let sink: Arc<dyn crate::ingest::EventSink> = ingest.clone();
+            let receiver = firehose::Receiver::new(
+                fcfg.clone(),
+                sink,
+                firehose::FirehoseMetrics::new(&registry),
+            )
+            .context("cannot start the Firehose receiver")?;
+            firehose = Some((l, receiver));
+        }
         let store: Arc<dyn StateStore> =
             store.unwrap_or_else(|| Arc::new(FileStore::new(cfg.state_path.clone())));
         let cancel = CancellationToken::new();
         let view = Arc::new(DaemonView {
             sources: OnceLock::new(),
+            push_ready: std::sync::atomic::AtomicBool::new(false),
             ingest: ingest.clone(),
         });
         let done = tokio::spawn(serve(
             cfg,
             listeners,
+            firehose,
             edge,
             registry.clone(),
             metrics.clone(),
@@ -285,6 +318,7 @@ impl App {
         ));
         Ok(Running {
             addresses,
+            firehose_address,
             registry,
             metrics,
             ingest,
@@ -306,6 +340,11 @@ impl Running {
     /// The bound address of the first listener (port 0 resolved).
     pub fn address(&self) -> SocketAddr {
         self.addresses[0]
+    }
+
+    /// The bound address of the Firehose push listener, when on.
+    pub fn firehose_address(&self) -> Option<SocketAddr> {
+        self.firehose_address
     }
 
     /// Every bound address, in the order configured.
@@ -361,6 +400,7 @@ impl Running {
 async fn serve(
     cfg: Config,
     listeners: Vec<web::Listener>,
+    firehose: Option<(web::Listener, firehose::Receiver)>,
     edge: Arc<web::Edge>,
     registry: Registry,
     metrics: Arc<Metrics>,
@@ -411,6 +451,13 @@ async fn serve(
         );
     }
 
+    if let Some((listener, receiver)) = firehose {
+        // Stops with the sources: new requests get 503 (Firehose retries),
+        // requests in flight finish and are counted before the state is
+        // saved.
+        tracker.spawn(firehose::serve_on(listener, receiver, cancel.child_token()));
+    }
+
     // The inventory's first view comes before the first poll, so that the
     // legacy copies of dual-logging servers are skipped from the start.
     let inventories = first_inventories(&cfg, &metrics, &ingest, &cancel).await;
@@ -440,9 +487,14 @@ async fn serve(
             }
         }
     };
-    let started = tokio::select! {
-        _ = cancel.cancelled() => None,
-        s = start_sources => Some(s),
+    let started = if cfg.poll_enabled {
+        tokio::select! {
+            _ = cancel.cancelled() => None,
+            s = start_sources => Some(s),
+        }
+    } else {
+        tracing::info!("polling is off (poll.enabled=false): push only");
+        None
     };
     let sources = match started {
         Some(Ok(s)) => Some(Arc::new(s)),
@@ -457,7 +509,7 @@ async fn serve(
         let _ = view.sources.set(sources.clone());
         start_inventory_and_probe(
             &cfg,
-            sources,
+            Some(sources),
             inventories,
             &metrics,
             &ingest,
@@ -465,6 +517,18 @@ async fn serve(
             &cancel,
         );
         tracing::info!(targets = cfg.targets.len(), "polling started");
+    } else if !cfg.poll_enabled && !cancel.is_cancelled() {
+        start_inventory_and_probe(
+            &cfg,
+            None,
+            inventories,
+            &metrics,
+            &ingest,
+            &tracker,
+            &cancel,
+        );
+        view.push_ready
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     cancel.cancelled().await;
@@ -589,7 +653,7 @@ async fn first_inventories(
 /// log destinations to the sources) and the endpoint prober.
 fn start_inventory_and_probe(
     cfg: &Config,
-    sources: &Arc<Sources>,
+    sources: Option<&Arc<Sources>>,
     inventories: Vec<(Inventory, Option<Vec<ServerSummary>>)>,
     metrics: &Arc<Metrics>,
     ingest: &Arc<Ingest>,
@@ -598,10 +662,14 @@ fn start_inventory_and_probe(
 ) {
     let mut feeds = Vec::new();
     for (t, (inv, first)) in cfg.targets.iter().zip(inventories) {
-        let (sources, target) = (sources.clone(), t.name.clone());
-        let sink: inventory::GroupSink =
-            Arc::new(move |groups| sources.add_groups(&target, groups));
-        let rx = inventory::spawn(tracker, cancel.child_token(), inv, Some(sink), first);
+        // Structured log destinations go to the poller, when it runs.
+        let sink: Option<inventory::GroupSink> = sources.map(|sources| {
+            let (sources, target) = (sources.clone(), t.name.clone());
+            let sink: inventory::GroupSink =
+                Arc::new(move |groups| sources.add_groups(&target, groups));
+            sink
+        });
+        let rx = inventory::spawn(tracker, cancel.child_token(), inv, sink, first);
         tracker.spawn(follow_legacy_duplicates(
             rx.clone(),
             t.name.clone(),

@@ -19,6 +19,7 @@ use crate::inventory::{InventoryConfig, UsersMode};
 use crate::metrics::Limits;
 use crate::pipeline::PipelineConfig;
 use crate::probe::{self, ProbeConfig, Protocol};
+use crate::source::firehose::{self, FirehoseConfig};
 use crate::source::TargetSpec;
 
 /// Collects problems; reads values with one wording per kind of mistake.
@@ -490,6 +491,16 @@ pub fn check(
         recent_failures,
     };
 
+    // poll: the CloudWatch poller can be switched off (push only).
+    let v = root.take("poll");
+    let mut poll = c.section("poll".into(), v);
+    let v = poll.take("enabled");
+    let poll_enabled = c.boolean("poll.enabled", v, true);
+    c.finish(poll);
+
+    let v = root.take("firehose");
+    let firehose = check_firehose(&mut c, v);
+
     let v = root.take("inventory");
     let inventory = check_inventory(&mut c, v);
     let v = root.take("probe");
@@ -500,6 +511,8 @@ pub fn check(
     c.finish(root);
     if c.problems.is_empty() {
         Ok(Config {
+            poll_enabled,
+            firehose,
             listen_addresses,
             web_config_file,
             telemetry_path,
@@ -518,6 +531,90 @@ pub fn check(
             problems: c.problems,
         })
     }
+}
+
+/// The push receiver: on when `firehose.listen_address` is set.
+fn check_firehose(c: &mut Checker<'_>, v: Option<Value>) -> Option<FirehoseConfig> {
+    let mut s = c.section("firehose".into(), v);
+    let v = s.take("listen_address");
+    let listen = c.string("firehose.listen_address", v);
+    let v = s.take("access_key_file");
+    let access_key_file = c.string("firehose.access_key_file", v).map(PathBuf::from);
+    let v = s.take("allow_unauthenticated");
+    let allow_unauthenticated = c.boolean("firehose.allow_unauthenticated", v, false);
+    let v = s.take("max_body_bytes");
+    let max_body_bytes = c.integer(
+        "firehose.max_body_bytes",
+        v,
+        firehose::DEFAULT_MAX_BODY_BYTES as i64,
+        1024,
+        1 << 30,
+    ) as usize;
+    let v = s.take("max_decompressed_bytes");
+    let max_decompressed_bytes = c.integer(
+        "firehose.max_decompressed_bytes",
+        v,
+        firehose::DEFAULT_MAX_DECOMPRESSED_BYTES as i64,
+        1024,
+        4 << 30,
+    ) as usize;
+    let v = s.take("request_id_ttl");
+    let request_id_ttl = c.positive_duration(
+        "firehose.request_id_ttl",
+        v,
+        firehose::DEFAULT_REQUEST_ID_TTL,
+    );
+    let v = s.take("max_event_ids");
+    let max_event_ids = c.integer(
+        "firehose.max_event_ids",
+        v,
+        firehose::DEFAULT_MAX_EVENT_IDS as i64,
+        1,
+        100_000_000,
+    ) as usize;
+    let v = s.take("max_concurrent_requests");
+    let max_concurrent_requests = c.integer(
+        "firehose.max_concurrent_requests",
+        v,
+        firehose::DEFAULT_MAX_CONCURRENT_REQUESTS as i64,
+        1,
+        1024,
+    ) as usize;
+    c.finish(s);
+    let text = listen?;
+    let address = match parse_listen_address(&text) {
+        Ok(a) => a,
+        Err(msg) => {
+            c.bad("firehose.listen_address", msg);
+            return None;
+        }
+    };
+    if access_key_file.is_none() && !allow_unauthenticated {
+        c.bad(
+            "firehose.access_key_file",
+            "the push receiver needs an access key file (one key per line, the key set on the Firehose stream), or --firehose.allow-unauthenticated to accept anyone who reaches it",
+        );
+    }
+    if let Some(p) = &access_key_file {
+        if let Err(e) = std::fs::metadata(p) {
+            c.bad(
+                "firehose.access_key_file",
+                format!(
+                    "cannot read {}: {e}; check the path and permissions",
+                    p.display()
+                ),
+            );
+        }
+    }
+    let mut cfg = FirehoseConfig::new(address);
+    cfg.access_key_file = access_key_file;
+    cfg.allow_unauthenticated = allow_unauthenticated;
+    cfg.max_body_bytes = max_body_bytes;
+    cfg.max_decompressed_bytes = max_decompressed_bytes;
+    cfg.request_id_ttl = request_id_ttl;
+    cfg.max_event_ids = max_event_ids;
+    cfg.max_concurrent_requests = max_concurrent_requests;
+    Some(cfg)
 }
 
 fn check_inventory(c: &mut Checker<'_>, v: Option<Value>) -> InventoryConfig {

@@ -39,6 +39,11 @@ pub type Target = crate::source::TargetSpec;
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Poll CloudWatch Logs (`poll.enabled`, default true); false runs push
+    /// only.
+    pub poll_enabled: bool,
+    /// The Firehose push receiver, when `firehose.listen_address` is set.
+    pub firehose: Option<crate::source::firehose::FirehoseConfig>,
     /// Every address the web edge listens on (at least one).
     pub listen_addresses: Vec<SocketAddr>,
     /// The exporter-toolkit web configuration (TLS, basic auth, headers)
@@ -154,6 +159,24 @@ impl Config {
         }
         if let Some(p) = &self.web_config_file {
             let _ = writeln!(out, "  web.config_file: {}", p.display());
+        }
+        let _ = writeln!(out, "  poll.enabled: {}", self.poll_enabled);
+        match &self.firehose {
+            Some(f) => {
+                let _ = writeln!(
+                    out,
+                    "  firehose: listen_address={} access_key_file={} allow_unauthenticated={} max_body_bytes={}",
+                    f.listen_address,
+                    f.access_key_file
+                        .as_ref()
+                        .map_or("-".to_owned(), |p| p.display().to_string()),
+                    f.allow_unauthenticated,
+                    f.max_body_bytes
+                );
+            }
+            None => {
+                let _ = writeln!(out, "  firehose: off");
+            }
         }
         let _ = writeln!(out, "  telemetry_path: {}", self.telemetry_path);
         let _ = writeln!(out, "  state.path: {}", self.state_path.display());

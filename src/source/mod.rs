@@ -16,6 +16,7 @@
 pub mod checkpoint;
 pub mod cloudwatch;
 pub mod discovery;
+pub mod firehose;
 pub mod poller;
 pub mod ratelimit;
 

@@ -14,6 +14,7 @@ mod daemon_e2e;
 mod daemon_restart;
 mod dashboards_static;
 mod demo_script;
+mod firehose_push;
 mod inventory_daemon;
 mod inventory_moto;
 mod labels_attack;

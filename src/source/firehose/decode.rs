@@ -1,0 +1,465 @@
+//! Decoding, one layer exactly once each (pitfall 3 of the contract notes):
+//! the body by its `Content-Encoding`, each record from base64, then by its
+//! own magic bytes (gzip `1f 8b`, possibly several concatenated members, or
+//! plain JSON when Firehose was told to decompress), then the CloudWatch
+//! Logs subscription JSON (one or several documents back to back).
+//!
+//! Every decompression is capped: the body at the body cap, each record at
+//! [`MAX_RECORD_DECOMPRESSED_BYTES`] and at what is left of the request's
+//! budget, so a gzip bomb costs at most the cap in memory and CPU. Pure
+//! functions over bytes: no I/O, no metrics, no logging.
+
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use flate2::{Crc, Decompress, FlushDecompress, Status};
+
+use super::models::{LogsMessage, MessageType};
+
+/// One record's decompressed payload can never legitimately exceed this:
+/// CloudWatch Logs sends at most ~1 MiB of events per subscription message
+/// (the PutLogEvents batch limit) and JSON escaping at most doubles it
+/// (plus the envelope). Four times that leaves room and stops a bomb early.
+pub const MAX_RECORD_DECOMPRESSED_BYTES: usize = 8 * 1024 * 1024;
+
+/// Standard alphabet; padding optional (Firehose pads, hand-made senders
+/// sometimes do not, and the meaning is the same).
+const BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Why a body could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    /// More than the body cap after decompression (413).
+    TooLarge,
+    /// `Content-Encoding: gzip` but the body is not (valid, complete) gzip (400).
+    BadGzip,
+}
+
+/// Decompresses a `Content-Encoding: gzip` body, refusing more than `cap` bytes.
+pub fn gunzip_body(body: &[u8], cap: usize) -> Result<Vec<u8>, BodyError> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(cap));
+    let mut inflater = Decompress::new(false);
+    match gunzip_into(body, cap, &mut inflater, &mut out) {
+        Ok(()) => Ok(out),
+        Err(GzError::TooLarge) => Err(BodyError::TooLarge),
+        Err(GzError::Bad) => Err(BodyError::BadGzip),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GzError {
+    Bad,
+    TooLarge,
+}
+
+/// Output grows by this much at a time (bounded by the cap plus one step).
+const OUT_STEP: usize = 64 * 1024;
+
+/// Inflates every gzip member of `input` (RFC 1952; one or several back to
+/// back) into `out`, at most `cap` bytes, checking each member's CRC and
+/// length. The inflate state is the caller's and reused: setting one up
+/// per record (a 32 KiB window, zeroed) cost more than the inflating.
+fn gunzip_into(
+    input: &[u8],
+    cap: usize,
+    inflater: &mut Decompress,
+    out: &mut Vec<u8>,
+) -> Result<(), GzError> {
+    let mut pos = 0usize;
+    loop {
+        // ---- member header ----
+        let h = input.get(pos..pos + 10).ok_or(GzError::Bad)?;
+        if h[0] != 0x1f || h[1] != 0x8b || h[2] != 8 || h[3] & 0xe0 != 0 {
+            return Err(GzError::Bad);
+        }
+        let flags = h[3];
+        pos += 10;
+        if flags & 0x04 != 0 {
+            let x = input.get(pos..pos + 2).ok_or(GzError::Bad)?;
+            pos += 2 + u16::from_le_bytes([x[0], x[1]]) as usize;
+        }
+        for bit in [0x08u8, 0x10] {
+            if flags & bit != 0 {
+                let rest = input.get(pos..).ok_or(GzError::Bad)?;
+                let nul = rest.iter().position(|b| *b == 0).ok_or(GzError::Bad)?;
+                pos += nul + 1;
+            }
+        }
+        if flags & 0x02 != 0 {
+            pos += 2;
+        }
+        if pos > input.len() {
+            return Err(GzError::Bad);
+        }
+        // ---- deflate data ----
+        inflater.reset(false);
+        let start = out.len();
+        loop {
+            if out.capacity() - out.len() < OUT_STEP / 2 {
+                // Double, but never past the cap by more than one step.
+                let room = cap.saturating_sub(out.len()).max(OUT_STEP);
+                out.reserve_exact(out.len().clamp(OUT_STEP, room));
+            }
+            let (in0, out0) = (inflater.total_in(), inflater.total_out());
+            let status = inflater
+                .decompress_vec(&input[pos..], out, FlushDecompress::None)
+                .map_err(|_| GzError::Bad)?;
+            pos += (inflater.total_in() - in0) as usize;
+            if out.len() > cap {
+                return Err(GzError::TooLarge);
+            }
+            match status {
+                Status::StreamEnd => break,
+                _ if inflater.total_in() == in0 && inflater.total_out() == out0 => {
+                    return Err(GzError::Bad); // input ended inside the stream
+                }
+                _ => {}
+            }
+        }
+        // ---- trailer: CRC-32 and length mod 2^32 ----
+        let t = input.get(pos..pos + 8).ok_or(GzError::Bad)?;
+        let mut crc = Crc::new();
+        crc.update(&out[start..]);
+        let want_crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+        let want_len = u32::from_le_bytes([t[4], t[5], t[6], t[7]]);
+        if crc.sum() != want_crc || (out.len() - start) as u32 != want_len {
+            return Err(GzError::Bad);
+        }
+        pos += 8;
+        if pos == input.len() {
+            return Ok(());
+        }
+    }
+}
+
+/// Why a record was not counted. Logged (sampled), never a label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undecodable {
+    NotBase64,
+    /// 1 or 2 bytes: too short to be gzip or a subscription message.
+    TooShort,
+    /// Gzip magic but a corrupt or truncated stream.
+    BadGzip,
+    /// Decompresses past the per-record or per-request cap.
+    TooLarge,
+    /// Neither gzip nor a JSON object (e.g. Firehose "extract messages" on).
+    NotGzipOrJson,
+    /// JSON, but not a CloudWatch Logs subscription message.
+    NotSubscription,
+    /// A `messageType` other than DATA_MESSAGE / CONTROL_MESSAGE.
+    UnknownMessageType,
+}
+
+impl Undecodable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Undecodable::NotBase64 => "not base64",
+            Undecodable::TooShort => "shorter than 3 bytes",
+            Undecodable::BadGzip => "corrupt or truncated gzip",
+            Undecodable::TooLarge => "decompresses past the cap (gzip bomb?)",
+            Undecodable::NotGzipOrJson => {
+                "neither gzip nor JSON (is Firehose's message extraction on? it must be off)"
+            }
+            Undecodable::NotSubscription => "not a CloudWatch Logs subscription message",
+            Undecodable::UnknownMessageType => "unknown messageType",
+        }
+    }
+}
+
+/// What one record turned out to be.
+#[derive(Debug)]
+pub enum Record {
+    /// Zero bytes of data: allowed by the contract, nothing to count.
+    Empty,
+    /// Only CONTROL_MESSAGE documents.
+    Control,
+    /// One or more DATA_MESSAGE documents (CONTROL_MESSAGEs among them are dropped).
+    Data(Vec<LogsMessage>),
+    Undecodable(Undecodable),
+}
+
+/// Reusable buffers and inflate state for decoding many records.
+pub struct Scratch {
+    raw: Vec<u8>,
+    plain: Vec<u8>,
+    inflater: Decompress,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            raw: Vec::new(),
+            plain: Vec::new(),
+            inflater: Decompress::new(false),
+        }
+    }
+}
+
+/// Decodes one record's base64 `data`. `budget` is what is left of the
+/// request's decompressed-bytes cap; the bytes of a record that decodes are
+/// taken from it (and returned in the second value).
+pub fn decode_record(data: &str, budget: usize, scratch: &mut Scratch) -> (Record, usize) {
+    scratch.raw.clear();
+    if BASE64
+        .decode_vec(data.as_bytes(), &mut scratch.raw)
+        .is_err()
+    {
+        return (Record::Undecodable(Undecodable::NotBase64), 0);
+    }
+    let raw = &scratch.raw[..];
+    if raw.is_empty() {
+        return (Record::Empty, 0);
+    }
+    if raw.len() < 3 {
+        return (Record::Undecodable(Undecodable::TooShort), 0);
+    }
+    let payload: &[u8] = if raw[0] == 0x1f && raw[1] == 0x8b {
+        let cap = MAX_RECORD_DECOMPRESSED_BYTES.min(budget);
+        scratch.plain.clear();
+        match gunzip_into(raw, cap, &mut scratch.inflater, &mut scratch.plain) {
+            Ok(()) => &scratch.plain,
+            Err(GzError::TooLarge) => return (Record::Undecodable(Undecodable::TooLarge), 0),
+            Err(GzError::Bad) => return (Record::Undecodable(Undecodable::BadGzip), 0),
+        }
+    } else {
+        if raw.len() > budget {
+            return (Record::Undecodable(Undecodable::TooLarge), 0);
+        }
+        match raw.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => raw,
+            _ => return (Record::Undecodable(Undecodable::NotGzipOrJson), 0),
+        }
+    };
+    let used = payload.len();
+    (parse_messages(payload), used)
+}
+
+/// Parses one or more subscription documents written back to back.
+fn parse_messages(payload: &[u8]) -> Record {
+    let mut data = Vec::new();
+    let mut control = false;
+    for doc in serde_json::Deserializer::from_slice(payload).into_iter::<LogsMessage>() {
+        let Ok(msg) = doc else {
+            return Record::Undecodable(Undecodable::NotSubscription);
+        };
+        match msg.message_type {
+            MessageType::Control => control = true,
+            MessageType::Data if msg.log_group.is_empty() => {
+                return Record::Undecodable(Undecodable::NotSubscription)
+            }
+            MessageType::Data => data.push(msg),
+            MessageType::Other => return Record::Undecodable(Undecodable::UnknownMessageType),
+        }
+    }
+    if !data.is_empty() {
+        Record::Data(data)
+    } else if control {
+        Record::Control
+    } else {
+        Record::Undecodable(Undecodable::NotSubscription)
+    }
+}
+
+/// Test and benchmark helpers: what a CloudWatch Logs subscription puts in
+/// a record, and gzip.
+pub mod encode {
+    use std::io::Write;
+
+    use base64::Engine as _;
+    use flate2::write::GzEncoder;
+    use flate2::Compression;
+
+    /// Gzip of `bytes` (one member, default level as CloudWatch Logs).
+    pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+        let _ = enc.write_all(bytes);
+        enc.finish().unwrap_or_default()
+    }
+
+    /// Standard padded base64.
+    pub fn base64(bytes: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+
+    /// A DATA_MESSAGE with `(id, timestamp_ms, message)` events.
+    pub fn data_message(group: &str, stream: &str, events: &[(String, i64, String)]) -> String {
+        let events: Vec<serde_json::Value> = events
+            .iter()
+            .map(|(id, ts, m)| serde_json::json!({"id": id, "timestamp": ts, "message": m}))
+            .collect();
+        serde_json::json!({
+            "messageType": "DATA_MESSAGE",
+            "owner": "111122223333",
+            "logGroup": group,
+            "logStream": stream,
+            "subscriptionFilters": ["to-firehose"],
+            "logEvents": events,
+        })
+        .to_string()
+    }
+
+    /// The reachability check CloudWatch Logs sends when a subscription is created.
+    pub fn control_message() -> String {
+        serde_json::json!({
+            "messageType": "CONTROL_MESSAGE",
+            "owner": "CloudwatchLogs",
+            "logGroup": "",
+            "logStream": "",
+            "subscriptionFilters": [],
+            "logEvents": [{"id": "", "timestamp": 1_700_000_000_000_i64,
+                "message": "CWL CONTROL MESSAGE: Checking health of destination Firehose."}],
+        })
+        .to_string()
+    }
+
+    /// A delivery request body with the given base64 record data.
+    pub fn request_body(request_id: &str, timestamp_ms: i64, records: &[String]) -> String {
+        let records: Vec<serde_json::Value> = records
+            .iter()
+            .map(|d| serde_json::json!({ "data": d }))
+            .collect();
+        serde_json::json!({"requestId": request_id, "timestamp": timestamp_ms, "records": records})
+            .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode::*;
+    use super::*;
+
+    const BIG: usize = 1 << 30;
+
+    fn msg(group: &str, n: usize) -> String {
+        let ev: Vec<(String, i64, String)> = (0..n)
+            .map(|i| (i.to_string(), 1_700_000_000_000 + i as i64, format!("m{i}")))
+            .collect();
+        data_message(group, "s", &ev)
+    }
+
+    fn events(r: &Record) -> Option<usize> {
+        match r {
+            Record::Data(v) => Some(v.iter().map(|m| m.log_events.len()).sum()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn record_table() {
+        let one = msg("/g", 2);
+        let two = format!("{}\n{}", msg("/g", 1), msg("/h", 3));
+        let mut concat = gzip(msg("/g", 2).as_bytes());
+        concat.extend(gzip(msg("/h", 1).as_bytes()));
+        let mut bad_crc = gzip(one.as_bytes());
+        let n = bad_crc.len();
+        bad_crc[n - 8] ^= 0xff;
+        let mut trailing = gzip(one.as_bytes());
+        trailing.extend_from_slice(b"junk");
+        let mut truncated = gzip(one.as_bytes());
+        truncated.truncate(truncated.len() - 6);
+        // (name, base64 data, expected: Ok(events) | Err(kind) | "empty"/"control")
+        let cases: Vec<(&str, String, &str)> = vec![
+            ("gzip record", base64(&gzip(one.as_bytes())), "data:2"),
+            ("plain json record", base64(one.as_bytes()), "data:2"),
+            (
+                "two documents in one member",
+                base64(&gzip(two.as_bytes())),
+                "data:4",
+            ),
+            ("concatenated gzip members", base64(&concat), "data:3"),
+            ("empty record", String::new(), "empty"),
+            (
+                "control message",
+                base64(&gzip(control_message().as_bytes())),
+                "control",
+            ),
+            ("one byte", base64(&[0x1f]), "TooShort"),
+            ("two bytes of gzip magic", base64(&[0x1f, 0x8b]), "TooShort"),
+            ("not base64", "%%%not base64%%%".into(), "NotBase64"),
+            (
+                "not gzip nor json",
+                base64(b"CONNECTED user=x"),
+                "NotGzipOrJson",
+            ),
+            (
+                "gzip magic, garbage",
+                base64(&[0x1f, 0x8b, 8, 0, 1, 2, 3, 4]),
+                "BadGzip",
+            ),
+            ("truncated gzip", base64(&truncated), "BadGzip"),
+            ("gzip with a wrong CRC", base64(&bad_crc), "BadGzip"),
+            ("gzip with trailing junk", base64(&trailing), "BadGzip"),
+            (
+                "json, not a subscription",
+                base64(br#"{"a":1}"#),
+                "NotSubscription",
+            ),
+            (
+                "extracted message",
+                base64(&gzip(br#"{"activity-type":"CONNECTED"}"#)),
+                "NotSubscription",
+            ),
+            (
+                "unknown type",
+                base64(br#"{"messageType":"X"}"#),
+                "UnknownMessageType",
+            ),
+            (
+                "data without group",
+                base64(br#"{"messageType":"DATA_MESSAGE","logEvents":[]}"#),
+                "NotSubscription",
+            ),
+        ];
+        let mut scratch = Scratch::default();
+        for (name, data, want) in cases {
+            let (rec, _) = decode_record(&data, BIG, &mut scratch);
+            let got = match &rec {
+                Record::Empty => "empty".to_owned(),
+                Record::Control => "control".to_owned(),
+                Record::Data(_) => format!("data:{}", events(&rec).unwrap_or(0)),
+                Record::Undecodable(k) => format!("{k:?}"),
+            };
+            assert_eq!(got, want, "case {name:?}: data {data:?}");
+        }
+    }
+
+    #[test]
+    fn gzip_bomb_stops_at_the_cap() {
+        let zeros = vec![b' '; 64 * 1024 * 1024];
+        let bomb = base64(&gzip(&zeros));
+        assert!(bomb.len() < 200_000, "bomb is small: {}", bomb.len());
+        let mut scratch = Scratch::default();
+        let (rec, used) = decode_record(&bomb, BIG, &mut scratch);
+        assert!(
+            matches!(rec, Record::Undecodable(Undecodable::TooLarge)),
+            "{rec:?}"
+        );
+        assert_eq!(used, 0);
+        assert!(scratch.plain.len() <= MAX_RECORD_DECOMPRESSED_BYTES + OUT_STEP);
+        // The request budget caps too.
+        let small = base64(&gzip(msg("/g", 100).as_bytes()));
+        let (rec, _) = decode_record(&small, 100, &mut scratch);
+        assert!(
+            matches!(rec, Record::Undecodable(Undecodable::TooLarge)),
+            "{rec:?}"
+        );
+        let (rec, used) = decode_record(&small, BIG, &mut scratch);
+        assert!(matches!(rec, Record::Data(_)));
+        assert_eq!(used, msg("/g", 100).len());
+    }
+
+    #[test]
+    fn body_gunzip() {
+        let body = br#"{"requestId":"r","records":[]}"#;
+        assert_eq!(gunzip_body(&gzip(body), 1000).unwrap(), body.to_vec());
+        assert_eq!(gunzip_body(&gzip(body), 10), Err(BodyError::TooLarge));
+        assert_eq!(gunzip_body(body, 1000), Err(BodyError::BadGzip));
+        assert_eq!(gunzip_body(b"", 1000), Err(BodyError::BadGzip));
+        let mut cut = gzip(body);
+        cut.truncate(cut.len() / 2);
+        assert_eq!(gunzip_body(&cut, 1000), Err(BodyError::BadGzip));
+    }
+}

@@ -1,0 +1,461 @@
+//! The Firehose push source: an HTTP endpoint for Amazon Data Firehose
+//! (protocol 1.0) carrying CloudWatch Logs subscription records, so the
+//! exporter can be one of Firehose's destinations instead of polling
+//! FilterLogEvents against the account's small shared quota.
+//!
+//! ```text
+//! CloudWatch Logs ─ subscription filter ─▶ Firehose ─ HTTPS POST /firehose ─▶ Receiver
+//!     auth (auth.rs) → size cap → decode (decode.rs) → dedup (dedup.rs)
+//!     → EventSink::submit (the ingest boundary) → 200 only after it returned
+//! ```
+//!
+//! A self-contained component: [`FirehoseConfig`] (checked by
+//! [`FirehoseConfig::validate`]), [`Receiver::new`], and either [`serve`]
+//! on its own listener or [`Receiver::handle`] mounted by a web edge.
+//! [`Receiver::status`] is for the landing page; [`metrics::FirehoseMetrics`]
+//! registers the self-metrics on a given registry. The delivery contract and
+//! its pitfalls are in `reference/firehose-http-endpoint.md`; the choices:
+//! undecodable records are counted and answered 200 (a retry cannot fix
+//! them), transient conditions 503, 413 only for a body over the cap.
+
+pub mod auth;
+pub mod decode;
+pub mod dedup;
+pub mod errors;
+pub mod handler;
+pub mod metrics;
+pub mod models;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use self::errors::{FirehoseError, Reject};
+pub use self::handler::Ack;
+pub use self::metrics::FirehoseMetrics;
+
+use self::auth::Authenticator;
+use self::decode::Undecodable;
+use self::dedup::{EventIds, RequestIds};
+use crate::event::RawEvent;
+use crate::pipeline::Pipeline;
+
+/// Where Firehose delivers.
+pub const PUSH_PATH: &str = "/firehose";
+/// Load-balancer health checks: answered 200 and never counted as a bad
+/// request (pitfall 8: health checks on the push path look like errors).
+pub const HEALTH_PATH: &str = "/-/healthy";
+
+/// Firehose's own maximum buffer size: a smaller cap would answer 413 to
+/// legitimate requests, which Firehose drops without retry.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Decompressed subscription JSON per request. CloudWatch Logs payloads
+/// compress 5–20×, so a full 64 MiB request of gzip records can exceed
+/// this; at low-latency buffering (1–5 MiB) it never will. Records past the
+/// budget are counted as undecodable (and logged), never silently dropped;
+/// raise it (memory: about this much per request in flight) if that shows.
+pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 256 * 1024 * 1024;
+
+/// How long an acknowledged request id is remembered: Firehose's default
+/// retry duration. Streams configured with a longer retry duration (up to
+/// 7,200 s) should raise it to match.
+pub const DEFAULT_REQUEST_ID_TTL: Duration = Duration::from_secs(300);
+
+/// Acknowledged request ids remembered at most (~100 bytes each). Firehose
+/// sends one request per buffer interval per shard: even one per 10 ms for
+/// five minutes is 30,000.
+pub const DEFAULT_MAX_REQUEST_IDS: usize = 100_000;
+
+/// Event ids remembered (~64 bytes each, ~32 MiB): five minutes of 1,600
+/// events/s, the window in which Firehose re-sends. Older duplicates are
+/// not recognised (and would be counted again).
+pub const DEFAULT_MAX_EVENT_IDS: usize = 500_000;
+
+/// Requests processed at once. Each holds its body and decoded events in
+/// memory (up to the caps above); Firehose sends a few in parallel per
+/// stream, and a 503 beyond this is retried.
+pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 8;
+
+/// How long a client may take to send its request headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a body may take to arrive: Firehose waits 3 minutes for an
+/// answer, then retries anyway.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Undecodable records written to the log per minute; the rest are only counted.
+const UNDECODABLE_SAMPLES_PER_MINUTE: u32 = 5;
+
+/// The receiver's configuration (YAML `firehose:`, flags `--firehose.*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirehoseConfig {
+    /// `firehose.listen_address`: the push listener (off when the section is absent).
+    pub listen_address: SocketAddr,
+    /// `firehose.access_key_file`: one accepted key per non-empty line.
+    pub access_key_file: Option<PathBuf>,
+    /// `firehose.allow_unauthenticated`: start without a key file (loud warning).
+    pub allow_unauthenticated: bool,
+    pub max_body_bytes: usize,
+    pub max_decompressed_bytes: usize,
+    pub request_id_ttl: Duration,
+    pub max_request_ids: usize,
+    pub max_event_ids: usize,
+    pub max_concurrent_requests: usize,
+}
+
+impl FirehoseConfig {
+    /// Defaults for everything but where to listen.
+    pub fn new(listen_address: SocketAddr) -> FirehoseConfig {
+        FirehoseConfig {
+            listen_address,
+            access_key_file: None,
+            allow_unauthenticated: false,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_decompressed_bytes: DEFAULT_MAX_DECOMPRESSED_BYTES,
+            request_id_ttl: DEFAULT_REQUEST_ID_TTL,
+            max_request_ids: DEFAULT_MAX_REQUEST_IDS,
+            max_event_ids: DEFAULT_MAX_EVENT_IDS,
+            max_concurrent_requests: DEFAULT_MAX_CONCURRENT_REQUESTS,
+        }
+    }
+
+    /// Every problem at once, for the config checker.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.access_key_file.is_none() && !self.allow_unauthenticated {
+            p.push(FirehoseError::NoAccessKey.to_string());
+        }
+        if self.max_body_bytes == 0 {
+            p.push("firehose.max_body_bytes must be positive".to_owned());
+        }
+        if self.max_body_bytes < DEFAULT_MAX_BODY_BYTES {
+            // Allowed (memory-constrained hosts), but Firehose drops 413s.
+            tracing::debug!("firehose.max_body_bytes below Firehose's 64 MiB maximum");
+        }
+        if self.max_decompressed_bytes == 0 {
+            p.push("firehose.max_decompressed_bytes must be positive".to_owned());
+        }
+        if self.request_id_ttl.is_zero() {
+            p.push(
+                "firehose.request_id_ttl must be positive (Firehose retries for 300 s by default)"
+                    .to_owned(),
+            );
+        }
+        for (name, v) in [
+            ("max_request_ids", self.max_request_ids),
+            ("max_event_ids", self.max_event_ids),
+            ("max_concurrent_requests", self.max_concurrent_requests),
+        ] {
+            if v == 0 {
+                p.push(format!("firehose.{name} must be positive"));
+            }
+        }
+        p
+    }
+}
+
+pub use crate::ingest::EventSink;
+
+/// An [`EventSink`] straight into a pipeline, for tests and benchmarks of
+/// the receiver alone (the daemon hands it the ingest boundary).
+pub struct PipelineSink(pub Arc<Mutex<Pipeline>>);
+
+impl EventSink for PipelineSink {
+    fn submit(&self, events: &[RawEvent]) {
+        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for e in events {
+            p.process(e);
+        }
+    }
+}
+
+/// What the landing page shows about the push listener.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FirehoseStatus {
+    /// Where the listener is bound (the configured address until [`serve`] bound it).
+    pub listen_address: SocketAddr,
+    /// Last `POST /firehose`, Unix milliseconds.
+    pub last_request_ms: Option<i64>,
+    /// The last rejected request or undecodable record, with its time (Unix ms).
+    pub last_error: Option<(i64, String)>,
+    /// Set when requests are accepted without an access key.
+    pub warning: Option<&'static str>,
+}
+
+const UNAUTHENTICATED_WARNING: &str =
+    "the Firehose receiver accepts requests WITHOUT an access key (firehose.allow_unauthenticated): anyone who can reach it can add events";
+
+#[derive(Debug)]
+struct StatusInner {
+    listen_address: SocketAddr,
+    last_request_ms: Option<i64>,
+    last_error: Option<(i64, String)>,
+}
+
+struct Sample {
+    window: Instant,
+    logged: u32,
+    suppressed: u64,
+}
+
+pub(crate) struct Inner {
+    cfg: FirehoseConfig,
+    auth: Authenticator,
+    sink: Arc<dyn EventSink>,
+    metrics: FirehoseMetrics,
+    requests: Mutex<RequestIds>,
+    events: Mutex<EventIds>,
+    permits: Arc<Semaphore>,
+    draining: AtomicBool,
+    status: Mutex<StatusInner>,
+    sample: Mutex<Sample>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Inner {
+    fn lock_requests(&self) -> MutexGuard<'_, RequestIds> {
+        lock(&self.requests)
+    }
+
+    fn lock_events(&self) -> MutexGuard<'_, EventIds> {
+        lock(&self.events)
+    }
+
+    fn note_request(&self) {
+        lock(&self.status).last_request_ms = Some(now_ms());
+    }
+
+    fn note_error(&self, msg: &str) {
+        lock(&self.status).last_error = Some((now_ms(), msg.to_owned()));
+    }
+
+    /// Logs an undecodable record, at most a few per minute.
+    fn sample_undecodable(
+        &self,
+        request_id: &str,
+        source_arn: &str,
+        index: usize,
+        why: Undecodable,
+        base64_len: usize,
+    ) {
+        self.note_error(&format!("undecodable record: {}", why.as_str()));
+        let mut s = lock(&self.sample);
+        if s.window.elapsed() >= Duration::from_secs(60) {
+            if s.suppressed > 0 {
+                tracing::warn!(
+                    suppressed = s.suppressed,
+                    "more undecodable Firehose records in the last minute were counted but not logged"
+                );
+            }
+            *s = Sample {
+                window: Instant::now(),
+                logged: 0,
+                suppressed: 0,
+            };
+        }
+        if s.logged < UNDECODABLE_SAMPLES_PER_MINUTE {
+            s.logged += 1;
+            tracing::warn!(
+                request_id = %request_id,
+                source_arn = %source_arn,
+                record = index,
+                base64_len,
+                reason = why.as_str(),
+                "undecodable Firehose record: counted in aws_transfer_exporter_firehose_records_total{{outcome=\"undecodable\"}} and acknowledged (a retry cannot fix it)"
+            );
+        } else {
+            s.suppressed += 1;
+        }
+    }
+}
+
+/// The receiver: cheap to clone (one shared state).
+#[derive(Clone)]
+pub struct Receiver {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Receiver {
+    /// Loads the access keys (or refuses to start without them unless
+    /// `allow_unauthenticated`), and sets up the bounded dedup memories.
+    pub fn new(
+        cfg: FirehoseConfig,
+        sink: Arc<dyn EventSink>,
+        metrics: FirehoseMetrics,
+    ) -> Result<Receiver, FirehoseError> {
+        let problems = cfg.validate();
+        if !problems.is_empty() {
+            if cfg.access_key_file.is_none() && !cfg.allow_unauthenticated {
+                return Err(FirehoseError::NoAccessKey);
+            }
+            return Err(FirehoseError::Config(problems.join("; ")));
+        }
+        let auth = Authenticator::new(cfg.access_key_file.as_deref(), cfg.allow_unauthenticated)?;
+        if auth.is_open() {
+            tracing::warn!(listen_address = %cfg.listen_address, "{UNAUTHENTICATED_WARNING}");
+        }
+        Ok(Receiver {
+            inner: Arc::new(Inner {
+                auth,
+                sink,
+                metrics,
+                requests: Mutex::new(RequestIds::new(cfg.request_id_ttl, cfg.max_request_ids)),
+                events: Mutex::new(EventIds::new(cfg.max_event_ids)),
+                permits: Arc::new(Semaphore::new(cfg.max_concurrent_requests)),
+                draining: AtomicBool::new(false),
+                status: Mutex::new(StatusInner {
+                    listen_address: cfg.listen_address,
+                    last_request_ms: None,
+                    last_error: None,
+                }),
+                sample: Mutex::new(Sample {
+                    window: Instant::now(),
+                    logged: 0,
+                    suppressed: 0,
+                }),
+                cfg,
+            }),
+        })
+    }
+
+    /// From now on every request is answered 503 (Firehose retries it
+    /// elsewhere or later); requests already past the last check finish.
+    pub fn begin_shutdown(&self) {
+        self.inner.draining.store(true, Ordering::Release);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.draining.load(Ordering::Acquire)
+    }
+
+    pub fn config(&self) -> &FirehoseConfig {
+        &self.inner.cfg
+    }
+
+    /// For the landing page.
+    pub fn status(&self) -> FirehoseStatus {
+        let st = lock(&self.inner.status);
+        FirehoseStatus {
+            listen_address: st.listen_address,
+            last_request_ms: st.last_request_ms,
+            last_error: st.last_error.clone(),
+            warning: self.inner.auth.is_open().then_some(UNAUTHENTICATED_WARNING),
+        }
+    }
+
+    /// Sizes of the dedup memories now: (request ids, event ids). Never
+    /// above the configured bounds.
+    pub fn dedup_sizes(&self) -> (usize, usize) {
+        (
+            self.inner.lock_requests().len(),
+            self.inner.lock_events().len(),
+        )
+    }
+}
+
+/// Serves the push listener until `cancel` fires: then new requests get
+/// 503, the listener closes, and in-flight requests finish (hyper's
+/// graceful shutdown). Returns when every connection has ended; the caller
+/// bounds that with its drain deadline.
+pub async fn serve(listener: TcpListener, receiver: Receiver, cancel: CancellationToken) {
+    let edge = Arc::new(crate::web::Edge::plain());
+    serve_on(
+        crate::web::Listener::from_tcp(listener, edge),
+        receiver,
+        cancel,
+    )
+    .await
+}
+
+/// [`serve`] on a listener of the web edge: TLS (and client certificates)
+/// from the web config, as every listener of the exporter. Basic auth does
+/// not apply here: Firehose authenticates with its access key.
+pub async fn serve_on(
+    listener: crate::web::Listener,
+    receiver: Receiver,
+    cancel: CancellationToken,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        lock(&receiver.inner.status).listen_address = addr;
+        tracing::info!(listen_address = %addr, path = PUSH_PATH, "firehose receiver listening");
+    }
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(err) => {
+                tracing::warn!(error = %err, "firehose listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let rx = receiver.clone();
+        let cancel = cancel.clone();
+        let edge = listener.edge().clone();
+        tracker.spawn(async move {
+            let handshake = tokio::select! {
+                _ = cancel.cancelled() => return,
+                h = crate::web::handshake(&edge, stream) => h,
+            };
+            let stream = match handshake {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::debug!(peer = %peer, error = %err, "firehose connection refused before HTTP");
+                    return;
+                }
+            };
+            let svc = service_fn(move |req| {
+                let rx = rx.clone();
+                async move { Ok::<_, Infallible>(rx.handle(req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(peer = %peer, error = %err, "firehose connection ended with an error");
+            }
+        });
+    }
+    receiver.begin_shutdown();
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+    tracing::debug!("firehose listener closed");
+}
+
+#[cfg(test)]
+mod tests;
