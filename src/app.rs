@@ -108,14 +108,45 @@ pub fn main(args: ServeArgs) -> ExitCode {
 /// directive (`--log.level 'info,aws_config=debug'`).
 const QUIET_DEPENDENCIES: &str = "aws_config=warn,aws_smithy_runtime=warn,aws_smithy_runtime_api=warn,hyper=warn,hyper_util=warn";
 
+/// Dependencies whose debug/trace output can carry secrets (see
+/// `init_tracing`).
+const SECRET_BEARING_TARGETS: &[&str] = &[
+    "aws_sigv4",
+    "aws_runtime",
+    "aws_config",
+    "aws_credential_types",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "aws_smithy_http",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "tokio_rustls",
+];
+
 fn init_tracing(cfg: &Config) -> anyhow::Result<()> {
     let directive = if cfg.log_level.contains([',', '=']) {
         cfg.log_level.clone()
     } else {
         format!("{},{QUIET_DEPENDENCIES}", cfg.log_level)
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&directive)
         .with_context(|| format!("invalid log level {directive:?}"))?;
+    // Secrets never reach a log line, at any level: the SDK's signing and
+    // HTTP layers trace canonical requests and headers (the access key id,
+    // session tokens) and hyper/rustls trace raw bytes (basic-auth headers,
+    // Firehose access keys). Their debug and trace output is capped here,
+    // whatever the user asked for (a directive for the same target is
+    // replaced).
+    for capped in SECRET_BEARING_TARGETS {
+        filter = filter.add_directive(
+            format!("{capped}=info")
+                .parse()
+                .expect("static directive parses"),
+        );
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -193,3 +193,78 @@ fn no_credentials_is_said_plainly_for_both_apis_and_credentials_bring_it_up() {
         assert!(!text.contains(secret), "a credential reached /metrics");
     }
 }
+
+/// Issue 12: at `--log.level trace` (and with a full directive asking for
+/// the SDK's signing traces) neither the access key id nor the secret, nor
+/// the session token, reaches the log, while real signed calls are made.
+#[test]
+fn trace_logs_never_carry_the_credentials() {
+    let moto = Moto::shared();
+    for level in ["trace", "trace,aws_sigv4=trace,aws_smithy_runtime=trace"] {
+        let home = tempfile::tempdir().unwrap();
+        // bare_command's arguments and environment, with this log level.
+        let mut cmd = bare_command(
+            moto,
+            home.path(),
+            &[
+                ("AWS_ACCESS_KEY_ID", KEY_ID),
+                ("AWS_SECRET_ACCESS_KEY", SECRET),
+                ("AWS_SESSION_TOKEN", "tokenprobe-9d8c7b6a5e4f"),
+            ],
+        );
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .filter(|a| !a.starts_with("--log.level"))
+            .chain([format!("--log.level={level}")])
+            .collect();
+        let envs: Vec<(String, Option<String>)> = cmd
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        cmd = Command::new(BIN);
+        cmd.env_clear().args(&args);
+        for (k, v) in envs {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        cmd.stdin(std::process::Stdio::null());
+        let d = Daemon::spawn(cmd);
+        let text = d.wait_metrics(
+            "signed calls made",
+            "aws_transfer_exporter_api_calls_total",
+            Duration::from_secs(20),
+            |t| {
+                sum(
+                    t,
+                    "aws_transfer_exporter_api_calls_total",
+                    &[("outcome", "success")],
+                ) >= 2.0
+            },
+        );
+        assert!(text.contains("aws_transfer_exporter_api_calls_total"));
+        let log = d.stderr();
+        assert!(
+            log.contains("level=trace") || log.contains("level=debug"),
+            "{level}: the log is verbose:\n{}",
+            d.stderr_tail(5)
+        );
+        for secret in [KEY_ID, SECRET, "tokenprobe-9d8c7b6a5e4f"] {
+            assert!(
+                !log.contains(secret),
+                "{level}: {secret} reached the log:\n{}",
+                log.lines()
+                    .filter(|l| l.contains(secret))
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+}

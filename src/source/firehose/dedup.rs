@@ -18,7 +18,6 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, RandomState};
-use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -124,6 +123,7 @@ impl RequestIds {
 /// Event ids per log group, in one LRU of bounded size.
 pub struct EventIds {
     set: LruCache<u64, ()>,
+    cap: usize,
     hasher: RandomState,
 }
 
@@ -135,8 +135,13 @@ impl std::fmt::Debug for EventIds {
 
 impl EventIds {
     pub fn new(cap: usize) -> EventIds {
+        // Unbounded underneath and bounded by hand in `insert`: a bounded
+        // LruCache allocates its whole capacity up front (500,000 entries by
+        // default), which a receiver pays at start and a mostly idle one
+        // never needs.
         EventIds {
-            set: LruCache::new(NonZeroUsize::new(cap.max(1)).unwrap_or(NonZeroUsize::MIN)),
+            set: LruCache::unbounded(),
+            cap: cap.max(1),
             hasher: RandomState::new(),
         }
     }
@@ -150,7 +155,7 @@ impl EventIds {
     }
 
     pub fn cap(&self) -> usize {
-        self.set.cap().get()
+        self.cap
     }
 
     /// The key of an event: group and id, length-prefixed so
@@ -167,7 +172,11 @@ impl EventIds {
             return true;
         }
         let k = self.key(group, id);
-        self.set.put(k, ()).is_none()
+        let new = self.set.put(k, ()).is_none();
+        if self.set.len() > self.cap {
+            self.set.pop_lru();
+        }
+        new
     }
 
     /// Forgets an event (used to roll back a request that is not acknowledged).
