@@ -17,7 +17,6 @@
 //! shutdown); the daemon waits for them on its task tracker, under its drain
 //! deadline.
 
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
@@ -31,19 +30,14 @@ use hyper::header::{
     HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CACHE_CONTROL, CONTENT_ENCODING,
     CONTENT_TYPE, VARY,
 };
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::Registry;
 
 use crate::web::{self, encode};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long a client may take to send its request headers. Scrapers send
-/// them at once; the bound stops an idle or slow connection from holding a
-/// task (and shutdown) forever.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::web::listener::HEADER_READ_TIMEOUT;
 
 /// Log groups listed on the landing page; beyond this the page says how many
 /// more there are (the metrics have them all).
@@ -124,55 +118,11 @@ pub async fn serve(
     tracker: TaskTracker,
     cancel: CancellationToken,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(err) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %err, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    web::listener::serve_connections(&listener, &tracker, &cancel, "web", move |req| {
         let state = state.clone();
-        let cancel = cancel.clone();
-        tracker.spawn(async move {
-            let handshake = tokio::select! {
-                _ = cancel.cancelled() => return,
-                h = web::handshake(&state.web, stream) => h,
-            };
-            let stream = match handshake {
-                Ok(s) => s,
-                Err(err) => {
-                    tracing::debug!(peer = %peer, error = %err, "connection refused before HTTP");
-                    return;
-                }
-            };
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(handle(&state, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(err) = result {
-                tracing::debug!(peer = %peer, error = %err, "connection ended with an error");
-            }
-        });
-    }
+        async move { handle(&state, req).await }
+    })
+    .await;
     tracing::debug!("listener closed");
 }
 

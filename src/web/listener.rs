@@ -184,6 +184,78 @@ pub async fn handshake_within(
     }
 }
 
+/// How long a client may take to send its request headers, on every
+/// listener. Scrapers and Firehose send them at once; the bound stops an
+/// idle or slow connection from holding a task (and shutdown) forever.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 on `listener` until `cancel` fires: each connection gets
+/// the edge's handshake (TLS when configured), then `handle` per request;
+/// on cancel, connections finish their request in flight (hyper's graceful
+/// shutdown). The one connection loop of every listener (metrics and push).
+/// Connection tasks run on `tracker`; `what` names the listener in logs.
+pub async fn serve_connections<H, F>(
+    listener: &Listener,
+    tracker: &tokio_util::task::TaskTracker,
+    cancel: &tokio_util::sync::CancellationToken,
+    what: &'static str,
+    handle: H,
+) where
+    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = hyper::Response<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(err) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(listener = what, error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (edge, cancel, handle) = (listener.edge().clone(), cancel.clone(), handle.clone());
+        tracker.spawn(async move {
+            let handshake = tokio::select! {
+                _ = cancel.cancelled() => return,
+                h = handshake(&edge, stream) => h,
+            };
+            let stream = match handshake {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::debug!(listener = what, peer = %peer, error = %err, "connection refused before HTTP");
+                    return;
+                }
+            };
+            let svc = hyper::service::service_fn(move |req| {
+                let handle = handle.clone();
+                async move { Ok::<_, std::convert::Infallible>(handle(req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(listener = what, peer = %peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,15 +26,12 @@ pub mod handler;
 pub mod metrics;
 pub mod models;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -87,8 +84,7 @@ pub const DEFAULT_MAX_EVENT_IDS: usize = 500_000;
 /// stream, and a 503 beyond this is retried.
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 8;
 
-/// How long a client may take to send its request headers.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::web::listener::HEADER_READ_TIMEOUT;
 
 /// How long a body may take to arrive: Firehose waits 3 minutes for an
 /// answer, then retries anyway.
@@ -401,55 +397,12 @@ pub async fn serve_on(
         tracing::info!(listen_address = %addr, path = PUSH_PATH, "firehose receiver listening");
     }
     let tracker = TaskTracker::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = cancel.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
-            Err(err) => {
-                tracing::warn!(error = %err, "firehose listener: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let rx = receiver.clone();
-        let cancel = cancel.clone();
-        let edge = listener.edge().clone();
-        tracker.spawn(async move {
-            let handshake = tokio::select! {
-                _ = cancel.cancelled() => return,
-                h = crate::web::handshake(&edge, stream) => h,
-            };
-            let stream = match handshake {
-                Ok(s) => s,
-                Err(err) => {
-                    tracing::debug!(peer = %peer, error = %err, "firehose connection refused before HTTP");
-                    return;
-                }
-            };
-            let svc = service_fn(move |req| {
-                let rx = rx.clone();
-                async move { Ok::<_, Infallible>(rx.handle(req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(err) = result {
-                tracing::debug!(peer = %peer, error = %err, "firehose connection ended with an error");
-            }
-        });
-    }
+    let rx = receiver.clone();
+    crate::web::listener::serve_connections(&listener, &tracker, &cancel, "firehose", move |req| {
+        let rx = rx.clone();
+        async move { rx.handle(req).await }
+    })
+    .await;
     receiver.begin_shutdown();
     drop(listener);
     tracker.close();
