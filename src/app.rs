@@ -35,6 +35,7 @@ use crate::http::{self, AppState, FailureRow, GroupRow, TargetRow, View};
 use crate::ingest::Ingest;
 use crate::inventory::{self, Inventory, InventoryConfig, ServerSummary};
 use crate::metrics::Metrics;
+use crate::persist::Persister;
 use crate::shutdown;
 use crate::source::cloudwatch::LogsApi;
 use crate::source::firehose;
@@ -168,6 +169,7 @@ struct DaemonView {
     /// Set when polling is off and the start is complete.
     push_ready: std::sync::atomic::AtomicBool,
     ingest: Arc<Ingest>,
+    persist: Arc<Persister>,
 }
 
 impl View for DaemonView {
@@ -204,12 +206,7 @@ impl View for DaemonView {
     }
 
     fn scrape(&self) -> http::BoxFuture<'_, Option<Vec<prometheus::proto::MetricFamily>>> {
-        Box::pin(async {
-            match self.sources.get() {
-                Some(s) => Some(s.scrape().await),
-                None => None,
-            }
-        })
+        Box::pin(async { Some(self.persist.scrape().await) })
     }
 
     fn recent_failures(&self) -> Vec<FailureRow> {
@@ -289,6 +286,11 @@ impl App {
         let registry = Registry::new();
         let metrics = Arc::new(Metrics::new(&registry, cfg.limits));
         let ingest = Arc::new(Ingest::new(metrics.clone(), cfg.pipeline.clone()));
+        // The saved state first: counters resume before anything listens, so
+        // the first scrape of this life continues the last one.
+        let store: Arc<dyn StateStore> =
+            store.unwrap_or_else(|| Arc::new(FileStore::new(cfg.state_path.clone())));
+        let persist = Persister::load(store, ingest.clone(), metrics.clone());
         // The web config is read before binding, so a bad one fails startup
         // with every problem named and nothing listening.
         let edge = Arc::new(web::Edge::from_file(cfg.web_config_file.as_deref())?);
@@ -325,15 +327,15 @@ impl App {
                 firehose::FirehoseMetrics::new(&registry),
             )
             .context("cannot start the Firehose receiver")?;
+            receiver.persist_with(&persist);
             firehose = Some((l, receiver));
         }
-        let store: Arc<dyn StateStore> =
-            store.unwrap_or_else(|| Arc::new(FileStore::new(cfg.state_path.clone())));
         let cancel = CancellationToken::new();
         let view = Arc::new(DaemonView {
             sources: OnceLock::new(),
             push_ready: std::sync::atomic::AtomicBool::new(false),
             ingest: ingest.clone(),
+            persist: persist.clone(),
         });
         let done = tokio::spawn(serve(
             cfg,
@@ -343,7 +345,6 @@ impl App {
             registry.clone(),
             metrics.clone(),
             view.clone(),
-            store,
             logs_apis,
             cancel.clone(),
         ));
@@ -436,12 +437,20 @@ async fn serve(
     registry: Registry,
     metrics: Arc<Metrics>,
     view: Arc<DaemonView>,
-    store: Arc<dyn StateStore>,
     logs_apis: Option<Vec<Arc<dyn LogsApi>>>,
     cancel: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
     let ingest = view.ingest.clone();
+    let persist = view.persist.clone();
     let tracker = TaskTracker::new();
+    {
+        let every = if cfg.state_flush_interval.is_zero() {
+            crate::config::defaults::DEFAULT_STATE_FLUSH_INTERVAL
+        } else {
+            cfg.state_flush_interval
+        };
+        tracker.spawn(persist.clone().run_flusher(every, cancel.child_token()));
+    }
 
     let state = Arc::new(AppState {
         registry: registry.clone(),
@@ -497,8 +506,7 @@ async fn serve(
             Some(apis) => Sources::start_with_apis(
                 cfg.targets.clone(),
                 apis,
-                store.clone(),
-                cfg.state_flush_interval,
+                persist.clone(),
                 ingest.clone(),
                 metrics.clone(),
                 &tracker,
@@ -507,8 +515,7 @@ async fn serve(
             None => {
                 Sources::start(
                     cfg.targets.clone(),
-                    store.clone(),
-                    cfg.state_flush_interval,
+                    persist.clone(),
                     ingest.clone(),
                     metrics.clone(),
                     &tracker,
@@ -574,18 +581,17 @@ async fn serve(
             "background tasks did not stop before the drain deadline"
         );
     }
+    // Every source has stopped: this snapshot records all they counted.
     let mut code = ExitCode::SUCCESS;
-    if let Some(sources) = &sources {
-        match tokio::time::timeout_at(deadline, sources.flush_state()).await {
-            Ok(Ok(())) => tracing::info!(path = %store.describe(), "state saved"),
-            Ok(Err(err)) => {
-                tracing::error!(error = %format!("{err:#}"), path = %store.describe(), "cannot save state");
-                code = ExitCode::from(exit::RUNTIME);
-            }
-            Err(_) => {
-                tracing::error!(path = %store.describe(), "saving state did not finish before the drain deadline");
-                code = ExitCode::from(exit::RUNTIME);
-            }
+    match tokio::time::timeout_at(deadline, persist.flush()).await {
+        Ok(Ok(())) => tracing::info!(path = %persist.describe(), "state saved"),
+        Ok(Err(err)) => {
+            tracing::error!(error = %format!("{err:#}"), path = %persist.describe(), "cannot save state");
+            code = ExitCode::from(exit::RUNTIME);
+        }
+        Err(_) => {
+            tracing::error!(path = %persist.describe(), "saving state did not finish before the drain deadline");
+            code = ExitCode::from(exit::RUNTIME);
         }
     }
     http_cancel.cancel();

@@ -19,7 +19,9 @@
 //! Beside the flow, used by many and using none of it: [`config`] (raw →
 //! checked, one checker, every default in [`config::defaults`]), [`aws`]
 //! (one SDK builder, one error map, counted calls, a trait per API),
-//! [`state`] (the state store), [`app`] (assembles the daemon once from a
+//! [`state`] (the state store), [`persist`] (what is written when: one
+//! consistent snapshot of counters and every source's progress per scrape,
+//! acknowledgement and flush), [`app`] (assembles the daemon once from a
 //! checked config and a shutdown future), [`inventory`] and [`probe`] (what
 //! the logs cannot say).
 //!
@@ -40,6 +42,7 @@ pub mod ingest;
 pub mod inventory;
 pub mod metrics;
 pub mod parse;
+pub mod persist;
 pub mod pipeline;
 pub mod probe;
 pub mod report;

@@ -6,8 +6,11 @@
 //!   ├─ one task per target: round = [discovery if due] + poll every group
 //!   │     (≤ POLL_CONCURRENCY at once, every API call through the shared
 //!   │      token bucket of the target's account+Region)
-//!   └─ one state-flush task: write the state file when something changed
 //! ```
+//!
+//! Progress is saved by [`crate::persist::Persister`] (this source is its
+//! `cloudwatch` part): checkpoints, remembered ids and audit slices of every
+//! group, taken under every group's progress lock.
 //!
 //! Files: [`cloudwatch`] (narrow trait + SDK), [`ratelimit`] (budget,
 //! backoff), [`checkpoint`] (pure window/dedup/audit rules), [`poller`] (one
@@ -45,7 +48,8 @@ pub use crate::config::defaults::DEFAULT_STATE_FLUSH_INTERVAL;
 pub use crate::config::defaults::DEFAULT_STATE_PATH;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::state::{StateFile, StateStore, STATE_VERSION};
+use crate::persist::{Persister, Progress};
+use crate::state::CLOUDWATCH_SLOT;
 
 /// Groups of one target polled at once. The token bucket sets the call rate;
 /// a little concurrency only hides the latency of slow responses.
@@ -146,9 +150,7 @@ struct Shared {
     targets: Vec<Arc<TargetRt>>,
     ingest: Arc<Ingest>,
     metrics: Arc<Metrics>,
-    store: Arc<dyn StateStore>,
-    dirty: AtomicBool,
-    flush_lock: tokio::sync::Mutex<()>,
+    persist: Arc<Persister>,
 }
 
 /// Handle on the running sources.
@@ -169,12 +171,13 @@ fn bucket_key(t: &TargetSpec) -> String {
 }
 
 impl Sources {
-    /// Loads the state file, builds one SDK client per target, and starts
-    /// polling. Tasks run on `tracker` and stop when `cancel` fires.
+    /// Takes its saved progress from `persist` (and registers there, so
+    /// every later snapshot includes it), builds one SDK client per target,
+    /// and starts polling. Tasks run on `tracker` and stop when `cancel`
+    /// fires.
     pub async fn start(
         targets: Vec<TargetSpec>,
-        store: Arc<dyn StateStore>,
-        state_flush_interval: Duration,
+        persist: Arc<Persister>,
         ingest: Arc<Ingest>,
         metrics: Arc<Metrics>,
         tracker: &TaskTracker,
@@ -186,16 +189,7 @@ impl Sources {
                 SdkLogs::new(&t.region, t.endpoint_url.as_deref(), t.role_arn.as_deref()).await,
             ));
         }
-        Self::start_with_apis(
-            targets,
-            apis,
-            store,
-            state_flush_interval,
-            ingest,
-            metrics,
-            tracker,
-            cancel,
-        )
+        Self::start_with_apis(targets, apis, persist, ingest, metrics, tracker, cancel)
     }
 
     /// [`Self::start`] with the API implementation given per target (same
@@ -204,8 +198,7 @@ impl Sources {
     pub fn start_with_apis(
         targets: Vec<TargetSpec>,
         apis: Vec<Arc<dyn LogsApi>>,
-        store: Arc<dyn StateStore>,
-        state_flush_interval: Duration,
+        persist: Arc<Persister>,
         ingest: Arc<Ingest>,
         metrics: Arc<Metrics>,
         tracker: &TaskTracker,
@@ -220,24 +213,14 @@ impl Sources {
                 t.name
             );
         }
-        let mut state = store.load();
-        ingest.restore_last_sessions(&state.last_sessions);
-        // Counters resume where the saved state (the last served scrape, or
-        // a later flush) left them; the events after the saved progress are
-        // read and counted again from there.
-        let skipped = metrics.restore_counters(&state.counters);
-        // Both outcomes exist from the start (a failure alert needs the
-        // series before the first failure; scrapes keep one shape).
-        for outcome in ["success", "failure"] {
-            let _ = metrics.state_writes.with_label_values(&[outcome]);
-        }
-        if !state.counters.is_empty() {
-            tracing::info!(
-                series = state.counters.len() - skipped,
-                skipped,
-                "counters resumed from the saved state"
-            );
-        }
+        let mut saved: BTreeMap<String, serde_json::Value> = match persist.saved(CLOUDWATCH_SLOT) {
+            Some(serde_json::Value::Object(m)) => m.into_iter().collect(),
+            Some(other) => {
+                tracing::error!(found = %other, "saved CloudWatch progress is unreadable; every group starts at its initial lookback");
+                BTreeMap::new()
+            }
+            None => BTreeMap::new(),
+        };
 
         let mut buckets: HashMap<String, Arc<TokenBucket>> = HashMap::new();
         // Targets sharing an account+Region share the lowest configured rate.
@@ -253,8 +236,7 @@ impl Sources {
                 .entry(key.clone())
                 .or_insert_with(|| Arc::new(TokenBucket::new(rates[&key])))
                 .clone();
-            let restored = state
-                .targets
+            let restored = saved
                 .remove(&spec.name)
                 .map(|v| restore_progress(&spec.name, v))
                 .unwrap_or_default();
@@ -276,22 +258,14 @@ impl Sources {
             targets: rts,
             ingest,
             metrics,
-            store,
-            dirty: AtomicBool::new(false),
-            flush_lock: tokio::sync::Mutex::new(()),
+            persist,
         });
+        shared
+            .persist
+            .register(Arc::new(SavedProgress(Arc::downgrade(&shared))));
         for t in &shared.targets {
             let (sh, t, c, tr) = (shared.clone(), t.clone(), cancel.clone(), tracker.clone());
             tracker.spawn(async move { run_target(sh, t, c, tr).await });
-        }
-        {
-            let (sh, c) = (shared.clone(), cancel.clone());
-            let every = if state_flush_interval.is_zero() {
-                DEFAULT_STATE_FLUSH_INTERVAL
-            } else {
-                state_flush_interval
-            };
-            tracker.spawn(async move { run_flusher(sh, every, c).await });
         }
         Ok(Sources { shared })
     }
@@ -400,65 +374,49 @@ impl Sources {
             .map(|t| t.calls.health().clone())
             .collect()
     }
-
-    /// Writes the state file now (called at shutdown, after polling stopped).
-    pub async fn flush_state(&self) -> anyhow::Result<()> {
-        flush(&self.shared).await
-    }
-
-    /// For a scrape: takes a consistent snapshot of counters and progress,
-    /// writes it durably, and returns the families to serve, so that the
-    /// state on disk is exactly the state behind the values in the answer.
-    /// If the write fails the families are still returned (the scrape is
-    /// answered; `state_writes_total{result="failure"}` and the log say the
-    /// guarantee is at risk).
-    pub async fn scrape(&self) -> Vec<prometheus::proto::MetricFamily> {
-        match flush_and_gather(&self.shared).await {
-            Ok(f) => f,
-            Err(_) => self.shared.metrics.registry().gather(),
-        }
-    }
 }
 
-/// Builds the state from what is in memory, consistently: every group's
-/// progress and every counter describe the same events. Lock order is the
-/// pollers' (a group's progress, then the ingest boundary): all progress
-/// locks are taken first (pollers hold at most one at a time and never wait
-/// for another), then counting is paused while the registry is gathered.
-/// Returns the state (counters included) and the gathered families, which
-/// are what a scrape answering from this state must serve.
-fn snapshot(shared: &Shared) -> (StateFile, Vec<prometheus::proto::MetricFamily>) {
-    let mut per_target: Vec<BTreeMap<String, GroupProgress>> = Vec::new();
-    let mut live: Vec<(usize, Arc<GroupRt>)> = Vec::new();
-    for (i, t) in shared.targets.iter().enumerate() {
-        per_target.push(lock(&t.restored).clone());
-        live.extend(lock(&t.groups).values().cloned().map(|g| (i, g)));
+/// This source's part of every state snapshot.
+struct SavedProgress(std::sync::Weak<Shared>);
+
+impl Progress for SavedProgress {
+    fn slot(&self) -> &'static str {
+        CLOUDWATCH_SLOT
     }
-    let guards: Vec<_> = live.iter().map(|(_, g)| lock(&g.progress)).collect();
-    let (families, last_sessions) = shared
-        .ingest
-        .quiesced(|| shared.metrics.registry().gather());
-    for ((i, g), p) in live.iter().zip(&guards) {
-        per_target[*i].insert(g.name.clone(), (**p).clone());
+
+    /// Every group's progress, consistent with the counters gathered in
+    /// `inner`: all progress locks are taken first (pollers hold at most one
+    /// at a time and never wait for another, and count under it), so no
+    /// poll is half-recorded. Groups not polled in this life (not found yet,
+    /// or gone) keep what was restored.
+    fn save_under(&self, inner: &mut dyn FnMut()) -> serde_json::Value {
+        let Some(shared) = self.0.upgrade() else {
+            inner();
+            return serde_json::Value::Null;
+        };
+        let mut per_target: Vec<BTreeMap<String, GroupProgress>> = Vec::new();
+        let mut live: Vec<(usize, Arc<GroupRt>)> = Vec::new();
+        for (i, t) in shared.targets.iter().enumerate() {
+            per_target.push(lock(&t.restored).clone());
+            live.extend(lock(&t.groups).values().cloned().map(|g| (i, g)));
+        }
+        let guards: Vec<_> = live.iter().map(|(_, g)| lock(&g.progress)).collect();
+        inner();
+        for ((i, g), p) in live.iter().zip(&guards) {
+            per_target[*i].insert(g.name.clone(), (**p).clone());
+        }
+        drop(guards);
+        let mut targets = serde_json::Map::new();
+        for (t, groups) in shared.targets.iter().zip(per_target) {
+            let value = serde_json::to_value(groups).unwrap_or_else(|e| {
+                // Cannot happen for these plain types; keep the rest of the file.
+                tracing::error!(target_name = %t.spec.name, error = %e, "cannot serialize progress");
+                serde_json::Value::Null
+            });
+            targets.insert(t.spec.name.clone(), value);
+        }
+        serde_json::Value::Object(targets)
     }
-    drop(guards);
-    let mut targets = BTreeMap::new();
-    for (t, groups) in shared.targets.iter().zip(per_target) {
-        let value = serde_json::to_value(groups).unwrap_or_else(|e| {
-            // Cannot happen for these plain types; keep the rest of the file.
-            tracing::error!(target_name = %t.spec.name, error = %e, "cannot serialize progress");
-            serde_json::Value::Null
-        });
-        targets.insert(t.spec.name.clone(), value);
-    }
-    let state = StateFile {
-        version: STATE_VERSION,
-        saved_at_ms: now_ms(),
-        targets,
-        last_sessions,
-        counters: crate::metrics::saved_counters(&families),
-    };
-    (state, families)
 }
 
 /// A target's progress as the store gave it back; unreadable progress is
@@ -472,65 +430,6 @@ fn restore_progress(target: &str, v: serde_json::Value) -> BTreeMap<String, Grou
             BTreeMap::new()
         }
     }
-}
-
-async fn flush(shared: &Arc<Shared>) -> anyhow::Result<()> {
-    flush_and_gather(shared).await.map(|_| ())
-}
-
-/// Takes a consistent snapshot, writes it durably, and returns the families
-/// gathered with it (what a scrape may serve once this returned `Ok`).
-async fn flush_and_gather(
-    shared: &Arc<Shared>,
-) -> anyhow::Result<Vec<prometheus::proto::MetricFamily>> {
-    let _guard = shared.flush_lock.lock().await;
-    shared.dirty.store(false, Ordering::Release);
-    let (snap, families) = snapshot(shared);
-    let store = shared.store.clone();
-    let result = tokio::task::spawn_blocking(move || store.save(&snap))
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r);
-    match result {
-        Ok(()) => {
-            shared
-                .metrics
-                .state_writes
-                .with_label_values(&["success"])
-                .inc();
-            Ok(families)
-        }
-        Err(err) => {
-            shared.dirty.store(true, Ordering::Release);
-            shared
-                .metrics
-                .state_writes
-                .with_label_values(&["failure"])
-                .inc();
-            tracing::error!(path = %shared.store.describe(), error = %err, "writing the state file failed; will retry");
-            Err(anyhow::anyhow!(
-                "writing state file {}: {err}",
-                shared.store.describe()
-            ))
-        }
-    }
-}
-
-async fn run_flusher(shared: Arc<Shared>, every: Duration, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        if shared.dirty.load(Ordering::Acquire) {
-            let _ = flush(&shared).await;
-        }
-    }
-    // Final write: polling tasks stop at the same cancellation; whatever
-    // they finished is recorded (the daemon also calls flush_state).
-    let _ = flush(&shared).await;
 }
 
 fn update_group_gauge(shared: &Shared) {
@@ -752,7 +651,7 @@ async fn poll_one(
     match result {
         Ok(s) => {
             if s.new > 0 || s.pages > 0 {
-                shared.dirty.store(true, Ordering::Release);
+                shared.persist.mark_dirty();
             }
             let mut st = lock(&g.status);
             st.last_poll_ms = Some(now_ms());
@@ -764,7 +663,7 @@ async fn poll_one(
         Err(CallError::Cancelled) => None,
         Err(CallError::Api(err)) => {
             // Events counted before the failure are remembered: mark dirty.
-            shared.dirty.store(true, Ordering::Release);
+            shared.persist.mark_dirty();
             shared
                 .metrics
                 .poll_errors

@@ -21,7 +21,7 @@ use rand::Rng;
 use crate::support::logs::shapes;
 use crate::support::{exposition, now_ms, unique, Daemon, Logs, Moto, REGION};
 
-const SERVER: &str = "s-0aaaaaaaaaaaaaaa1";
+pub(crate) const SERVER: &str = "s-0aaaaaaaaaaaaaaa1";
 const TRIALS: usize = 20;
 
 /// Users counted in this exposition, with their values.
@@ -40,16 +40,16 @@ fn counted(text: &str) -> BTreeMap<String, f64> {
 /// counts them all (`aws_transfer_events_total{activity="CONNECTED"}`) is
 /// where a recount after a crash would show as a reset and an overcount.
 #[derive(Default)]
-struct Increase {
+pub(crate) struct Increase {
     last: BTreeMap<String, f64>,
-    total: BTreeMap<String, f64>,
-    drops: Vec<String>,
-    all_last: f64,
-    all_total: f64,
+    pub(crate) total: BTreeMap<String, f64>,
+    pub(crate) drops: Vec<String>,
+    pub(crate) all_last: f64,
+    pub(crate) all_total: f64,
 }
 
 impl Increase {
-    fn observe(&mut self, life: usize, text: &str) {
+    pub(crate) fn observe(&mut self, life: usize, text: &str) {
         if let Some(v) = exposition::value(
             text,
             "aws_transfer_events_total",
