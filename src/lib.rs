@@ -22,8 +22,9 @@
 //! [`state`] (the state store), [`persist`] (what is written when: one
 //! consistent snapshot of counters and every source's progress per scrape,
 //! acknowledgement and flush), [`app`] (assembles the daemon once from a
-//! checked config and a shutdown future), [`inventory`] and [`probe`] (what
-//! the logs cannot say).
+//! checked config and a shutdown future; [`reload`] re-reads it on SIGHUP
+//! or `POST /-/reload`), [`inventory`] and [`probe`] (what the logs cannot
+//! say).
 //!
 //! [`pipeline::Pipeline`] strings parse → attribute → classify → count
 //! together; the `classify` command and the daemon both use it, so what the
@@ -45,6 +46,7 @@ pub mod parse;
 pub mod persist;
 pub mod pipeline;
 pub mod probe;
+pub mod reload;
 pub mod report;
 pub mod shutdown;
 pub mod source;

@@ -492,6 +492,18 @@ impl Metrics {
         m
     }
 
+    /// Changes the label caps (a reload). Values already admitted keep
+    /// their series (removing them would reset counters); a lower cap only
+    /// stops new values, which fold into `~other` until the cap has room.
+    pub fn set_limits(&self, limits: Limits) {
+        self.with_guard(|g| g.limits = limits);
+    }
+
+    /// The label caps in force.
+    pub fn limits(&self) -> Limits {
+        self.with_guard(|g| g.limits)
+    }
+
     /// Runs `f` with the label guard locked.
     pub fn with_guard<R>(&self, f: impl FnOnce(&mut LabelGuard) -> R) -> R {
         let mut g = self.guard.lock().unwrap_or_else(|e| e.into_inner());

@@ -49,6 +49,9 @@ pub struct Config {
     /// The exporter-toolkit web configuration (TLS, basic auth, headers)
     /// applied to every listener; `None` serves plain HTTP.
     pub web_config_file: Option<PathBuf>,
+    /// Serve `POST /-/reload` (`web.enable_lifecycle`,
+    /// `--web.enable-lifecycle`); SIGHUP reloads either way.
+    pub web_enable_lifecycle: bool,
     pub telemetry_path: String,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -160,6 +163,7 @@ impl Config {
         if let Some(p) = &self.web_config_file {
             let _ = writeln!(out, "  web.config_file: {}", p.display());
         }
+        let _ = writeln!(out, "  web.enable_lifecycle: {}", self.web_enable_lifecycle);
         let _ = writeln!(out, "  poll.enabled: {}", self.poll_enabled);
         match &self.firehose {
             Some(f) => {

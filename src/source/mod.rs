@@ -153,6 +153,29 @@ struct Shared {
     persist: Arc<Persister>,
 }
 
+/// What a stopped generation of sources hands to the next on a reload, per
+/// target name: the live groups themselves (progress, remembered ids, poll
+/// status: nothing restarts), the saved progress of groups not seen since
+/// the start, the inventory's extra groups, and readiness.
+struct TargetHandover {
+    groups: BTreeMap<String, Arc<GroupRt>>,
+    extra: BTreeSet<String>,
+    restored: BTreeMap<String, GroupProgress>,
+    ready: bool,
+}
+
+/// Where a generation of sources starts from.
+enum Resume {
+    /// The saved state (process start).
+    Saved,
+    /// A previous generation, stopped (a reload); with `keep_extra` its
+    /// targets keep the groups the inventory added.
+    Handover {
+        targets: BTreeMap<String, TargetHandover>,
+        keep_extra: bool,
+    },
+}
+
 /// Handle on the running sources.
 #[derive(Clone)]
 pub struct Sources {
@@ -204,72 +227,188 @@ impl Sources {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> anyhow::Result<Sources> {
-        anyhow::ensure!(apis.len() == targets.len(), "one API per target");
-        let mut names = BTreeSet::new();
-        for t in &targets {
-            anyhow::ensure!(
-                names.insert(t.name.clone()),
-                "target name {:?} is used twice",
-                t.name
-            );
-        }
-        let mut saved: BTreeMap<String, serde_json::Value> = match persist.saved(CLOUDWATCH_SLOT) {
-            Some(serde_json::Value::Object(m)) => m.into_iter().collect(),
-            Some(other) => {
-                tracing::error!(found = %other, "saved CloudWatch progress is unreadable; every group starts at its initial lookback");
-                BTreeMap::new()
-            }
-            None => BTreeMap::new(),
-        };
-
-        let mut buckets: HashMap<String, Arc<TokenBucket>> = HashMap::new();
-        // Targets sharing an account+Region share the lowest configured rate.
-        let mut rates: HashMap<String, f64> = HashMap::new();
-        for t in &targets {
-            let r = rates.entry(bucket_key(t)).or_insert(t.api_rate_per_second);
-            *r = r.min(t.api_rate_per_second);
-        }
-        let mut rts = Vec::new();
-        for (spec, api) in targets.into_iter().zip(apis) {
-            let key = bucket_key(&spec);
-            let bucket = buckets
-                .entry(key.clone())
-                .or_insert_with(|| Arc::new(TokenBucket::new(rates[&key])))
-                .clone();
-            let restored = saved
-                .remove(&spec.name)
-                .map(|v| restore_progress(&spec.name, v))
-                .unwrap_or_default();
-            let calls = Caller::new(&spec.name, Api::Logs, bucket.clone(), metrics.clone());
-            rts.push(Arc::new(TargetRt {
-                effective_interval_ms: AtomicU64::new(spec.poll_interval.as_millis() as u64),
-                calls,
-                spec,
-                api,
-                bucket,
-                groups: Mutex::new(BTreeMap::new()),
-                extra: Mutex::new(BTreeSet::new()),
-                restored: Mutex::new(restored),
-                wake: Notify::new(),
-                ready: AtomicBool::new(false),
-            }));
-        }
-        let shared = Arc::new(Shared {
-            targets: rts,
-            ingest,
-            metrics,
-            persist,
-        });
-        shared
-            .persist
-            .register(Arc::new(SavedProgress(Arc::downgrade(&shared))));
-        for t in &shared.targets {
-            let (sh, t, c, tr) = (shared.clone(), t.clone(), cancel.clone(), tracker.clone());
-            tracker.spawn(async move { run_target(sh, t, c, tr).await });
-        }
-        Ok(Sources { shared })
+        let resume = Resume::Saved;
+        launch(
+            targets, apis, persist, ingest, metrics, tracker, cancel, resume,
+        )
     }
 
+    /// A reload: sources for `targets` that continue exactly where these
+    /// stopped (their tasks must have stopped: token cancelled, tracker
+    /// drained). A target of the same name keeps its groups (progress,
+    /// remembered event ids, poll status) and readiness, and with
+    /// `keep_extra` the groups the inventory added (it publishes them again
+    /// on its next refresh). Counters, the pipeline and the persister are
+    /// the same objects; the new sources take this one's place in every
+    /// later snapshot. Groups of removed targets lose their series.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reload(
+        &self,
+        targets: Vec<TargetSpec>,
+        apis: Option<Vec<Arc<dyn LogsApi>>>,
+        keep_extra: bool,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Sources> {
+        let apis = match apis {
+            Some(a) => a,
+            None => {
+                let mut apis: Vec<Arc<dyn LogsApi>> = Vec::with_capacity(targets.len());
+                for t in &targets {
+                    apis.push(Arc::new(
+                        SdkLogs::new(&t.region, t.endpoint_url.as_deref(), t.role_arn.as_deref())
+                            .await,
+                    ));
+                }
+                apis
+            }
+        };
+        let old = &self.shared;
+        let handed = old
+            .targets
+            .iter()
+            .map(|t| {
+                let h = TargetHandover {
+                    groups: lock(&t.groups).clone(),
+                    extra: lock(&t.extra).clone(),
+                    restored: lock(&t.restored).clone(),
+                    ready: t.ready.load(Ordering::Acquire),
+                };
+                (t.spec.name.clone(), h)
+            })
+            .collect();
+        let resume = Resume::Handover {
+            targets: handed,
+            keep_extra,
+        };
+        let (persist, ingest, metrics) =
+            (old.persist.clone(), old.ingest.clone(), old.metrics.clone());
+        launch(
+            targets, apis, persist, ingest, metrics, tracker, cancel, resume,
+        )
+    }
+}
+
+/// Builds the runtime of every target, from the saved state or a previous
+/// generation, registers it with the persister (in place of the previous
+/// generation), and spawns the target loops.
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    targets: Vec<TargetSpec>,
+    apis: Vec<Arc<dyn LogsApi>>,
+    persist: Arc<Persister>,
+    ingest: Arc<Ingest>,
+    metrics: Arc<Metrics>,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+    resume: Resume,
+) -> anyhow::Result<Sources> {
+    anyhow::ensure!(apis.len() == targets.len(), "one API per target");
+    let mut names = BTreeSet::new();
+    for t in &targets {
+        anyhow::ensure!(
+            names.insert(t.name.clone()),
+            "target name {:?} is used twice",
+            t.name
+        );
+    }
+    let (mut saved, mut handed, keep_extra) = match resume {
+        Resume::Saved => {
+            let saved: BTreeMap<String, serde_json::Value> = match persist.saved(CLOUDWATCH_SLOT) {
+                Some(serde_json::Value::Object(m)) => m.into_iter().collect(),
+                Some(other) => {
+                    tracing::error!(found = %other, "saved CloudWatch progress is unreadable; every group starts at its initial lookback");
+                    BTreeMap::new()
+                }
+                None => BTreeMap::new(),
+            };
+            (saved, BTreeMap::new(), false)
+        }
+        Resume::Handover {
+            targets,
+            keep_extra,
+        } => (BTreeMap::new(), targets, keep_extra),
+    };
+    let reloaded = !handed.is_empty();
+    // Targets gone with a reload: their groups' gauges go too, unless
+    // another target polls a group of the same name.
+    let kept: BTreeSet<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    let still_polled: BTreeSet<String> = handed
+        .iter()
+        .filter(|(name, _)| kept.contains(name.as_str()))
+        .flat_map(|(_, h)| h.groups.keys().cloned())
+        .collect();
+    for (name, h) in handed.iter().filter(|(n, _)| !kept.contains(n.as_str())) {
+        for g in h.groups.keys().filter(|g| !still_polled.contains(*g)) {
+            drop_group_series(&metrics, g);
+        }
+        tracing::info!(target_name = %name, groups = h.groups.len(), "target removed; its groups are no longer polled");
+    }
+
+    let mut buckets: HashMap<String, Arc<TokenBucket>> = HashMap::new();
+    // Targets sharing an account+Region share the lowest configured rate.
+    let mut rates: HashMap<String, f64> = HashMap::new();
+    for t in &targets {
+        let r = rates.entry(bucket_key(t)).or_insert(t.api_rate_per_second);
+        *r = r.min(t.api_rate_per_second);
+    }
+    let mut rts = Vec::new();
+    for (spec, api) in targets.into_iter().zip(apis) {
+        let key = bucket_key(&spec);
+        let bucket = buckets
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(TokenBucket::new(rates[&key])))
+            .clone();
+        let h = handed.remove(&spec.name);
+        let restored = match &h {
+            Some(h) => h.restored.clone(),
+            None => saved
+                .remove(&spec.name)
+                .map(|v| restore_progress(&spec.name, v))
+                .unwrap_or_default(),
+        };
+        let calls = Caller::new(&spec.name, Api::Logs, bucket.clone(), metrics.clone());
+        rts.push(Arc::new(TargetRt {
+            effective_interval_ms: AtomicU64::new(spec.poll_interval.as_millis() as u64),
+            calls,
+            spec,
+            api,
+            bucket,
+            groups: Mutex::new(h.as_ref().map(|h| h.groups.clone()).unwrap_or_default()),
+            extra: Mutex::new(
+                h.as_ref()
+                    .filter(|_| keep_extra)
+                    .map(|h| h.extra.clone())
+                    .unwrap_or_default(),
+            ),
+            restored: Mutex::new(restored),
+            wake: Notify::new(),
+            ready: AtomicBool::new(h.is_some_and(|h| h.ready)),
+        }));
+    }
+    let shared = Arc::new(Shared {
+        targets: rts,
+        ingest,
+        metrics,
+        persist,
+    });
+    // Replaces the previous generation's part, if any: from here on
+    // snapshots read these targets (the same group objects).
+    shared
+        .persist
+        .register(Arc::new(SavedProgress(Arc::downgrade(&shared))));
+    update_group_gauge(&shared);
+    if reloaded {
+        shared.persist.mark_dirty();
+    }
+    for t in &shared.targets {
+        let (sh, t, c, tr) = (shared.clone(), t.clone(), cancel.clone(), tracker.clone());
+        tracker.spawn(async move { run_target(sh, t, c, tr).await });
+    }
+    Ok(Sources { shared })
+}
+
+impl Sources {
     /// True once every target has completed one round: a successful
     /// discovery and one poll attempt of every group it found.
     pub fn is_ready(&self) -> bool {
@@ -463,7 +602,14 @@ fn apply_groups(shared: &Shared, t: &TargetRt, wanted: &BTreeSet<String>) {
         );
     }
     for name in removed {
-        groups.remove(&name);
+        // Its progress stays (saved like a group not yet rediscovered since
+        // the start): a group taken out of the config by a reload, or
+        // missing from one listing, resumes where it stopped when it comes
+        // back.
+        if let Some(g) = groups.remove(&name) {
+            let p = lock(&g.progress).clone();
+            lock(&t.restored).insert(name.clone(), p);
+        }
         drop_group_series(&shared.metrics, &name);
         tracing::info!(target_name = %t.spec.name, log_group = %name, "log group no longer found; dropped");
     }
