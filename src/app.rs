@@ -827,13 +827,6 @@ async fn reload_once(
         &next_cancel,
     )
     .await;
-    for t in &running.targets {
-        let kept = new.inventory.enabled && new.targets.iter().any(|n| n.name == t.name);
-        if !kept {
-            deps.ingest
-                .set_legacy_duplicates(&t.name, std::iter::empty::<String>());
-        }
-    }
     let deadline = tokio::time::Instant::now() + shutdown::DRAIN_DEADLINE;
     if !generation.stop(deadline).await {
         // Pollers stop at their next await point; one still running keeps
@@ -844,7 +837,16 @@ async fn reload_once(
             "the previous sources did not stop before the drain deadline; continuing"
         );
     }
-    // Targets removed, or no longer inventoried: their series go.
+    // Targets removed, or no longer inventoried: nothing of theirs is
+    // skipped as a legacy copy any more (cleared only now that their old
+    // pollers stopped), and their series go.
+    for t in &running.targets {
+        let kept = new.inventory.enabled && new.targets.iter().any(|n| n.name == t.name);
+        if !kept {
+            deps.ingest
+                .set_legacy_duplicates(&t.name, std::iter::empty::<String>());
+        }
+    }
     for t in &running.targets {
         if !new.targets.iter().any(|n| n.name == t.name) {
             for api in [crate::aws::Api::Logs, crate::aws::Api::Transfer] {
