@@ -391,6 +391,26 @@ mod tests {
     }
 
     #[test]
+    fn enable_lifecycle_from_the_flag_or_the_file() {
+        assert!(
+            !from_yaml("", &ServeArgs::default())
+                .unwrap()
+                .web_enable_lifecycle
+        );
+        let on = ServeArgs {
+            web_enable_lifecycle: true,
+            ..Default::default()
+        };
+        assert!(from_yaml("", &on).unwrap().web_enable_lifecycle);
+        let file = "web:\n  enable_lifecycle: true\n";
+        assert!(
+            from_yaml(file, &ServeArgs::default())
+                .unwrap()
+                .web_enable_lifecycle
+        );
+    }
+
+    #[test]
     fn listen_address_forms() {
         assert_eq!(
             parse_listen_address(":9").unwrap(),
