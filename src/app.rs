@@ -827,7 +827,8 @@ async fn reload_once(
         &next_cancel,
     )
     .await;
-    let deadline = tokio::time::Instant::now() + shutdown::DRAIN_DEADLINE;
+    let paused_at = tokio::time::Instant::now();
+    let deadline = paused_at + shutdown::DRAIN_DEADLINE;
     if !generation.stop(deadline).await {
         // Pollers stop at their next await point; one still running keeps
         // its group's progress, which the next generation shares, so an
@@ -895,6 +896,7 @@ async fn reload_once(
             }
         }
     };
+    let paused = paused_at.elapsed();
     if let Some(s) = &sources {
         deps.view.set_sources(Some(s.clone()));
     }
@@ -917,6 +919,7 @@ async fn reload_once(
     tracing::info!(
         origin,
         targets = new.targets.len(),
+        polling_paused_ms = paused.as_millis() as u64,
         restart_needed = %at_restart.join(","),
         "configuration reloaded"
     );
