@@ -707,6 +707,34 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 mod tests {
     use super::*;
 
+    /// A reload changes the caps: a higher one admits new values, a lower
+    /// one keeps the values already admitted (their series live on) and
+    /// folds new ones.
+    #[test]
+    fn limits_change_at_run_time_without_dropping_admitted_values() {
+        let reg = Registry::new();
+        let caps = |users| Limits {
+            max_users_per_server: users,
+            max_ids: 10,
+        };
+        let m = Metrics::new(&reg, caps(1));
+        // (cap set before, user, label value given)
+        let steps: &[(usize, &str, &str)] = &[
+            (1, "a", "a"),
+            (1, "b", OVERFLOW_LABEL),
+            (3, "b", "b"),
+            (3, "c", "c"),
+            (1, "a", "a"),
+            (1, "c", "c"),
+            (1, "d", OVERFLOW_LABEL),
+        ];
+        for &(cap, user, want) in steps {
+            m.set_limits(caps(cap));
+            assert_eq!(m.limits().max_users_per_server, cap);
+            assert_eq!(m.user_label("s-1", user), want, "cap {cap}, user {user}");
+        }
+    }
+
     #[test]
     fn guard_caps_users_per_server_and_counts_overflow() {
         let reg = Registry::new();
