@@ -784,3 +784,32 @@ fn reloads_keep_skipping_legacy_copies_of_dual_logging_servers() {
         "{n} failures written twice each (JSON and legacy copy)"
     );
 }
+
+/// Push only (`--poll.enabled=false`): a reload has no sources to hand
+/// over; it applies the rest and the daemon stays ready.
+#[test]
+fn push_only_reloads_and_stays_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cfg_path, state) = (
+        dir.path().join("config.yaml"),
+        dir.path().join("state.json"),
+    );
+    let text = |cap: usize| {
+        format!("limits:\n  max_users_per_server: {cap}\ninventory:\n  enabled: false\nprobe:\n  enabled: false\ntargets:\n  - region: {REGION}\n")
+    };
+    std::fs::write(&cfg_path, text(100)).unwrap();
+    let d = Daemon::start(&[
+        format!("--config.file={}", cfg_path.display()),
+        format!("--state.path={}", state.display()),
+        "--poll.enabled=false".into(),
+        "--web.enable-lifecycle".into(),
+    ]);
+    wait_until("ready", Duration::from_secs(20), || {
+        (d.get("/-/ready").0 == 200).then_some(())
+    });
+    std::fs::write(&cfg_path, text(5)).unwrap();
+    let (status, body) = d.request("POST", "/-/reload");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(d.get("/-/ready").0, 200);
+    assert_eq!(d.sample(RELOAD_OK, &[]), Some(1.0));
+}
