@@ -29,9 +29,13 @@ use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::aws::Health;
 use crate::cli::ServeArgs;
 use crate::config::{self, Config, LogFormat};
-use crate::http::{self, AppState, FailureRow, GroupRow, TargetRow, View};
+use crate::http::{
+    self, ApiFailureRow, ApiRow, AppState, CauseRow, CauseServerRow, FailureRow, GroupRow, PushRow,
+    TargetRow, View,
+};
 use crate::ingest::Ingest;
 use crate::inventory::{self, Inventory, InventoryConfig, ServerSummary};
 use crate::metrics::Metrics;
@@ -168,6 +172,18 @@ struct DaemonView {
     /// Set when polling is off and the start is complete.
     push_ready: std::sync::atomic::AtomicBool,
     ingest: Arc<Ingest>,
+    /// Every target's AWS API health entries (CloudWatch Logs from the
+    /// sources, Transfer from the inventories), registered as they start.
+    health: Arc<Health>,
+    /// The push receiver, when on.
+    firehose: Option<firehose::Receiver>,
+    started: SystemTime,
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 impl View for DaemonView {
@@ -184,10 +200,6 @@ impl View for DaemonView {
         let Some(sources) = self.sources.get() else {
             return Vec::new();
         };
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
         sources
             .status()
             .into_iter()
@@ -195,12 +207,74 @@ impl View for DaemonView {
                 target: g.target,
                 log_group: g.log_group,
                 last_poll_unix: g.last_success_unix,
-                lag_seconds: g
-                    .newest_event_ms
-                    .map(|ms| (now - ms as f64 / 1000.0).max(0.0)),
+                newest_event_ms: g.newest_event_ms,
                 last_error: g.last_error,
             })
             .collect()
+    }
+
+    fn cause_summary(&self) -> Vec<CauseRow> {
+        self.ingest
+            .cause_summary()
+            .into_iter()
+            .map(|c| CauseRow {
+                category: c.category.to_owned(),
+                cause: c.cause.to_owned(),
+                advice: c.advice.to_owned(),
+                total: c.total,
+                servers: c
+                    .servers
+                    .into_iter()
+                    .map(|s| CauseServerRow {
+                        server_id: s.server_id,
+                        count: s.count,
+                        last_ms: s.last_ms,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn api_status(&self) -> Vec<ApiRow> {
+        self.health
+            .status()
+            .into_iter()
+            .map(|s| ApiRow {
+                target: s.target,
+                api: s.api.as_str().to_owned(),
+                up: s.up,
+                last_error: s.last_error.map(|f| ApiFailureRow {
+                    operation: f.operation.to_owned(),
+                    outcome: f.kind.as_str().to_owned(),
+                    message: f.message,
+                    fix: f.fix.to_owned(),
+                    since_unix: unix(f.since),
+                    count: f.count,
+                    recovered_unix: f.recovered_at.map(unix),
+                }),
+            })
+            .collect()
+    }
+
+    fn push_status(&self) -> Option<PushRow> {
+        let st = self.firehose.as_ref()?.status();
+        Some(PushRow {
+            listen_address: st.listen_address.to_string(),
+            path: firehose::PUSH_PATH.to_owned(),
+            last_request_unix: st.last_request_ms.map(|ms| ms as f64 / 1000.0),
+            last_outcome: st.last_outcome.map(str::to_owned),
+            last_error: st.last_error.map(|(ms, msg)| (ms as f64 / 1000.0, msg)),
+            requests: st
+                .requests
+                .into_iter()
+                .map(|(o, n)| (o.to_owned(), n))
+                .collect(),
+            unauthenticated_warning: st.warning.map(str::to_owned),
+        })
+    }
+
+    fn started_unix(&self) -> Option<f64> {
+        Some(unix(self.started))
     }
 
     fn scrape(&self) -> http::BoxFuture<'_, Option<Vec<prometheus::proto::MetricFamily>>> {
@@ -334,6 +408,9 @@ impl App {
             sources: OnceLock::new(),
             push_ready: std::sync::atomic::AtomicBool::new(false),
             ingest: ingest.clone(),
+            health: Arc::new(Health::new()),
+            firehose: firehose.as_ref().map(|(_, r)| r.clone()),
+            started: SystemTime::now(),
         });
         let done = tokio::spawn(serve(
             cfg,
@@ -491,7 +568,7 @@ async fn serve(
 
     // The inventory's first view comes before the first poll, so that the
     // legacy copies of dual-logging servers are skipped from the start.
-    let inventories = first_inventories(&cfg, &metrics, &ingest, &cancel).await;
+    let inventories = first_inventories(&cfg, &metrics, &ingest, &view.health, &cancel).await;
     let start_sources = async {
         match logs_apis {
             Some(apis) => Sources::start_with_apis(
@@ -537,6 +614,9 @@ async fn serve(
         None => None,
     };
     if let Some(sources) = &sources {
+        for h in sources.api_health() {
+            view.health.register(h);
+        }
         let _ = view.sources.set(sources.clone());
         start_inventory_and_probe(
             &cfg,
@@ -611,6 +691,7 @@ async fn first_inventories(
     cfg: &Config,
     metrics: &Arc<Metrics>,
     ingest: &Arc<Ingest>,
+    health: &Arc<Health>,
     cancel: &CancellationToken,
 ) -> Vec<(Inventory, Option<Vec<ServerSummary>>)> {
     if !cfg.inventory.enabled {
@@ -618,15 +699,18 @@ async fn first_inventories(
     }
     let mut set = tokio::task::JoinSet::new();
     for (i, t) in cfg.targets.iter().enumerate() {
-        let (t, metrics, inv_cfg, cancel) = (
+        let (t, metrics, inv_cfg, health, cancel) = (
             t.clone(),
             metrics.clone(),
             cfg.inventory.clone(),
+            health.clone(),
             cancel.clone(),
         );
         set.spawn(async move {
             let sdk = sdk_config(&t).await;
             let mut inv = Inventory::new(&sdk, metrics, inv_cfg);
+            // On the landing page from the first call on.
+            health.register(inv.health().clone());
             let first = tokio::select! {
                 _ = cancel.cancelled() => None,
                 r = tokio::time::timeout(FIRST_INVENTORY_TIMEOUT, inv.refresh()) => match r {
@@ -670,10 +754,9 @@ async fn first_inventories(
             Some(v) => v,
             None => {
                 let sdk = sdk_config(t).await;
-                (
-                    Inventory::new(&sdk, metrics.clone(), cfg.inventory.clone()),
-                    None,
-                )
+                let inv = Inventory::new(&sdk, metrics.clone(), cfg.inventory.clone());
+                health.register(inv.health().clone());
+                (inv, None)
             }
         });
     }

@@ -7,7 +7,8 @@
 //! Beside counting, the boundary keeps what concerns every source and no
 //! stage of the flow: the policy of which events are copies of others (the
 //! legacy lines of servers that also log structured JSON, reference §8.4,
-//! fed by the inventory) and the landing page's ring of recent failures.
+//! fed by the inventory), the landing page's ring of recent failures and
+//! its per-cause summary (failures per cause and server since the start).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,10 +31,73 @@ fn is_listed(sets: &FxHashMap<String, FxHashSet<String>>, server_id: &str) -> bo
     !sets.is_empty() && sets.values().any(|s| s.contains(server_id))
 }
 
+/// Servers listed per cause in the landing page's summary; the failures of
+/// further servers are added up in one `(other servers)` entry. An account
+/// has at most a few dozen Transfer servers and connectors per Region, so
+/// this bound is reached only by ids that are not servers (a flood of
+/// distinct AS2 resources, say), and then memory stays bounded.
+pub const MAX_SERVERS_PER_CAUSE: usize = 256;
+
+/// The `server_id` of the entry that adds up the servers past
+/// [`MAX_SERVERS_PER_CAUSE`].
+pub const OTHER_SERVERS: &str = "(other servers)";
+
+/// Failures of one cause on one server since this process started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCount {
+    /// Server id (or connector id, AS2 resource) as the log said it; empty
+    /// when the event named none.
+    pub server_id: String,
+    pub count: u64,
+    /// Timestamp of the newest failure counted here, Unix milliseconds.
+    pub last_ms: i64,
+}
+
+/// Failures of one cause since this process started, for the landing page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CauseSummary {
+    pub category: &'static str,
+    pub cause: &'static str,
+    pub advice: &'static str,
+    pub total: u64,
+    /// Most failures first.
+    pub servers: Vec<ServerCount>,
+}
+
+#[derive(Default)]
+struct CauseCounts {
+    advice: &'static str,
+    total: u64,
+    servers: FxHashMap<String, (u64, i64)>,
+}
+
+impl CauseCounts {
+    fn add(&mut self, server_id: &str, timestamp_ms: i64) {
+        self.total += 1;
+        let key =
+            if self.servers.contains_key(server_id) || self.servers.len() < MAX_SERVERS_PER_CAUSE {
+                server_id
+            } else {
+                OTHER_SERVERS
+            };
+        match self.servers.get_mut(key) {
+            Some((n, last)) => {
+                *n += 1;
+                *last = (*last).max(timestamp_ms);
+            }
+            None => {
+                self.servers.insert(key.to_owned(), (1, timestamp_ms));
+            }
+        }
+    }
+}
+
 struct Inner {
     pipeline: Pipeline,
     recent: VecDeque<Outcome<'static>>,
     recent_cap: usize,
+    /// Per (category, cause): failures per server since the start.
+    causes: FxHashMap<(&'static str, &'static str), CauseCounts>,
     /// Per inventory target: servers whose legacy text lines duplicate the
     /// structured events also read (see [`Ingest::set_legacy_duplicates`]).
     legacy_duplicates: FxHashMap<String, FxHashSet<String>>,
@@ -45,10 +109,20 @@ impl Inner {
             pipeline,
             recent,
             recent_cap,
+            causes,
             legacy_duplicates,
         } = self;
         let skip = |server: &str| is_listed(legacy_duplicates, server);
         let out = pipeline.process_with(raw, &skip);
+        if let Some(cause) = out.cause {
+            let counts = causes
+                .entry((out.category.unwrap_or_default(), cause))
+                .or_insert_with(|| CauseCounts {
+                    advice: out.advice.unwrap_or_default(),
+                    ..CauseCounts::default()
+                });
+            counts.add(out.server_id.as_deref().unwrap_or(""), out.timestamp_ms);
+        }
         if out.cause.is_some() && *recent_cap > 0 {
             if recent.len() == *recent_cap {
                 let mut oldest = recent.pop_front().expect("full ring is not empty");
@@ -75,6 +149,7 @@ impl Ingest {
                 pipeline: Pipeline::new(metrics.clone(), cfg),
                 recent: VecDeque::with_capacity(recent_cap.min(1024)),
                 recent_cap,
+                causes: FxHashMap::default(),
                 legacy_duplicates: FxHashMap::default(),
             }),
             metrics,
@@ -114,6 +189,47 @@ impl Ingest {
     /// Recent classified failures, newest first (bounded).
     pub fn recent_failures(&self) -> Vec<Outcome<'static>> {
         self.lock().recent.iter().rev().cloned().collect()
+    }
+
+    /// Failures per cause and server since this process started, the
+    /// cause with the most failures first (ties by name), each cause's
+    /// servers likewise.
+    pub fn cause_summary(&self) -> Vec<CauseSummary> {
+        let inner = self.lock();
+        let mut out: Vec<CauseSummary> = inner
+            .causes
+            .iter()
+            .map(|(&(category, cause), c)| {
+                let mut servers: Vec<ServerCount> = c
+                    .servers
+                    .iter()
+                    .map(|(id, &(count, last_ms))| ServerCount {
+                        server_id: id.clone(),
+                        count,
+                        last_ms,
+                    })
+                    .collect();
+                servers.sort_by(|a, b| {
+                    b.count
+                        .cmp(&a.count)
+                        .then_with(|| a.server_id.cmp(&b.server_id))
+                });
+                CauseSummary {
+                    category,
+                    cause,
+                    advice: c.advice,
+                    total: c.total,
+                    servers,
+                }
+            })
+            .collect();
+        drop(inner);
+        out.sort_by(|a, b| {
+            b.total
+                .cmp(&a.total)
+                .then_with(|| (a.category, a.cause).cmp(&(b.category, b.cause)))
+        });
+        out
     }
 
     /// Servers (of one inventory target) that have both a logging role and
