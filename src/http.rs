@@ -284,6 +284,27 @@ mod tests {
                 message: "Authentication failure \"x\"".into(),
             }]
         }
+        fn cause_summary(&self) -> Vec<CauseRow> {
+            vec![CauseRow {
+                category: "auth".into(),
+                cause: "unknown_user".into(),
+                advice: "check the user exists & is on this server".into(),
+                total: 1,
+                servers: vec![CauseServerRow {
+                    server_id: "s-1".into(),
+                    count: 1,
+                    last_ms: 1_700_000_000_000,
+                }],
+            }]
+        }
+        fn push_status(&self) -> Option<PushRow> {
+            Some(PushRow {
+                listen_address: "127.0.0.1:9".into(),
+                path: "/firehose".into(),
+                unauthenticated_warning: Some("open".into()),
+                ..PushRow::default()
+            })
+        }
     }
 
     fn state(ready: bool) -> AppState {
@@ -316,6 +337,12 @@ mod tests {
         );
         assert!(page.contains("10 s ago"), "{page}");
         assert!(page.contains("2023-11-14T22:13:20Z"), "{page}");
+        // Every part of the view reaches the page.
+        assert!(page.contains("Failures by cause (1)"), "{page}");
+        assert!(page.contains("127.0.0.1:9 (POST /firehose)"), "{page}");
+        assert!(page.contains("id=\"alarm-unauthenticated\""), "{page}");
+        let revision = format!("revision <code>{}</code>", crate::metrics::REVISION);
+        assert!(page.contains(&revision), "{page}");
     }
 
     #[tokio::test]

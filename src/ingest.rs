@@ -373,6 +373,94 @@ mod tests {
         assert_eq!(recent, want);
     }
 
+    /// The landing page's summary: failures per cause and server since the
+    /// start, most first; non-failures are not in it; servers past the
+    /// bound are added up in one entry and nothing is lost.
+    #[test]
+    fn cause_summary_counts_per_cause_and_server_bounded() {
+        let metrics = Arc::new(Metrics::new(&Registry::new(), Limits::default()));
+        let ingest = Ingest::new(metrics, PipelineConfig::default());
+        let arn = |s: &str| format!("arn:aws:transfer:eu-west-1:111122223333:server/{s}");
+        let unknown = |server: &str, t: i64| {
+            let mut e = raw(
+                "ERRORS",
+                &format!(
+                    r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{}","message":"Authentication failure","user":"nobody"}}"#,
+                    arn(server)
+                ),
+            );
+            e.timestamp_ms = t;
+            e
+        };
+        let denied = raw(
+            "s-0123456789abcdef0/jdoe",
+            &format!(
+                r#"{{"activity-type":"ERROR","resource-arn":"{}","message":"Access denied","session-id":"26315c40e111fcf04b00"}}"#,
+                arn("s-0123456789abcdef0")
+            ),
+        );
+        let ok = raw(
+            "ERRORS",
+            &format!(
+                r#"{{"activity-type":"CONNECTED","resource-arn":"{}","user":"bob","session-id":"bb"}}"#,
+                arn("s-0123456789abcdef0")
+            ),
+        );
+        let mut batch = vec![
+            unknown("s-00000000000000001", 10),
+            unknown("s-00000000000000001", 30),
+            unknown("s-00000000000000001", 20),
+            unknown("s-00000000000000002", 5),
+            denied.clone(),
+            ok,
+        ];
+        ingest.submit(&batch);
+        let got = ingest.cause_summary();
+        assert_eq!(got.len(), 2, "{got:#?}");
+        let first = &got[0];
+        assert_eq!(
+            (first.category, first.cause, first.total),
+            ("auth", "unknown_user", 4)
+        );
+        assert!(!first.advice.is_empty());
+        assert_eq!(
+            first.servers,
+            [
+                ServerCount {
+                    server_id: "s-00000000000000001".into(),
+                    count: 3,
+                    last_ms: 30
+                },
+                ServerCount {
+                    server_id: "s-00000000000000002".into(),
+                    count: 1,
+                    last_ms: 5
+                },
+            ]
+        );
+        assert_eq!(got[1].total, 1);
+        assert_eq!(got[1].servers[0].server_id, "s-0123456789abcdef0");
+
+        // Past the bound, one entry adds up the rest; totals stay exact.
+        batch.clear();
+        for i in 0..MAX_SERVERS_PER_CAUSE + 50 {
+            batch.push(unknown(&format!("s-{i:017x}"), 1));
+        }
+        ingest.submit(&batch);
+        let got = ingest.cause_summary();
+        let u = got.iter().find(|c| c.cause == "unknown_user").unwrap();
+        assert_eq!(u.total, 4 + MAX_SERVERS_PER_CAUSE as u64 + 50);
+        assert_eq!(u.servers.len(), MAX_SERVERS_PER_CAUSE + 1);
+        assert_eq!(u.servers.iter().map(|s| s.count).sum::<u64>(), u.total);
+        let other = u
+            .servers
+            .iter()
+            .find(|s| s.server_id == OTHER_SERVERS)
+            .unwrap();
+        // 306 ids, 2 already listed: 254 more fit, 50 are added up.
+        assert_eq!(other.count, 50);
+    }
+
     #[test]
     fn legacy_duplicates_policy_lives_here() {
         let metrics = Arc::new(Metrics::new(&Registry::new(), Limits::default()));

@@ -451,7 +451,8 @@ fn recent(h: &mut String, p: &Page) {
     let _ = writeln!(
         h,
         "<h2 id=\"recent\">Recent failures ({})</h2>\n<p class=\"note\">Newest first. Shortened fields show their full text on hover; \
-the cause links to its advice above. Unknown users carry no user name: it is not a verified account.</p>",
+the cause links to its advice above. For an unknown user the name shown is the login name tried, not an account: \
+the metrics give such failures no user label.</p>",
         p.failures.len()
     );
     if p.failures.is_empty() {
