@@ -56,7 +56,13 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=GIT_REVISION");
     let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| ".".into()));
-    let from_env = std::env::var("GIT_REVISION").ok().and_then(|r| clean(&r));
+    let from_env = std::env::var("GIT_REVISION").ok().and_then(|r| {
+        let c = clean(&r);
+        if c.is_none() && !r.trim().is_empty() {
+            println!("cargo:warning=GIT_REVISION ignored: use up to 64 of [A-Za-z0-9._+-]");
+        }
+        c
+    });
     let revision = from_env.or_else(|| {
         let rev = git(&dir, &["rev-parse", "--short", "HEAD"]).and_then(|r| clean(&r))?;
         watch(&dir, "HEAD");
