@@ -72,19 +72,24 @@ struct CauseCounts {
 }
 
 impl CauseCounts {
+    /// One lookup for a server already listed (every failure but a
+    /// server's first); a string is allocated only for a new entry.
     fn add(&mut self, server_id: &str, timestamp_ms: i64) {
+        fn bump(entry: &mut (u64, i64), timestamp_ms: i64) {
+            entry.0 += 1;
+            entry.1 = entry.1.max(timestamp_ms);
+        }
         self.total += 1;
-        let key =
-            if self.servers.contains_key(server_id) || self.servers.len() < MAX_SERVERS_PER_CAUSE {
-                server_id
-            } else {
-                OTHER_SERVERS
-            };
+        if let Some(entry) = self.servers.get_mut(server_id) {
+            return bump(entry, timestamp_ms);
+        }
+        let key = if self.servers.len() < MAX_SERVERS_PER_CAUSE {
+            server_id
+        } else {
+            OTHER_SERVERS
+        };
         match self.servers.get_mut(key) {
-            Some((n, last)) => {
-                *n += 1;
-                *last = (*last).max(timestamp_ms);
-            }
+            Some(entry) => bump(entry, timestamp_ms),
             None => {
                 self.servers.insert(key.to_owned(), (1, timestamp_ms));
             }
