@@ -287,19 +287,22 @@ fn close_table(h: &mut String) {
     h.push_str("</tbody></table></div>\n");
 }
 
-/// An HTML id from a cause name (`[a-z0-9_]` kept, anything else `-`).
-fn anchor(cause: &str) -> String {
-    let id: String = cause
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("cause-{id}")
+/// The HTML id of a cause's summary row: `cause-<category>-<cause>` (a
+/// cause name can occur in several categories), `[a-z0-9_]` kept, anything
+/// else `-`.
+fn anchor(category: &str, cause: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect()
+    };
+    format!("cause-{}-{}", clean(category), clean(cause))
 }
 
 /// Renders the page. `now` is Unix seconds (a parameter for tests).
@@ -411,7 +414,7 @@ per cause and server, most frequent first, with what to do. The same failures ar
             total = c.total,
             advice = escape(&c.advice),
         );
-        let id = anchor(&c.cause);
+        let id = anchor(&c.category, &c.cause);
         if shown == 0 {
             let _ = writeln!(
                 h,
@@ -473,7 +476,7 @@ the metrics give such failures no user label.</p>",
             group = escape(&f.log_group),
             server = name(&f.server_id, "(none)"),
             user = name(&f.user, "–"),
-            anchor = anchor(&f.cause),
+            anchor = anchor(&f.category, &f.cause),
             cause = escape(&f.cause),
             category = escape(&f.category),
             message = short(&f.message, MESSAGE_CHARS),
@@ -746,7 +749,7 @@ mod tests {
                 } else {
                     String::new()
                 },
-                category: "auth".into(),
+                category: if i % 2 == 0 { "auth" } else { "transfer" }.into(),
                 cause: format!("cause_{:02}", i % 30),
                 advice: "advice".into(),
                 message: fingerprint.clone(),
@@ -868,8 +871,8 @@ mod tests {
             "14 servers: 10 listed and one more line"
         );
         // Recent failures link to their cause's advice.
-        assert!(page.contains("<a href=\"#cause-cause_07\">cause_07</a>"));
-        assert!(page.contains("id=\"cause-cause_07\""));
+        assert!(page.contains("<a href=\"#cause-transfer-cause_07\">cause_07</a>"));
+        assert!(page.contains("id=\"cause-transfer-cause_07\""));
     }
 
     #[test]
