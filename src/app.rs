@@ -29,9 +29,13 @@ use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::aws::Health;
 use crate::cli::ServeArgs;
 use crate::config::{self, Config, LogFormat};
-use crate::http::{self, AppState, FailureRow, GroupRow, TargetRow, View};
+use crate::http::{
+    self, ApiFailureRow, ApiRow, AppState, CauseRow, CauseServerRow, FailureRow, GroupRow, PushRow,
+    TargetRow, View,
+};
 use crate::ingest::Ingest;
 use crate::inventory::{self, Inventory, InventoryConfig, ServerSummary};
 use crate::metrics::Metrics;
@@ -173,6 +177,18 @@ struct DaemonView {
     push_ready: std::sync::atomic::AtomicBool,
     ingest: Arc<Ingest>,
     persist: Arc<Persister>,
+    /// Every target's AWS API health entries (CloudWatch Logs from the
+    /// sources, Transfer from the inventories), registered as they start.
+    health: Arc<Health>,
+    /// The push receiver, when on.
+    firehose: Option<firehose::Receiver>,
+    started: SystemTime,
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 impl DaemonView {
@@ -184,6 +200,11 @@ impl DaemonView {
     }
 
     fn set_sources(&self, sources: Option<Arc<Sources>>) {
+        if let Some(s) = &sources {
+            for h in s.api_health() {
+                self.health.register(h);
+            }
+        }
         *self.sources.write().unwrap_or_else(|e| e.into_inner()) = sources;
     }
 }
@@ -202,10 +223,6 @@ impl View for DaemonView {
         let Some(sources) = self.sources() else {
             return Vec::new();
         };
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
         sources
             .status()
             .into_iter()
@@ -213,12 +230,74 @@ impl View for DaemonView {
                 target: g.target,
                 log_group: g.log_group,
                 last_poll_unix: g.last_success_unix,
-                lag_seconds: g
-                    .newest_event_ms
-                    .map(|ms| (now - ms as f64 / 1000.0).max(0.0)),
+                newest_event_ms: g.newest_event_ms,
                 last_error: g.last_error,
             })
             .collect()
+    }
+
+    fn cause_summary(&self) -> Vec<CauseRow> {
+        self.ingest
+            .cause_summary()
+            .into_iter()
+            .map(|c| CauseRow {
+                category: c.category.to_owned(),
+                cause: c.cause.to_owned(),
+                advice: c.advice.to_owned(),
+                total: c.total,
+                servers: c
+                    .servers
+                    .into_iter()
+                    .map(|s| CauseServerRow {
+                        server_id: s.server_id,
+                        count: s.count,
+                        last_ms: s.last_ms,
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    fn api_status(&self) -> Vec<ApiRow> {
+        self.health
+            .status()
+            .into_iter()
+            .map(|s| ApiRow {
+                target: s.target,
+                api: s.api.as_str().to_owned(),
+                up: s.up,
+                last_error: s.last_error.map(|f| ApiFailureRow {
+                    operation: f.operation.to_owned(),
+                    outcome: f.kind.as_str().to_owned(),
+                    message: f.message,
+                    fix: f.fix.to_owned(),
+                    since_unix: unix(f.since),
+                    count: f.count,
+                    recovered_unix: f.recovered_at.map(unix),
+                }),
+            })
+            .collect()
+    }
+
+    fn push_status(&self) -> Option<PushRow> {
+        let st = self.firehose.as_ref()?.status();
+        Some(PushRow {
+            listen_address: st.listen_address.to_string(),
+            path: firehose::PUSH_PATH.to_owned(),
+            last_request_unix: st.last_request_ms.map(|ms| ms as f64 / 1000.0),
+            last_outcome: st.last_outcome.map(str::to_owned),
+            last_error: st.last_error.map(|(ms, msg)| (ms as f64 / 1000.0, msg)),
+            requests: st
+                .requests
+                .into_iter()
+                .map(|(o, n)| (o.to_owned(), n))
+                .collect(),
+            unauthenticated_warning: st.warning.map(str::to_owned),
+        })
+    }
+
+    fn started_unix(&self) -> Option<f64> {
+        Some(unix(self.started))
     }
 
     fn scrape(&self) -> http::BoxFuture<'_, Option<Vec<prometheus::proto::MetricFamily>>> {
@@ -378,6 +457,9 @@ impl App {
             push_ready: std::sync::atomic::AtomicBool::new(false),
             ingest: ingest.clone(),
             persist: persist.clone(),
+            health: Arc::new(Health::new()),
+            firehose: firehose.as_ref().map(|(_, r)| r.clone()),
+            started: SystemTime::now(),
         });
         let (reload_handle, reload_requests) = reload::Handle::new(cfg.web_enable_lifecycle);
         if sighup {
@@ -688,7 +770,8 @@ async fn start_first_generation(
     let tracker = TaskTracker::new();
     // The inventory's first view comes before the first poll, so that the
     // legacy copies of dual-logging servers are skipped from the start.
-    let inventories = first_inventories(cfg, metrics, ingest, &[], &cancel).await;
+    let inventories =
+        first_inventories(cfg, metrics, ingest, &[], &deps.view.health, &cancel).await;
     let start_sources = async {
         match deps.logs_apis.clone() {
             Some(apis) => Sources::start_with_apis(
@@ -824,6 +907,7 @@ async fn reload_once(
         &deps.metrics,
         &deps.ingest,
         &generation.views,
+        &deps.view.health,
         &next_cancel,
     )
     .await;
@@ -850,6 +934,7 @@ async fn reload_once(
     }
     for t in &running.targets {
         if !new.targets.iter().any(|n| n.name == t.name) {
+            deps.view.health.forget_target(&t.name);
             for api in [crate::aws::Api::Logs, crate::aws::Api::Transfer] {
                 let _ = deps
                     .metrics
@@ -939,6 +1024,7 @@ async fn first_inventories(
     metrics: &Arc<Metrics>,
     ingest: &Arc<Ingest>,
     previous: &[(String, ServerView)],
+    health: &Arc<Health>,
     cancel: &CancellationToken,
 ) -> Vec<(Inventory, Option<Vec<ServerSummary>>)> {
     if !cfg.inventory.enabled {
@@ -954,16 +1040,19 @@ async fn first_inventories(
     };
     let mut set = tokio::task::JoinSet::new();
     for (i, t) in cfg.targets.iter().enumerate() {
-        let (t, metrics, inv_cfg, cancel, known) = (
+        let (t, metrics, inv_cfg, health, cancel, known) = (
             t.clone(),
             metrics.clone(),
             cfg.inventory.clone(),
+            health.clone(),
             cancel.clone(),
             last_view(&t.name),
         );
         set.spawn(async move {
             let sdk = sdk_config(&t).await;
             let mut inv = Inventory::new(&sdk, metrics, inv_cfg).continuing_from(&known);
+            // On the landing page from the first call on.
+            health.register(inv.health().clone());
             let first = tokio::select! {
                 _ = cancel.cancelled() => None,
                 r = tokio::time::timeout(FIRST_INVENTORY_TIMEOUT, inv.refresh()) => match r {
@@ -1007,11 +1096,10 @@ async fn first_inventories(
             Some(v) => v,
             None => {
                 let sdk = sdk_config(t).await;
-                (
-                    Inventory::new(&sdk, metrics.clone(), cfg.inventory.clone())
-                        .continuing_from(&last_view(&t.name)),
-                    None,
-                )
+                let inv = Inventory::new(&sdk, metrics.clone(), cfg.inventory.clone())
+                    .continuing_from(&last_view(&t.name));
+                health.register(inv.health().clone());
+                (inv, None)
             }
         });
     }

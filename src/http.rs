@@ -1,6 +1,6 @@
 //! The HTTP server (hyper 1.x): `/metrics` (or the configured telemetry
-//! path), `/-/healthy`, `/-/ready`, and `/`, a small landing page. Anything
-//! else is 404.
+//! path), `/-/healthy`, `/-/ready`, and `/`, the landing page
+//! ([`crate::web::landing`]). Anything else is 404.
 //!
 //! The server knows nothing of CloudWatch or the pipeline: it reads them
 //! through [`View`], which the daemon implements, so the page and the
@@ -17,11 +17,9 @@
 //! shutdown); the daemon waits for them on its task tracker, under its drain
 //! deadline.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -33,50 +31,16 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus::Registry;
 
-use crate::web::{self, encode};
+use crate::web::{self, encode, landing};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use crate::web::listener::HEADER_READ_TIMEOUT;
 
-/// Log groups listed on the landing page; beyond this the page says how many
-/// more there are (the metrics have them all).
-pub const MAX_GROUPS_ON_PAGE: usize = 200;
-
-/// One polled log group, for the landing page.
-#[derive(Debug, Clone, Default)]
-pub struct GroupRow {
-    pub target: String,
-    pub log_group: String,
-    /// Time of the last successful poll round, Unix seconds.
-    pub last_poll_unix: Option<f64>,
-    /// Now minus the newest event counted, seconds.
-    pub lag_seconds: Option<f64>,
-    /// Last error, if the last round failed.
-    pub last_error: Option<String>,
-}
-
-/// One recent classified failure, for the landing page.
-#[derive(Debug, Clone, Default)]
-pub struct FailureRow {
-    pub timestamp_ms: i64,
-    pub log_group: String,
-    pub server_id: String,
-    pub user: String,
-    pub category: String,
-    pub cause: String,
-    pub advice: String,
-    pub message: String,
-}
-
-/// One configured target, for the landing page.
-#[derive(Debug, Clone, Default)]
-pub struct TargetRow {
-    pub name: String,
-    pub region: String,
-    pub endpoint_url: Option<String>,
-    pub role_arn: Option<String>,
-}
+pub use crate::web::landing::{
+    escape, ApiFailureRow, ApiRow, CauseRow, CauseServerRow, FailureRow, GroupRow, PushRow,
+    TargetRow, MAX_GROUPS_ON_PAGE,
+};
 
 /// A boxed future (the `View` trait is object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -88,6 +52,22 @@ pub trait View: Send + Sync + 'static {
     fn groups(&self) -> Vec<GroupRow>;
     /// Newest first.
     fn recent_failures(&self) -> Vec<FailureRow>;
+    /// Failures per cause and server since the start, most first.
+    fn cause_summary(&self) -> Vec<CauseRow> {
+        Vec::new()
+    }
+    /// Each target's use of each AWS API, with its last error.
+    fn api_status(&self) -> Vec<ApiRow> {
+        Vec::new()
+    }
+    /// The Firehose push receiver, when it is on.
+    fn push_status(&self) -> Option<PushRow> {
+        None
+    }
+    /// When the daemon started, Unix seconds.
+    fn started_unix(&self) -> Option<f64> {
+        None
+    }
     /// For `/metrics`: the gathered families to serve, after the state behind
     /// them has been saved (see `Sources::scrape`); `None` renders the
     /// registry as it is.
@@ -256,111 +236,24 @@ fn now_unix() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Escapes text for HTML element content and double-quoted attributes.
-/// Log content is attacker-controlled (user names in failed logins), so
-/// everything from the outside passes through here.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn ago(now: f64, t: Option<f64>) -> String {
-    match t {
-        Some(t) if t > 0.0 => format!("{:.0}s ago", (now - t).max(0.0)),
-        _ => "never".to_owned(),
-    }
-}
-
-fn utc(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_seconds(t).to_string()
-}
-
-/// Renders the landing page. `now` is Unix seconds (a parameter for tests).
+/// Renders the landing page ([`crate::web::landing`]) from the daemon's
+/// view. `now` is Unix seconds (a parameter for tests).
 pub fn landing_page(state: &AppState, now: f64) -> String {
-    let mut h = String::with_capacity(8 * 1024);
-    let path = escape(&state.telemetry_path);
-    let ready = state.view.is_ready();
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>AWS Transfer Family Exporter</title>\
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}}</style></head>\n<body>\n\
-<h1>AWS Transfer Family Exporter</h1>\n<p>Version {version}. <a href=\"{path}\">Metrics</a> · <a href=\"/-/healthy\">Healthy</a> · <a href=\"/-/ready\">Ready</a> ({ready})</p>\n",
-        version = escape(env!("CARGO_PKG_VERSION")),
-        ready = if ready { "yes" } else { "not yet" },
-    );
-
-    h.push_str("<h2>Targets</h2>\n<table><tr><th>Name</th><th>Region</th><th>Endpoint</th><th>Role</th></tr>\n");
-    for t in &state.targets {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&t.name),
-            escape(&t.region),
-            escape(t.endpoint_url.as_deref().unwrap_or("AWS default")),
-            escape(t.role_arn.as_deref().unwrap_or("")),
-        );
-    }
-    h.push_str("</table>\n");
-
-    let groups = state.view.groups();
-    let _ = write!(
-        h,
-        "<h2>Log groups ({})</h2>\n<table><tr><th>Target</th><th>Log group</th><th>Last successful poll</th><th>Lag</th><th>Last error</th></tr>\n",
-        groups.len()
-    );
-    for g in groups.iter().take(MAX_GROUPS_ON_PAGE) {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&g.target),
-            escape(&g.log_group),
-            ago(now, g.last_poll_unix),
-            g.lag_seconds
-                .map_or_else(|| "–".to_owned(), |l| format!("{l:.0}s")),
-            escape(g.last_error.as_deref().unwrap_or("")),
-        );
-    }
-    h.push_str("</table>\n");
-    if groups.len() > MAX_GROUPS_ON_PAGE {
-        let _ = writeln!(
-            h,
-            "<p>… and {} more (see <code>aws_transfer_exporter_log_group_lag_seconds</code>).</p>",
-            groups.len() - MAX_GROUPS_ON_PAGE
-        );
-    }
-
-    let failures = state.view.recent_failures();
-    let _ = write!(
-        h,
-        "<h2>Recent failures ({})</h2>\n<table><tr><th>Time (UTC)</th><th>Server</th><th>User</th><th>Cause</th><th>Message</th><th>What to do</th></tr>\n",
-        failures.len()
-    );
-    for f in &failures {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}/{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&utc(f.timestamp_ms)),
-            escape(&f.server_id),
-            escape(&f.user),
-            escape(&f.category),
-            escape(&f.cause),
-            escape(&f.message),
-            escape(&f.advice),
-        );
-    }
-    h.push_str("</table>\n</body></html>\n");
-    h
+    let v = &state.view;
+    let page = landing::Page {
+        telemetry_path: state.telemetry_path.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        revision: crate::metrics::REVISION.to_owned(),
+        ready: v.is_ready(),
+        started_unix: v.started_unix(),
+        targets: state.targets.clone(),
+        causes: v.cause_summary(),
+        failures: v.recent_failures(),
+        apis: v.api_status(),
+        groups: v.groups(),
+        push: v.push_status(),
+    };
+    landing::render(&page, now)
 }
 
 #[cfg(test)]
@@ -380,7 +273,7 @@ mod tests {
                 target: "default".into(),
                 log_group: "/aws/transfer/s-1<b>".into(),
                 last_poll_unix: Some(990.0),
-                lag_seconds: Some(3.0),
+                newest_event_ms: Some(997_000),
                 last_error: None,
             }]
         }
@@ -395,6 +288,27 @@ mod tests {
                 advice: "check the user exists & is on this server".into(),
                 message: "Authentication failure \"x\"".into(),
             }]
+        }
+        fn cause_summary(&self) -> Vec<CauseRow> {
+            vec![CauseRow {
+                category: "auth".into(),
+                cause: "unknown_user".into(),
+                advice: "check the user exists & is on this server".into(),
+                total: 1,
+                servers: vec![CauseServerRow {
+                    server_id: "s-1".into(),
+                    count: 1,
+                    last_ms: 1_700_000_000_000,
+                }],
+            }]
+        }
+        fn push_status(&self) -> Option<PushRow> {
+            Some(PushRow {
+                listen_address: "127.0.0.1:9".into(),
+                path: "/firehose".into(),
+                unauthenticated_warning: Some("open".into()),
+                ..PushRow::default()
+            })
         }
     }
 
@@ -427,8 +341,14 @@ mod tests {
             page.contains("check the user exists &amp; is on this server"),
             "{page}"
         );
-        assert!(page.contains("10s ago"), "{page}");
+        assert!(page.contains("10 s ago"), "{page}");
         assert!(page.contains("2023-11-14T22:13:20Z"), "{page}");
+        // Every part of the view reaches the page.
+        assert!(page.contains("Failures by cause (1)"), "{page}");
+        assert!(page.contains("127.0.0.1:9 (POST /firehose)"), "{page}");
+        assert!(page.contains("id=\"alarm-unauthenticated\""), "{page}");
+        let revision = format!("revision <code>{}</code>", crate::metrics::REVISION);
+        assert!(page.contains(&revision), "{page}");
     }
 
     #[tokio::test]

@@ -7,7 +7,8 @@
 //! Beside counting, the boundary keeps what concerns every source and no
 //! stage of the flow: the policy of which events are copies of others (the
 //! legacy lines of servers that also log structured JSON, reference §8.4,
-//! fed by the inventory) and the landing page's ring of recent failures.
+//! fed by the inventory), the landing page's ring of recent failures and
+//! its per-cause summary (failures per cause and server since the start).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -30,10 +31,78 @@ fn is_listed(sets: &FxHashMap<String, FxHashSet<String>>, server_id: &str) -> bo
     !sets.is_empty() && sets.values().any(|s| s.contains(server_id))
 }
 
+/// Servers listed per cause in the landing page's summary; the failures of
+/// further servers are added up in one `(other servers)` entry. An account
+/// has at most a few dozen Transfer servers and connectors per Region, so
+/// this bound is reached only by ids that are not servers (a flood of
+/// distinct AS2 resources, say), and then memory stays bounded.
+pub const MAX_SERVERS_PER_CAUSE: usize = 256;
+
+/// The `server_id` of the entry that adds up the servers past
+/// [`MAX_SERVERS_PER_CAUSE`].
+pub const OTHER_SERVERS: &str = "(other servers)";
+
+/// Failures of one cause on one server since this process started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCount {
+    /// Server id (or connector id, AS2 resource) as the log said it; empty
+    /// when the event named none.
+    pub server_id: String,
+    pub count: u64,
+    /// Timestamp of the newest failure counted here, Unix milliseconds.
+    pub last_ms: i64,
+}
+
+/// Failures of one cause since this process started, for the landing page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CauseSummary {
+    pub category: &'static str,
+    pub cause: &'static str,
+    pub advice: &'static str,
+    pub total: u64,
+    /// Most failures first.
+    pub servers: Vec<ServerCount>,
+}
+
+#[derive(Default)]
+struct CauseCounts {
+    advice: &'static str,
+    total: u64,
+    servers: FxHashMap<String, (u64, i64)>,
+}
+
+impl CauseCounts {
+    /// One lookup for a server already listed (every failure but a
+    /// server's first); a string is allocated only for a new entry.
+    fn add(&mut self, server_id: &str, timestamp_ms: i64) {
+        fn bump(entry: &mut (u64, i64), timestamp_ms: i64) {
+            entry.0 += 1;
+            entry.1 = entry.1.max(timestamp_ms);
+        }
+        self.total += 1;
+        if let Some(entry) = self.servers.get_mut(server_id) {
+            return bump(entry, timestamp_ms);
+        }
+        let key = if self.servers.len() < MAX_SERVERS_PER_CAUSE {
+            server_id
+        } else {
+            OTHER_SERVERS
+        };
+        match self.servers.get_mut(key) {
+            Some(entry) => bump(entry, timestamp_ms),
+            None => {
+                self.servers.insert(key.to_owned(), (1, timestamp_ms));
+            }
+        }
+    }
+}
+
 struct Inner {
     pipeline: Pipeline,
     recent: VecDeque<Outcome<'static>>,
     recent_cap: usize,
+    /// Per (category, cause): failures per server since the start.
+    causes: FxHashMap<(&'static str, &'static str), CauseCounts>,
     /// Per inventory target: servers whose legacy text lines duplicate the
     /// structured events also read (see [`Ingest::set_legacy_duplicates`]).
     legacy_duplicates: FxHashMap<String, FxHashSet<String>>,
@@ -45,10 +114,20 @@ impl Inner {
             pipeline,
             recent,
             recent_cap,
+            causes,
             legacy_duplicates,
         } = self;
         let skip = |server: &str| is_listed(legacy_duplicates, server);
         let out = pipeline.process_with(raw, &skip);
+        if let Some(cause) = out.cause {
+            let counts = causes
+                .entry((out.category.unwrap_or_default(), cause))
+                .or_insert_with(|| CauseCounts {
+                    advice: out.advice.unwrap_or_default(),
+                    ..CauseCounts::default()
+                });
+            counts.add(out.server_id.as_deref().unwrap_or(""), out.timestamp_ms);
+        }
         if out.cause.is_some() && *recent_cap > 0 {
             if recent.len() == *recent_cap {
                 let mut oldest = recent.pop_front().expect("full ring is not empty");
@@ -75,6 +154,7 @@ impl Ingest {
                 pipeline: Pipeline::new(metrics.clone(), cfg),
                 recent: VecDeque::with_capacity(recent_cap.min(1024)),
                 recent_cap,
+                causes: FxHashMap::default(),
                 legacy_duplicates: FxHashMap::default(),
             }),
             metrics,
@@ -114,6 +194,47 @@ impl Ingest {
     /// Recent classified failures, newest first (bounded).
     pub fn recent_failures(&self) -> Vec<Outcome<'static>> {
         self.lock().recent.iter().rev().cloned().collect()
+    }
+
+    /// Failures per cause and server since this process started, the
+    /// cause with the most failures first (ties by name), each cause's
+    /// servers likewise.
+    pub fn cause_summary(&self) -> Vec<CauseSummary> {
+        let inner = self.lock();
+        let mut out: Vec<CauseSummary> = inner
+            .causes
+            .iter()
+            .map(|(&(category, cause), c)| {
+                let mut servers: Vec<ServerCount> = c
+                    .servers
+                    .iter()
+                    .map(|(id, &(count, last_ms))| ServerCount {
+                        server_id: id.clone(),
+                        count,
+                        last_ms,
+                    })
+                    .collect();
+                servers.sort_by(|a, b| {
+                    b.count
+                        .cmp(&a.count)
+                        .then_with(|| a.server_id.cmp(&b.server_id))
+                });
+                CauseSummary {
+                    category,
+                    cause,
+                    advice: c.advice,
+                    total: c.total,
+                    servers,
+                }
+            })
+            .collect();
+        drop(inner);
+        out.sort_by(|a, b| {
+            b.total
+                .cmp(&a.total)
+                .then_with(|| (a.category, a.cause).cmp(&(b.category, b.cause)))
+        });
+        out
     }
 
     /// Servers (of one inventory target) that have both a logging role and
@@ -255,6 +376,94 @@ mod tests {
             .collect();
         let want: Vec<_> = failures.iter().rev().take(3).cloned().collect();
         assert_eq!(recent, want);
+    }
+
+    /// The landing page's summary: failures per cause and server since the
+    /// start, most first; non-failures are not in it; servers past the
+    /// bound are added up in one entry and nothing is lost.
+    #[test]
+    fn cause_summary_counts_per_cause_and_server_bounded() {
+        let metrics = Arc::new(Metrics::new(&Registry::new(), Limits::default()));
+        let ingest = Ingest::new(metrics, PipelineConfig::default());
+        let arn = |s: &str| format!("arn:aws:transfer:eu-west-1:111122223333:server/{s}");
+        let unknown = |server: &str, t: i64| {
+            let mut e = raw(
+                "ERRORS",
+                &format!(
+                    r#"{{"activity-type":"AUTH_FAILURE","resource-arn":"{}","message":"Authentication failure","user":"nobody"}}"#,
+                    arn(server)
+                ),
+            );
+            e.timestamp_ms = t;
+            e
+        };
+        let denied = raw(
+            "s-0123456789abcdef0/jdoe",
+            &format!(
+                r#"{{"activity-type":"ERROR","resource-arn":"{}","message":"Access denied","session-id":"26315c40e111fcf04b00"}}"#,
+                arn("s-0123456789abcdef0")
+            ),
+        );
+        let ok = raw(
+            "ERRORS",
+            &format!(
+                r#"{{"activity-type":"CONNECTED","resource-arn":"{}","user":"bob","session-id":"bb"}}"#,
+                arn("s-0123456789abcdef0")
+            ),
+        );
+        let mut batch = vec![
+            unknown("s-00000000000000001", 10),
+            unknown("s-00000000000000001", 30),
+            unknown("s-00000000000000001", 20),
+            unknown("s-00000000000000002", 5),
+            denied.clone(),
+            ok,
+        ];
+        ingest.submit(&batch);
+        let got = ingest.cause_summary();
+        assert_eq!(got.len(), 2, "{got:#?}");
+        let first = &got[0];
+        assert_eq!(
+            (first.category, first.cause, first.total),
+            ("auth", "unknown_user", 4)
+        );
+        assert!(!first.advice.is_empty());
+        assert_eq!(
+            first.servers,
+            [
+                ServerCount {
+                    server_id: "s-00000000000000001".into(),
+                    count: 3,
+                    last_ms: 30
+                },
+                ServerCount {
+                    server_id: "s-00000000000000002".into(),
+                    count: 1,
+                    last_ms: 5
+                },
+            ]
+        );
+        assert_eq!(got[1].total, 1);
+        assert_eq!(got[1].servers[0].server_id, "s-0123456789abcdef0");
+
+        // Past the bound, one entry adds up the rest; totals stay exact.
+        batch.clear();
+        for i in 0..MAX_SERVERS_PER_CAUSE + 50 {
+            batch.push(unknown(&format!("s-{i:017x}"), 1));
+        }
+        ingest.submit(&batch);
+        let got = ingest.cause_summary();
+        let u = got.iter().find(|c| c.cause == "unknown_user").unwrap();
+        assert_eq!(u.total, 4 + MAX_SERVERS_PER_CAUSE as u64 + 50);
+        assert_eq!(u.servers.len(), MAX_SERVERS_PER_CAUSE + 1);
+        assert_eq!(u.servers.iter().map(|s| s.count).sum::<u64>(), u.total);
+        let other = u
+            .servers
+            .iter()
+            .find(|s| s.server_id == OTHER_SERVERS)
+            .unwrap();
+        // 306 ids, 2 already listed: 254 more fit, 50 are added up.
+        assert_eq!(other.count, 50);
     }
 
     #[test]

@@ -39,6 +39,14 @@ pub use crate::config::defaults::DEFAULT_MAX_USERS_PER_SERVER;
 
 pub use crate::config::defaults::DEFAULT_MAX_IDS;
 
+/// The git revision this binary was built from (`build.rs`: the
+/// `GIT_REVISION` environment variable, else `git rev-parse --short HEAD`,
+/// else `unknown`): the `revision` of `aws_transfer_exporter_build_info`.
+pub const REVISION: &str = match option_env!("GIT_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
+
 /// What replaces a character that must not reach a label value: U+FFFD,
 /// the Unicode replacement character (the same one lossy UTF-8 decoding
 /// uses for invalid bytes). Not `_` or `?`: those occur in real names, so
@@ -484,10 +492,7 @@ impl Metrics {
             guard: Mutex::new(LabelGuard::new(limits)),
         };
         m.build_info
-            .with_label_values(&[
-                env!("CARGO_PKG_VERSION"),
-                option_env!("GIT_REVISION").unwrap_or("unknown"),
-            ])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
             .set(1);
         m
     }

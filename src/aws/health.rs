@@ -202,12 +202,20 @@ impl Health {
         Health::default()
     }
 
-    /// Adds an entry (e.g. `caller.health().clone()`).
+    /// Adds an entry (e.g. `caller.health().clone()`), replacing the one of
+    /// the same target and API (a reload starts new callers).
     pub fn register(&self, entry: Arc<ApiHealth>) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|e| !(e.target == entry.target && e.api == entry.api));
+        entries.push(entry);
+    }
+
+    /// Drops every entry of `target` (removed by a reload).
+    pub fn forget_target(&self, target: &str) {
         self.entries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(entry);
+            .retain(|e| e.target != target);
     }
 
     /// Every entry's status, sorted by target then API.

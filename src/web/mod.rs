@@ -6,6 +6,7 @@
 //! - [`auth`]: basic authentication against bcrypt hashes.
 //! - [`listener`]: accept TCP, complete TLS under a deadline.
 //! - [`encode`]: `/metrics` negotiation (text 0.0.4 or OpenMetrics 1.0.0) and gzip.
+//! - [`landing`]: the landing page (`/`), rendered from what the daemon shows it.
 //!
 //! One [`Edge`] is built at startup from the web config file and shared
 //! by every listener. It re-reads the web config file and the certificate,
@@ -22,6 +23,7 @@
 
 pub mod auth;
 pub mod encode;
+pub mod landing;
 pub mod listener;
 pub mod tls;
 pub mod web_config;

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::daemon::BIN;
-use crate::support::{exposition, Daemon, Moto, REGION};
+use crate::support::{exposition, html, Daemon, Moto, REGION};
 
 /// The bound: the problem shows within ten seconds.
 const WITHIN: Duration = Duration::from_secs(10);
@@ -87,6 +87,27 @@ fn no_credentials_is_said_plainly_for_both_apis_and_credentials_bring_it_up() {
                     == Some(0.0)
         },
     );
+    // The landing page names the problem and the fix for each API, at the
+    // top and in its AWS API section.
+    let (status, _, page) = d.get("/");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() < WITHIN, "{:?}", started.elapsed());
+    let alarm = html::at(&page, "id=\"alarm-apis\"");
+    assert!(alarm < html::at(&page, "id=\"causes\""), "at the top");
+    let apis = html::rows(&page, "apis");
+    for api in ["logs", "transfer"] {
+        let row = apis
+            .iter()
+            .find(|r| html::text(&r[1]) == api)
+            .unwrap_or_else(|| panic!("{api} in the AWS API section:\n{page}"));
+        assert_eq!(html::text(&row[0]), REGION);
+        assert_eq!(html::text(&row[2]), "failing: credentials", "{row:?}");
+        assert!(html::text(&row[3]).parse::<u64>().unwrap() >= 1, "{row:?}");
+        assert!(
+            html::text(&row[7]).starts_with("no AWS credentials found"),
+            "the fix: {row:?}"
+        );
+    }
     // Credentials are not a network blip: nothing counted as transient, and
     // no attempt was retried with backoff.
     assert_eq!(
@@ -185,6 +206,13 @@ fn no_credentials_is_said_plainly_for_both_apis_and_credentials_bring_it_up() {
     );
     let log = d.stderr();
     assert!(!log.contains("AWS API calls failing"), "{log}");
+    let (_, _, page) = d.get("/");
+    assert!(!page.contains("id=\"alarm-apis\""), "{page}");
+    let states: Vec<String> = html::rows(&page, "apis")
+        .iter()
+        .map(|r| html::text(&r[2]))
+        .collect();
+    assert_eq!(states, ["up", "up"], "{page}");
     for secret in [KEY_ID, SECRET] {
         assert!(
             !log.contains(secret),

@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::support::logs::shapes;
-use crate::support::{exposition, now_ms, unique, Logs, Moto, REGION};
+use crate::support::{exposition, html, now_ms, unique, Logs, Moto, REGION};
 
 const A: &str = "s-0123456789abcdef0";
 const B: &str = "s-0fedcba9876543210";
@@ -1073,6 +1073,12 @@ fn fault_table() {
     assert!(st.last_request_ms.is_some());
     assert!(st.last_error.is_some());
     assert!(st.warning.is_none());
+    // The last POST was the JSON that is not a delivery request (the health
+    // check after it is not a delivery); the counts are the metrics'.
+    assert_eq!(st.last_outcome, Some("bad_request"));
+    for (outcome, n) in &st.requests {
+        assert_eq!(*n as f64, rig.requests(outcome), "{outcome}");
+    }
     // No key ever reaches the exposition.
     let text = rig.render();
     assert!(!text.contains(KEY_OLD) && !text.contains(KEY_NEW));
@@ -1152,7 +1158,9 @@ fn unauthenticated_mode_warns_on_the_status() {
     let d = Sender::new(&rig.url(), None)
         .deliver_request(&request_id(), &[structured_record(&group, 0..2)]);
     assert_eq!(d.attempts, vec![Attempt::Status(200)]);
-    assert!(rig.receiver.status().warning.is_some());
+    let st = rig.receiver.status();
+    assert!(st.warning.is_some());
+    assert_eq!(st.last_outcome, Some("ok"));
 }
 
 // ---------------------------------------------------------------- the daemon
@@ -1211,6 +1219,24 @@ fn the_daemon_push_only_counts_the_scenario_and_never_polls() {
         0.0,
         "push only never polls"
     );
+
+    // The landing page: the push listener, its last request, no warning
+    // (a key file is given), and the failures it delivered by cause.
+    let (_, _, page) = d.get("/");
+    let section = &page[html::at(&page, "id=\"push\"")..];
+    assert!(
+        section.contains(&format!("{push} (POST /firehose)")),
+        "{section}"
+    );
+    assert!(
+        section.contains("ago</span>, <span class=\"ok\">ok</span>"),
+        "last request and its outcome:\n{section}"
+    );
+    assert!(!page.contains("class=\"alarm\""), "{page}");
+    assert!(
+        page.contains(&format!("Failures by cause ({SCENARIO_ERRORS})")),
+        "{page}"
+    );
 }
 
 /// Without a key file the receiver refuses to start (exit 2, naming the
@@ -1233,6 +1259,33 @@ fn the_daemon_refuses_an_open_receiver_without_the_opt_out() {
     assert_eq!(status.and_then(|s| s.code()), Some(2), "{err}");
     assert!(err.contains("firehose.access_key_file"), "{err}");
     assert!(err.contains("--firehose.allow-unauthenticated"), "{err}");
+
+    // With the opt-out it runs, and says so loudly: in the log and at the
+    // top of the landing page.
+    let d = crate::support::Daemon::start(&[
+        format!("--aws.region={REGION}"),
+        "--aws.endpoint-url=http://127.0.0.1:1".into(),
+        "--poll.enabled=false".into(),
+        "--firehose.listen-address=127.0.0.1:0".into(),
+        "--firehose.allow-unauthenticated".into(),
+        format!("--state.path={}", dir.path().join("s.json").display()),
+    ]);
+    let (status, _, page) = d.get("/");
+    assert_eq!(status, 200);
+    let alarm = html::at(&page, "id=\"alarm-unauthenticated\"");
+    assert!(alarm < html::at(&page, "id=\"causes\""), "at the top");
+    assert!(
+        html::text(&page[alarm..]).contains("WITHOUT an access key"),
+        "{page}"
+    );
+    assert!(page[html::at(&page, "id=\"push\"")..].contains("NOT REQUIRED"));
+    assert!(
+        d.stderr()
+            .lines()
+            .any(|l| l.contains("level=warn") && l.contains("WITHOUT an access key")),
+        "{}",
+        d.stderr()
+    );
 }
 
 /// kill -9 of a push-only daemon at random moments (the first four within

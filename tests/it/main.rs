@@ -18,6 +18,7 @@ mod firehose_push;
 mod inventory_daemon;
 mod inventory_moto;
 mod labels_attack;
+mod landing_page;
 mod layout;
 mod probe_listeners;
 mod reload;

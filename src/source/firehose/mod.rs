@@ -184,6 +184,11 @@ pub struct FirehoseStatus {
     pub listen_address: SocketAddr,
     /// Last `POST /firehose`, Unix milliseconds.
     pub last_request_ms: Option<i64>,
+    /// The `requests_total` outcome of that request (`ok`, `unauthorized`, …).
+    pub last_outcome: Option<&'static str>,
+    /// Requests answered since the start, per outcome (every outcome of
+    /// [`metrics::REQUEST_OUTCOMES`], in that order).
+    pub requests: Vec<(&'static str, u64)>,
     /// The last rejected request or undecodable record, with its time (Unix ms).
     pub last_error: Option<(i64, String)>,
     /// Set when requests are accepted without an access key.
@@ -197,7 +202,18 @@ const UNAUTHENTICATED_WARNING: &str =
 struct StatusInner {
     listen_address: SocketAddr,
     last_request_ms: Option<i64>,
+    last_outcome: Option<&'static str>,
+    /// `requests_total` per outcome of [`metrics::REQUEST_OUTCOMES`].
+    counters: Vec<prometheus::IntCounter>,
+    /// Their values when the last request was noted.
+    seen: Vec<u64>,
     last_error: Option<(i64, String)>,
+}
+
+impl StatusInner {
+    fn counts(&self) -> Vec<u64> {
+        self.counters.iter().map(|c| c.get()).collect()
+    }
 }
 
 struct Sample {
@@ -246,8 +262,20 @@ impl Inner {
         lock(&self.events)
     }
 
+    /// Called once per answered `POST /firehose`, after its outcome was
+    /// counted: the outcome whose counter moved since the previous call is
+    /// this request's (of requests answered at the same moment, one of
+    /// theirs), so the handler needs to say nothing more than "answered".
     fn note_request(&self) {
-        lock(&self.status).last_request_ms = Some(now_ms());
+        let mut st = lock(&self.status);
+        let counts = st.counts();
+        st.last_request_ms = Some(now_ms());
+        if let Some(i) =
+            (0..counts.len()).find(|&i| counts[i] > st.seen.get(i).copied().unwrap_or(0))
+        {
+            st.last_outcome = Some(metrics::REQUEST_OUTCOMES[i]);
+        }
+        st.seen = counts;
     }
 
     fn note_error(&self, msg: &str) {
@@ -367,6 +395,11 @@ impl Receiver {
         if auth.is_open() {
             tracing::warn!(listen_address = %cfg.listen_address, "{UNAUTHENTICATED_WARNING}");
         }
+        let counters: Vec<prometheus::IntCounter> = metrics::REQUEST_OUTCOMES
+            .iter()
+            .map(|o| metrics.requests.with_label_values(&[*o]))
+            .collect();
+        let seen = counters.iter().map(|c| c.get()).collect();
         Ok(Receiver {
             inner: Arc::new(Inner {
                 auth,
@@ -381,6 +414,9 @@ impl Receiver {
                 status: Mutex::new(StatusInner {
                     listen_address: cfg.listen_address,
                     last_request_ms: None,
+                    last_outcome: None,
+                    counters,
+                    seen,
                     last_error: None,
                 }),
                 sample: Mutex::new(Sample {
@@ -413,6 +449,12 @@ impl Receiver {
         FirehoseStatus {
             listen_address: st.listen_address,
             last_request_ms: st.last_request_ms,
+            last_outcome: st.last_outcome,
+            requests: metrics::REQUEST_OUTCOMES
+                .iter()
+                .copied()
+                .zip(st.counts())
+                .collect(),
             last_error: st.last_error.clone(),
             warning: self.inner.auth.is_open().then_some(UNAUTHENTICATED_WARNING),
         }

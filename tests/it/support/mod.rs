@@ -7,6 +7,7 @@
 pub mod daemon;
 pub mod exposition;
 pub mod faultproxy;
+pub mod html;
 pub mod logs;
 pub mod moto;
 
