@@ -500,7 +500,6 @@ mod tests {
         data_message(group, "s", &ev)
     }
 
-
     #[test]
     fn record_table() {
         let one = msg("/g", 2);
@@ -569,7 +568,13 @@ mod tests {
         ];
         let mut scratch = Scratch::default();
         for (name, data, want) in cases {
+            scratch.events.clear();
             let (rec, _) = decode_record(&data, BIG, &mut scratch);
+            let appended = match rec {
+                Record::Data(n) => n,
+                _ => 0,
+            };
+            assert_eq!(scratch.events.len(), appended, "case {name:?}");
             let got = match &rec {
                 Record::Empty => "empty".to_owned(),
                 Record::Control => "control".to_owned(),
@@ -578,6 +583,76 @@ mod tests {
             };
             assert_eq!(got, want, "case {name:?}: data {data:?}");
         }
+    }
+
+    /// What lands in the event slots: every field of every event of a DATA
+    /// record, in order, with its own group and stream; nothing of a
+    /// record that fails or of a control message; slots reused across
+    /// records without leftovers.
+    #[test]
+    fn records_append_exactly_their_events() {
+        let ev = |id: &str, ts: i64, m: &str| (id.to_owned(), ts, m.to_owned());
+        let g1 = data_message(
+            "/g1",
+            "s1",
+            &[ev("a", 1, r#"{"k":"v \"q\""}"#), ev("b", 2, "legacy line")],
+        );
+        let g2 = data_message("/g2", "s2", &[ev("c", 3, "x")]);
+        let mixed = format!("{g1}\n{}\n{g2}", control_message());
+        let second_broken = format!("{g1}{{\"messageType\":\"DATA_MESSAGE\",\"logGroup\":\"/g\",\"logEvents\":[{{\"id\":\"z\"}}]}}");
+        let mut scratch = Scratch::default();
+        let mut d = scratch.decoder();
+        d.events.clear();
+        assert_eq!(
+            d.record(&base64(&gzip(mixed.as_bytes())), BIG).0,
+            Record::Data(3)
+        );
+        assert_eq!(
+            d.record(&base64(second_broken.as_bytes()), BIG).0,
+            Record::Undecodable(Undecodable::NotSubscription)
+        );
+        assert_eq!(
+            d.record(&base64(&gzip(g2.as_bytes())), BIG).0,
+            Record::Data(1)
+        );
+        let got: Vec<(&str, &str, &str, i64, &str)> = d
+            .events
+            .events()
+            .iter()
+            .map(|e| {
+                (
+                    e.log_group.as_str(),
+                    e.log_stream.as_str(),
+                    e.event_id.as_str(),
+                    e.timestamp_ms,
+                    e.message.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/g1", "s1", "a", 1, r#"{"k":"v \"q\""}"#),
+                ("/g1", "s1", "b", 2, "legacy line"),
+                ("/g2", "s2", "c", 3, "x"),
+                ("/g2", "s2", "c", 3, "x"),
+            ]
+        );
+        // A second request on the same scratch: slots reused, contents exact.
+        d.events.clear();
+        let short = data_message("/h", "t", &[ev("1", 9, "m")]);
+        assert_eq!(d.record(&base64(short.as_bytes()), BIG).0, Record::Data(1));
+        let e = &d.events.events()[0];
+        assert_eq!(
+            (
+                e.log_group.as_str(),
+                e.log_stream.as_str(),
+                e.event_id.as_str(),
+                e.timestamp_ms,
+                e.message.as_str()
+            ),
+            ("/h", "t", "1", 9, "m")
+        );
     }
 
     #[test]

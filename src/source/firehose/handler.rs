@@ -359,8 +359,7 @@ impl Receiver {
             let mut kept = 0usize;
             for range in data_records {
                 let total = range.len();
-                let fresh =
-                    events.compact(range, kept, |e| seen.insert(&e.log_group, &e.event_id));
+                let fresh = events.compact(range, kept, |e| seen.insert(&e.log_group, &e.event_id));
                 kept += fresh;
                 ack.events_duplicate += (total - fresh) as u64;
                 if fresh == 0 && total > 0 {

@@ -424,7 +424,10 @@ mod tests {
             let (kind, ..) = parse(&format!(r#"{{"messageType":"{t}","extra":[1]}}"#)).unwrap();
             assert_eq!(kind, want, "{t}");
         }
-        assert!(parse(r#"{"logGroup":"/g"}"#).is_err(), "messageType is required");
+        assert!(
+            parse(r#"{"logGroup":"/g"}"#).is_err(),
+            "messageType is required"
+        );
         assert!(parse(r#"[1]"#).is_err());
     }
 
@@ -477,7 +480,10 @@ mod tests {
             .unwrap();
             assert_eq!(buf.len(), 1);
             assert_eq!(
-                (buf.events()[0].event_id.as_str(), buf.events()[0].message.as_str()),
+                (
+                    buf.events()[0].event_id.as_str(),
+                    buf.events()[0].message.as_str()
+                ),
                 (id, msg)
             );
         }
