@@ -41,14 +41,24 @@ const WAIT: Duration = Duration::from_secs(90);
 // ------------------------------------------------------------------ helpers
 
 /// A real Prometheus on 127.0.0.1, killed on drop.
-struct Prometheus {
+pub(crate) struct Prometheus {
     child: Child,
-    url: String,
+    pub(crate) url: String,
     agent: ureq::Agent,
 }
 
 impl Prometheus {
     fn start(dir: &Path, target: &str, rule_files: &[PathBuf]) -> Prometheus {
+        Prometheus::start_targets(dir, &[target.to_owned()], rule_files)
+    }
+
+    /// Scrapes every target as one job, `aws-transfer-exporter` (several
+    /// replicas of one deployment).
+    pub(crate) fn start_targets(
+        dir: &Path,
+        targets: &[String],
+        rule_files: &[PathBuf],
+    ) -> Prometheus {
         let bin = which("prometheus").unwrap_or_else(|| {
             panic!("prometheus is not installed: apt-get install -y prometheus (scripts/check-deploy.sh does)")
         });
@@ -57,8 +67,9 @@ impl Prometheus {
             .map(|p| format!("  - {}\n", p.display()))
             .collect();
         let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{}scrape_configs:\n  - job_name: aws-transfer-exporter\n    static_configs:\n      - targets: [\"{target}\"]\n",
-            rules.concat()
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n{}scrape_configs:\n  - job_name: aws-transfer-exporter\n    static_configs:\n      - targets: {}\n",
+            rules.concat(),
+            serde_json::to_string(targets).unwrap()
         );
         let cfg_path = dir.join("prometheus.yml");
         std::fs::write(&cfg_path, config).unwrap();
@@ -92,7 +103,7 @@ impl Prometheus {
         p
     }
 
-    fn api(&self, path: &str, query: Option<&str>) -> Value {
+    pub(crate) fn api(&self, path: &str, query: Option<&str>) -> Value {
         let mut req = self.agent.get(format!("{}{path}", self.url));
         if let Some(q) = query {
             req = req.query("query", q);
@@ -315,7 +326,7 @@ fn metric_name(selector: &str) -> Option<&str> {
 
 /// Every (where, PromQL) of a dashboard: panel targets and variable queries
 /// (`label_values(sel, label)` becomes `count by (label) (sel)`).
-fn dashboard_queries(path: &Path) -> Vec<(String, String)> {
+pub(crate) fn dashboard_queries(path: &Path) -> Vec<(String, String)> {
     let d: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let file = path.file_name().unwrap().to_string_lossy().to_string();
     let mut out = Vec::new();
@@ -345,7 +356,7 @@ fn dashboard_queries(path: &Path) -> Vec<(String, String)> {
 }
 
 /// Every (where, PromQL) of the rule files.
-fn rule_queries(files: &[PathBuf]) -> Vec<(String, String)> {
+pub(crate) fn rule_queries(files: &[PathBuf]) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for f in files {
         let v: serde_norway::Value =

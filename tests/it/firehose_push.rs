@@ -31,7 +31,7 @@ use crate::support::{exposition, html, now_ms, unique, Logs, Moto, REGION};
 
 const A: &str = "s-0123456789abcdef0";
 const B: &str = "s-0fedcba9876543210";
-const KEY_OLD: &str = "old-key-6f1c9a";
+pub(crate) const KEY_OLD: &str = "old-key-6f1c9a";
 const KEY_NEW: &str = "new-key-0b72de";
 /// Every test bounds its wait on the receiver with this.
 const WAIT: Duration = Duration::from_secs(30);
@@ -177,15 +177,15 @@ impl Drop for Rig {
 
 /// Kinesis through moto's JSON API with plain HTTP. moto takes the Region
 /// from the (unverified) SigV4 credential scope, so a fake one is sent.
-struct Kinesis {
+pub(crate) struct Kinesis {
     agent: ureq::Agent,
     url: String,
 }
 
-const ACCOUNT: &str = "123456789012";
+pub(crate) const ACCOUNT: &str = "123456789012";
 
 impl Kinesis {
-    fn new(url: &str) -> Kinesis {
+    pub(crate) fn new(url: &str) -> Kinesis {
         Kinesis {
             agent: ureq::Agent::config_builder()
                 .timeout_global(Some(Duration::from_secs(20)))
@@ -218,7 +218,7 @@ impl Kinesis {
         }
     }
 
-    fn create(&self, name: &str) -> String {
+    pub(crate) fn create(&self, name: &str) -> String {
         self.call(
             "CreateStream",
             serde_json::json!({"StreamName": name, "ShardCount": 1}),
@@ -227,7 +227,7 @@ impl Kinesis {
     }
 
     /// Every record's data (base64-decoded: the gzip bytes CloudWatch wrote).
-    fn read_all(&self, name: &str) -> Vec<Vec<u8>> {
+    pub(crate) fn read_all(&self, name: &str) -> Vec<Vec<u8>> {
         let d = self.call("DescribeStream", serde_json::json!({"StreamName": name}));
         let shard = d["StreamDescription"]["Shards"][0]["ShardId"]
             .as_str()
@@ -265,7 +265,7 @@ impl Kinesis {
 
 /// What one delivery attempt got.
 #[derive(Debug, Clone, PartialEq)]
-enum Attempt {
+pub(crate) enum Attempt {
     Status(u16),
     Timeout,
     #[allow(dead_code)] // shown in assertion messages
@@ -273,7 +273,7 @@ enum Attempt {
 }
 
 /// A test-side Firehose: delivers records per the HTTP endpoint contract.
-struct Sender {
+pub(crate) struct Sender {
     url: String,
     key: Option<String>,
     gzip: bool,
@@ -281,12 +281,12 @@ struct Sender {
     /// Firehose starts at 1 s and doubles; scaled down for tests.
     first_backoff: Duration,
     max_attempts: usize,
-    records_per_request: usize,
+    pub(crate) records_per_request: usize,
 }
 
 /// One request as it went: its id and every attempt.
 #[derive(Debug)]
-struct Delivery {
+pub(crate) struct Delivery {
     request_id: String,
     attempts: Vec<Attempt>,
     /// The parsed 200 answer.
@@ -307,7 +307,7 @@ fn request_id() -> String {
 }
 
 impl Sender {
-    fn new(url: &str, key: Option<&str>) -> Sender {
+    pub(crate) fn new(url: &str, key: Option<&str>) -> Sender {
         Sender {
             url: url.to_owned(),
             key: key.map(str::to_owned),
@@ -404,7 +404,7 @@ impl Sender {
     }
 
     /// Batches the records into requests and delivers each.
-    fn deliver(&self, records: &[Vec<u8>]) -> Vec<Delivery> {
+    pub(crate) fn deliver(&self, records: &[Vec<u8>]) -> Vec<Delivery> {
         records
             .chunks(self.records_per_request.max(1))
             .map(|batch| self.deliver_request(&request_id(), batch))
@@ -412,7 +412,7 @@ impl Sender {
     }
 }
 
-fn delivered(ds: &[Delivery]) -> bool {
+pub(crate) fn delivered(ds: &[Delivery]) -> bool {
     ds.iter()
         .all(|d| d.attempts.last() == Some(&Attempt::Status(200)))
 }
@@ -669,7 +669,7 @@ fn scenario_records(kinesis: &Kinesis, sc: &Scenario) -> Vec<Vec<u8>> {
     })
 }
 
-fn events_in(record: &[u8]) -> usize {
+pub(crate) fn events_in(record: &[u8]) -> usize {
     let mut s = String::new();
     let _ = flate2::read::MultiGzDecoder::new(record).read_to_string(&mut s);
     serde_json::from_str::<Value>(&s)

@@ -15,6 +15,7 @@ mod daemon_restart;
 mod dashboards_static;
 mod demo_script;
 mod firehose_push;
+mod firehose_replicas;
 mod inventory_daemon;
 mod inventory_moto;
 mod labels_attack;

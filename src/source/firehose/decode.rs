@@ -8,13 +8,20 @@
 //! [`MAX_RECORD_DECOMPRESSED_BYTES`] and at what is left of the request's
 //! budget, so a gzip bomb costs at most the cap in memory and CPU. Pure
 //! functions over bytes: no I/O, no metrics, no logging.
+//!
+//! Built for throughput (a request carries thousands of events and every
+//! one passes here): one inflate state, reset per gzip member; output
+//! buffers that stay initialised across uses; and the events of a request
+//! written into reused [`EventBuf`] slots, so a steady stream of requests
+//! allocates no strings per event.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use flate2::{Crc, Decompress, FlushDecompress, Status};
+use serde::de::DeserializeSeed as _;
 
-use super::models::{LogsMessage, MessageType};
+use super::models::{EventBuf, MessageSeed, MessageType};
 
 /// One record's decompressed payload can never legitimately exceed this:
 /// CloudWatch Logs sends at most ~1 MiB of events per subscription message
@@ -40,10 +47,16 @@ pub enum BodyError {
 
 /// Decompresses a `Content-Encoding: gzip` body, refusing more than `cap` bytes.
 pub fn gunzip_body(body: &[u8], cap: usize) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(cap));
-    let mut inflater = Decompress::new(false);
-    match gunzip_into(body, cap, &mut inflater, &mut out) {
-        Ok(()) => Ok(out),
+    let mut scratch = Scratch::default();
+    gunzip_body_into(body, cap, &mut scratch)?;
+    Ok(scratch.body.filled().to_vec())
+}
+
+/// [`gunzip_body`] into the scratch's body buffer ([`Scratch::body`]).
+pub fn gunzip_body_into(body: &[u8], cap: usize, scratch: &mut Scratch) -> Result<(), BodyError> {
+    scratch.body.clear();
+    match gunzip_into(body, cap, &mut scratch.inflater, &mut scratch.body) {
+        Ok(()) => Ok(()),
         Err(GzError::TooLarge) => Err(BodyError::TooLarge),
         Err(GzError::Bad) => Err(BodyError::BadGzip),
     }
@@ -55,18 +68,64 @@ enum GzError {
     TooLarge,
 }
 
-/// Output grows by this much at a time (bounded by the cap plus one step).
+/// Output grows by at least this much at a time (and never past its cap
+/// by more than this).
 const OUT_STEP: usize = 64 * 1024;
+
+/// An output buffer whose bytes stay initialised between uses: inflating
+/// into it never zeroes memory again, and growing it zeroes only the new part.
+#[derive(Debug, Default)]
+pub struct OutBuf {
+    /// Initialised storage; `data.len()` is what is allocated and usable.
+    data: Vec<u8>,
+    /// Bytes in use.
+    len: usize,
+}
+
+impl OutBuf {
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The bytes written so far.
+    pub fn filled(&self) -> &[u8] {
+        &self.data[..self.len]
+    }
+
+    /// Room to write after `len`: the storage doubles when less than
+    /// `OUT_STEP / 2` is left, and the room never reaches more than one
+    /// byte past `cap`, so one inflate call overshoots the cap by at most
+    /// that byte (which the caller sees). Call with `len <= cap`.
+    fn spare(&mut self, cap: usize) -> &mut [u8] {
+        let limit = cap.saturating_add(1);
+        if self.data.len() - self.len < OUT_STEP / 2 {
+            let want = (self.len + self.len.max(OUT_STEP)).min(limit);
+            if want > self.data.len() {
+                self.data.resize(want, 0);
+            }
+        }
+        let end = self.data.len().min(limit);
+        &mut self.data[self.len..end]
+    }
+
+    /// Gives memory back when it grew past `keep` bytes.
+    fn trim(&mut self, keep: usize) {
+        if self.data.len() > keep {
+            self.data = Vec::new();
+            self.len = 0;
+        }
+    }
+}
 
 /// Inflates every gzip member of `input` (RFC 1952; one or several back to
 /// back) into `out`, at most `cap` bytes, checking each member's CRC and
 /// length. The inflate state is the caller's and reused: setting one up
-/// per record (a 32 KiB window, zeroed) cost more than the inflating.
+/// per record (a 32 KiB window) cost more than the inflating.
 fn gunzip_into(
     input: &[u8],
     cap: usize,
     inflater: &mut Decompress,
-    out: &mut Vec<u8>,
+    out: &mut OutBuf,
 ) -> Result<(), GzError> {
     let mut pos = 0usize;
     loop {
@@ -84,7 +143,7 @@ fn gunzip_into(
         for bit in [0x08u8, 0x10] {
             if flags & bit != 0 {
                 let rest = input.get(pos..).ok_or(GzError::Bad)?;
-                let nul = rest.iter().position(|b| *b == 0).ok_or(GzError::Bad)?;
+                let nul = memchr::memchr(0, rest).ok_or(GzError::Bad)?;
                 pos += nul + 1;
             }
         }
@@ -96,19 +155,15 @@ fn gunzip_into(
         }
         // ---- deflate data ----
         inflater.reset(false);
-        let start = out.len();
+        let start = out.len;
         loop {
-            if out.capacity() - out.len() < OUT_STEP / 2 {
-                // Double, but never past the cap by more than one step.
-                let room = cap.saturating_sub(out.len()).max(OUT_STEP);
-                out.reserve_exact(out.len().clamp(OUT_STEP, room));
-            }
             let (in0, out0) = (inflater.total_in(), inflater.total_out());
             let status = inflater
-                .decompress_vec(&input[pos..], out, FlushDecompress::None)
+                .decompress(&input[pos..], out.spare(cap), FlushDecompress::None)
                 .map_err(|_| GzError::Bad)?;
             pos += (inflater.total_in() - in0) as usize;
-            if out.len() > cap {
+            out.len += (inflater.total_out() - out0) as usize;
+            if out.len > cap {
                 return Err(GzError::TooLarge);
             }
             match status {
@@ -122,10 +177,10 @@ fn gunzip_into(
         // ---- trailer: CRC-32 and length mod 2^32 ----
         let t = input.get(pos..pos + 8).ok_or(GzError::Bad)?;
         let mut crc = Crc::new();
-        crc.update(&out[start..]);
+        crc.update(&out.data[start..out.len]);
         let want_crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
         let want_len = u32::from_le_bytes([t[4], t[5], t[6], t[7]]);
-        if crc.sum() != want_crc || (out.len() - start) as u32 != want_len {
+        if crc.sum() != want_crc || (out.len - start) as u32 != want_len {
             return Err(GzError::Bad);
         }
         pos += 8;
@@ -170,92 +225,197 @@ impl Undecodable {
 }
 
 /// What one record turned out to be.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
     /// Zero bytes of data: allowed by the contract, nothing to count.
     Empty,
     /// Only CONTROL_MESSAGE documents.
     Control,
-    /// One or more DATA_MESSAGE documents (CONTROL_MESSAGEs among them are dropped).
-    Data(Vec<LogsMessage>),
+    /// One or more DATA_MESSAGE documents (CONTROL_MESSAGEs among them are
+    /// dropped): this many events were appended to the [`EventBuf`].
+    Data(usize),
     Undecodable(Undecodable),
 }
 
-/// Reusable buffers and inflate state for decoding many records.
+/// Reusable buffers, inflate state and event slots for decoding requests.
 pub struct Scratch {
-    raw: Vec<u8>,
-    plain: Vec<u8>,
+    /// The decompressed body of a `Content-Encoding: gzip` request.
+    pub body: OutBuf,
+    /// The request's decoded events.
+    pub events: EventBuf,
+    records: RecordScratch,
     inflater: Decompress,
 }
 
 impl Default for Scratch {
     fn default() -> Self {
         Scratch {
-            raw: Vec::new(),
-            plain: Vec::new(),
+            body: OutBuf::default(),
+            events: EventBuf::default(),
+            records: RecordScratch::default(),
             inflater: Decompress::new(false),
         }
     }
 }
 
-/// Decodes one record's base64 `data`. `budget` is what is left of the
-/// request's decompressed-bytes cap; the bytes of a record that decodes are
-/// taken from it (and returned in the second value).
-pub fn decode_record(data: &str, budget: usize, scratch: &mut Scratch) -> (Record, usize) {
-    scratch.raw.clear();
-    if BASE64
-        .decode_vec(data.as_bytes(), &mut scratch.raw)
-        .is_err()
-    {
-        return (Record::Undecodable(Undecodable::NotBase64), 0);
-    }
-    let raw = &scratch.raw[..];
-    if raw.is_empty() {
-        return (Record::Empty, 0);
-    }
-    if raw.len() < 3 {
-        return (Record::Undecodable(Undecodable::TooShort), 0);
-    }
-    let payload: &[u8] = if raw[0] == 0x1f && raw[1] == 0x8b {
-        let cap = MAX_RECORD_DECOMPRESSED_BYTES.min(budget);
-        scratch.plain.clear();
-        match gunzip_into(raw, cap, &mut scratch.inflater, &mut scratch.plain) {
-            Ok(()) => &scratch.plain,
-            Err(GzError::TooLarge) => return (Record::Undecodable(Undecodable::TooLarge), 0),
-            Err(GzError::Bad) => return (Record::Undecodable(Undecodable::BadGzip), 0),
-        }
-    } else {
-        if raw.len() > budget {
-            return (Record::Undecodable(Undecodable::TooLarge), 0);
-        }
-        match raw.iter().find(|b| !b.is_ascii_whitespace()) {
-            Some(b'{') => raw,
-            _ => return (Record::Undecodable(Undecodable::NotGzipOrJson), 0),
-        }
-    };
-    let used = payload.len();
-    (parse_messages(payload), used)
+/// Buffers for one record at a time.
+#[derive(Default)]
+struct RecordScratch {
+    raw: Vec<u8>,
+    plain: OutBuf,
+    group: String,
+    stream: String,
 }
 
-/// Parses one or more subscription documents written back to back.
-fn parse_messages(payload: &[u8]) -> Record {
-    let mut data = Vec::new();
-    let mut control = false;
-    for doc in serde_json::Deserializer::from_slice(payload).into_iter::<LogsMessage>() {
-        let Ok(msg) = doc else {
-            return Record::Undecodable(Undecodable::NotSubscription);
-        };
-        match msg.message_type {
-            MessageType::Control => control = true,
-            MessageType::Data if msg.log_group.is_empty() => {
-                return Record::Undecodable(Undecodable::NotSubscription)
+/// What a [`Scratch`] keeps between requests, at most: above this a buffer
+/// is freed after use (and allocated again by the next large request).
+const KEEP_BODY_BYTES: usize = 16 * 1024 * 1024;
+const KEEP_RECORD_BYTES: usize = 2 * 1024 * 1024;
+const KEEP_EVENT_BYTES: usize = 16 * 1024 * 1024;
+
+impl Scratch {
+    /// Frees what a large request left behind (see the `KEEP_*` bounds).
+    pub fn trim(&mut self) {
+        self.body.trim(KEEP_BODY_BYTES);
+        self.records.plain.trim(KEEP_RECORD_BYTES);
+        if self.records.raw.capacity() > KEEP_RECORD_BYTES {
+            self.records.raw = Vec::new();
+        }
+        self.events.trim(KEEP_EVENT_BYTES);
+    }
+
+    /// Splits the scratch for decoding a request whose JSON lives in
+    /// `self.body`: the body, and a decoder for its records.
+    pub fn split(&mut self) -> (&[u8], RecordDecoder<'_>) {
+        (
+            self.body.filled(),
+            RecordDecoder {
+                records: &mut self.records,
+                inflater: &mut self.inflater,
+                events: &mut self.events,
+            },
+        )
+    }
+
+    /// A decoder for records of a body held elsewhere.
+    pub fn decoder(&mut self) -> RecordDecoder<'_> {
+        self.split().1
+    }
+}
+
+/// Decodes records into the scratch's [`EventBuf`].
+pub struct RecordDecoder<'s> {
+    records: &'s mut RecordScratch,
+    inflater: &'s mut Decompress,
+    pub events: &'s mut EventBuf,
+}
+
+impl RecordDecoder<'_> {
+    /// Decodes one record's base64 `data`, appending its events to
+    /// [`RecordDecoder::events`] (nothing is appended unless the whole
+    /// record decodes). `budget` is what is left of the request's
+    /// decompressed-bytes cap; the bytes of a record that decodes are taken
+    /// from it (and returned in the second value).
+    pub fn record(&mut self, data: &str, budget: usize) -> (Record, usize) {
+        let RecordScratch {
+            raw,
+            plain,
+            group,
+            stream,
+        } = &mut *self.records;
+        raw.clear();
+        if BASE64.decode_vec(data.as_bytes(), raw).is_err() {
+            return (Record::Undecodable(Undecodable::NotBase64), 0);
+        }
+        let raw = &raw[..];
+        if raw.is_empty() {
+            return (Record::Empty, 0);
+        }
+        if raw.len() < 3 {
+            return (Record::Undecodable(Undecodable::TooShort), 0);
+        }
+        let payload: &[u8] = if raw[0] == 0x1f && raw[1] == 0x8b {
+            let cap = MAX_RECORD_DECOMPRESSED_BYTES.min(budget);
+            plain.clear();
+            match gunzip_into(raw, cap, self.inflater, plain) {
+                Ok(()) => plain.filled(),
+                Err(GzError::TooLarge) => return (Record::Undecodable(Undecodable::TooLarge), 0),
+                Err(GzError::Bad) => return (Record::Undecodable(Undecodable::BadGzip), 0),
             }
-            MessageType::Data => data.push(msg),
-            MessageType::Other => return Record::Undecodable(Undecodable::UnknownMessageType),
+        } else {
+            if raw.len() > budget {
+                return (Record::Undecodable(Undecodable::TooLarge), 0);
+            }
+            match raw.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'{') => raw,
+                _ => return (Record::Undecodable(Undecodable::NotGzipOrJson), 0),
+            }
+        };
+        let used = payload.len();
+        (parse_messages(payload, self.events, group, stream), used)
+    }
+}
+
+/// Decodes one record's base64 `data` with its own scratch: for tests and
+/// one-off use (the handler keeps a [`Scratch`] per thread).
+pub fn decode_record(data: &str, budget: usize, scratch: &mut Scratch) -> (Record, usize) {
+    scratch.decoder().record(data, budget)
+}
+
+/// Parses one or more subscription documents written back to back,
+/// appending the events of DATA_MESSAGEs to `events`; on any error nothing
+/// of the record stays appended.
+fn parse_messages(
+    payload: &[u8],
+    events: &mut EventBuf,
+    group: &mut String,
+    stream: &mut String,
+) -> Record {
+    let start = events.len();
+    let mut control = false;
+    let mut data = false;
+    let fail = |events: &mut EventBuf, why| {
+        events.truncate(start);
+        Record::Undecodable(why)
+    };
+    let mut de = serde_json::Deserializer::from_slice(payload);
+    loop {
+        // Whitespace between and after documents is allowed; anything else
+        // must be another document.
+        if de.end().is_ok() {
+            break;
+        }
+        let doc_start = events.len();
+        let seed = MessageSeed {
+            events: &mut *events,
+            group: &mut *group,
+            stream: &mut *stream,
+        };
+        let Ok(kind) = seed.deserialize(&mut de) else {
+            return fail(events, Undecodable::NotSubscription);
+        };
+        match kind {
+            MessageType::Control => {
+                control = true;
+                events.truncate(doc_start);
+            }
+            MessageType::Data if group.is_empty() => {
+                return fail(events, Undecodable::NotSubscription)
+            }
+            MessageType::Data => {
+                data = true;
+                for e in &mut events.events_mut()[doc_start..] {
+                    e.log_group.clear();
+                    e.log_group.push_str(group);
+                    e.log_stream.clear();
+                    e.log_stream.push_str(stream);
+                }
+            }
+            MessageType::Other => return fail(events, Undecodable::UnknownMessageType),
         }
     }
-    if !data.is_empty() {
-        Record::Data(data)
+    if data {
+        Record::Data(events.len() - start)
     } else if control {
         Record::Control
     } else {
@@ -340,13 +500,6 @@ mod tests {
         data_message(group, "s", &ev)
     }
 
-    fn events(r: &Record) -> Option<usize> {
-        match r {
-            Record::Data(v) => Some(v.iter().map(|m| m.log_events.len()).sum()),
-            _ => None,
-        }
-    }
-
     #[test]
     fn record_table() {
         let one = msg("/g", 2);
@@ -415,15 +568,91 @@ mod tests {
         ];
         let mut scratch = Scratch::default();
         for (name, data, want) in cases {
+            scratch.events.clear();
             let (rec, _) = decode_record(&data, BIG, &mut scratch);
+            let appended = match rec {
+                Record::Data(n) => n,
+                _ => 0,
+            };
+            assert_eq!(scratch.events.len(), appended, "case {name:?}");
             let got = match &rec {
                 Record::Empty => "empty".to_owned(),
                 Record::Control => "control".to_owned(),
-                Record::Data(_) => format!("data:{}", events(&rec).unwrap_or(0)),
+                Record::Data(n) => format!("data:{n}"),
                 Record::Undecodable(k) => format!("{k:?}"),
             };
             assert_eq!(got, want, "case {name:?}: data {data:?}");
         }
+    }
+
+    /// What lands in the event slots: every field of every event of a DATA
+    /// record, in order, with its own group and stream; nothing of a
+    /// record that fails or of a control message; slots reused across
+    /// records without leftovers.
+    #[test]
+    fn records_append_exactly_their_events() {
+        let ev = |id: &str, ts: i64, m: &str| (id.to_owned(), ts, m.to_owned());
+        let g1 = data_message(
+            "/g1",
+            "s1",
+            &[ev("a", 1, r#"{"k":"v \"q\""}"#), ev("b", 2, "legacy line")],
+        );
+        let g2 = data_message("/g2", "s2", &[ev("c", 3, "x")]);
+        let mixed = format!("{g1}\n{}\n{g2}", control_message());
+        let second_broken = format!("{g1}{{\"messageType\":\"DATA_MESSAGE\",\"logGroup\":\"/g\",\"logEvents\":[{{\"id\":\"z\"}}]}}");
+        let mut scratch = Scratch::default();
+        let mut d = scratch.decoder();
+        d.events.clear();
+        assert_eq!(
+            d.record(&base64(&gzip(mixed.as_bytes())), BIG).0,
+            Record::Data(3)
+        );
+        assert_eq!(
+            d.record(&base64(second_broken.as_bytes()), BIG).0,
+            Record::Undecodable(Undecodable::NotSubscription)
+        );
+        assert_eq!(
+            d.record(&base64(&gzip(g2.as_bytes())), BIG).0,
+            Record::Data(1)
+        );
+        let got: Vec<(&str, &str, &str, i64, &str)> = d
+            .events
+            .events()
+            .iter()
+            .map(|e| {
+                (
+                    e.log_group.as_str(),
+                    e.log_stream.as_str(),
+                    e.event_id.as_str(),
+                    e.timestamp_ms,
+                    e.message.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("/g1", "s1", "a", 1, r#"{"k":"v \"q\""}"#),
+                ("/g1", "s1", "b", 2, "legacy line"),
+                ("/g2", "s2", "c", 3, "x"),
+                ("/g2", "s2", "c", 3, "x"),
+            ]
+        );
+        // A second request on the same scratch: slots reused, contents exact.
+        d.events.clear();
+        let short = data_message("/h", "t", &[ev("1", 9, "m")]);
+        assert_eq!(d.record(&base64(short.as_bytes()), BIG).0, Record::Data(1));
+        let e = &d.events.events()[0];
+        assert_eq!(
+            (
+                e.log_group.as_str(),
+                e.log_stream.as_str(),
+                e.event_id.as_str(),
+                e.timestamp_ms,
+                e.message.as_str()
+            ),
+            ("/h", "t", "1", 9, "m")
+        );
     }
 
     #[test]
@@ -438,7 +667,7 @@ mod tests {
             "{rec:?}"
         );
         assert_eq!(used, 0);
-        assert!(scratch.plain.len() <= MAX_RECORD_DECOMPRESSED_BYTES + OUT_STEP);
+        assert!(scratch.records.plain.data.len() <= MAX_RECORD_DECOMPRESSED_BYTES + 1);
         // The request budget caps too.
         let small = base64(&gzip(msg("/g", 100).as_bytes()));
         let (rec, _) = decode_record(&small, 100, &mut scratch);

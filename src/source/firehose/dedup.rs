@@ -9,18 +9,19 @@
 //!   plus the ids being processed right now, so a retry that races its
 //!   original is told to come back (503) instead of being counted in parallel.
 //! - [`EventIds`]: CloudWatch event ids, namespaced by log group (an id is
-//!   unique within its group), in one size-bounded LRU. Entries are a 64-bit
-//!   keyed hash of (group, id): 56-digit ids would cost ten times the memory,
-//!   and with the default bound the chance that two different events collide
-//!   is below 1e-8 per filling of the set (a collision would skip one event).
+//!   unique within its group), the most recent ones up to a bound, forgotten
+//!   oldest first. Entries are a 64-bit keyed hash of (group, id): 56-digit
+//!   ids would cost ten times the memory, and with the default bound the
+//!   chance that two different events collide is below 1e-8 per filling of
+//!   the set (a collision would skip one event).
 //!
 //! Both are plain data structures: the handler locks them and counts hits.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
 use std::time::{Duration, Instant};
 
-use lru::LruCache;
+use rustc_hash::FxHasher;
 
 /// What [`RequestIds::begin`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,27 +150,35 @@ impl RequestIds {
     }
 }
 
-/// Event ids per log group, in one LRU of bounded size.
+/// Event ids per log group: the most recent `cap` distinct ones, first in
+/// first out.
+///
+/// First-seen order is the right one to forget by: what must be caught is a
+/// re-delivery within Firehose's retry window of the first delivery, and an
+/// id seen again does not need to live longer. Each entry is a 64-bit key in
+/// a hash set plus its place in the queue (~20–30 bytes at the default
+/// bound, no allocation per entry); the set grows with use, nothing is
+/// reserved up front.
 pub struct EventIds {
-    set: LruCache<u64, ()>,
+    set: HashSet<u64, BuildHasherDefault<FxHasher>>,
+    /// Insertion order of `set`, for forgetting the oldest.
+    order: VecDeque<u64>,
     cap: usize,
+    /// Keyed per process, so which ids collide cannot be chosen from outside.
     hasher: RandomState,
 }
 
 impl std::fmt::Debug for EventIds {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "EventIds({}/{})", self.set.len(), self.set.cap())
+        write!(f, "EventIds({}/{})", self.set.len(), self.cap)
     }
 }
 
 impl EventIds {
     pub fn new(cap: usize) -> EventIds {
-        // Unbounded underneath and bounded by hand in `insert`: a bounded
-        // LruCache allocates its whole capacity up front (500,000 entries by
-        // default), which a receiver pays at start and a mostly idle one
-        // never needs.
         EventIds {
-            set: LruCache::unbounded(),
+            set: HashSet::default(),
+            order: VecDeque::new(),
             cap: cap.max(1),
             hasher: RandomState::new(),
         }
@@ -194,26 +203,22 @@ impl EventIds {
     }
 
     /// True if the event was new (and is now remembered); false if it was
-    /// seen before (and is now the most recently used). An empty id cannot
-    /// be deduplicated and is always new.
+    /// seen before. An empty id cannot be deduplicated and is always new.
     pub fn insert(&mut self, group: &str, id: &str) -> bool {
         if id.is_empty() {
             return true;
         }
         let k = self.key(group, id);
-        let new = self.set.put(k, ()).is_none();
-        if self.set.len() > self.cap {
-            self.set.pop_lru();
+        if !self.set.insert(k) {
+            return false;
         }
-        new
-    }
-
-    /// Forgets an event (used to roll back a request that is not acknowledged).
-    pub fn remove(&mut self, group: &str, id: &str) {
-        if !id.is_empty() {
-            let k = self.key(group, id);
-            self.set.pop(&k);
+        self.order.push_back(k);
+        if self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
         }
+        true
     }
 }
 
@@ -298,17 +303,36 @@ mod tests {
         );
         assert!(e.insert("/g", ""), "empty ids are never deduplicated");
         assert!(e.insert("/g", ""));
+        assert_eq!(e.len(), 2, "empty ids are not remembered");
+        assert!(!e.insert("/g", "1"), "seen again: still not refreshed");
         assert!(e.insert("/g", "2"));
-        assert!(e.insert("/g", "3"));
         assert_eq!(e.len(), 3);
+        assert!(e.insert("/g", "3"), "a fourth id");
+        assert_eq!(e.len(), 3, "bounded by cap");
         assert!(
             e.insert("/g", "1"),
-            "least recently used (/g 1) was evicted"
+            "the first seen (/g 1) was forgotten first"
         );
         assert!(!e.insert("/g", "3"), "recent ones are kept");
-        e.remove("/g", "3");
-        assert!(e.insert("/g", "3"), "removed");
+        assert!(!e.insert("/g", "2"));
+        assert!(e.insert("/h", "1"), "forgotten in its turn");
         assert_eq!(e.len(), 3);
         assert_ne!(e.key("ab", "c"), e.key("a", "bc"));
+    }
+
+    /// The set stays exact under a long stream: the last `cap` distinct ids
+    /// are all known, anything older is not.
+    #[test]
+    fn event_ids_remember_exactly_the_last_cap() {
+        let cap = 1000;
+        let mut e = EventIds::new(cap);
+        for i in 0..10 * cap {
+            assert!(e.insert("/g", &i.to_string()));
+            assert!(e.len() <= cap);
+        }
+        for i in 9 * cap..10 * cap {
+            assert!(!e.insert("/g", &i.to_string()), "{i} is recent");
+        }
+        assert!(e.insert("/g", &(9 * cap - 1).to_string()), "older is gone");
     }
 }

@@ -17,6 +17,7 @@
 //! Steps 5–7 run without an await point, so a dropped connection cannot
 //! leave a request half counted.
 
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
@@ -31,7 +32,6 @@ use super::dedup::Seen;
 use super::errors::Reject;
 use super::models::{headers, FirehoseRequest, FirehoseResponse, MAX_ERROR_MESSAGE_CHARS};
 use super::{now_ms, Receiver, BODY_READ_TIMEOUT, HEALTH_PATH, PUSH_PATH};
-use crate::event::RawEvent;
 
 /// What a request turned into when it was acknowledged.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,6 +96,32 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+thread_local! {
+    /// Each thread that processes requests keeps one [`Scratch`]: its
+    /// buffers, inflate state and event slots are reused by the next
+    /// request on that thread, so the steady state allocates nothing per
+    /// event. Requests run on tokio's blocking threads, which exit after a
+    /// few idle seconds and free it; [`Scratch::trim`] caps what stays.
+    static SCRATCH: RefCell<Option<Box<Scratch>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with this thread's scratch (a fresh one if it is in use).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut scratch = SCRATCH
+        .try_with(|s| s.try_borrow_mut().ok().and_then(|mut s| s.take()))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let r = f(&mut scratch);
+    scratch.trim();
+    let _ = SCRATCH.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            *s = Some(scratch);
+        }
+    });
+    r
 }
 
 /// The request id header, if it is printable and not absurdly long (it is
@@ -235,18 +261,24 @@ impl Receiver {
         body: &[u8],
         source_arn: &str,
     ) -> Result<Ack, (Reject, Option<String>)> {
+        with_scratch(|scratch| self.process_in(gzip, body, source_arn, scratch))
+    }
+
+    fn process_in(
+        &self,
+        gzip: bool,
+        body: &[u8],
+        source_arn: &str,
+        scratch: &mut Scratch,
+    ) -> Result<Ack, (Reject, Option<String>)> {
         let inner = &self.inner;
         let m = &inner.metrics;
         m.bytes
             .with_label_values(&["compressed"])
             .inc_by(body.len() as u64);
-        let unzipped;
-        let json: &[u8] = if gzip {
-            match decode::gunzip_body(body, inner.cfg.max_body_bytes) {
-                Ok(b) => {
-                    unzipped = b;
-                    &unzipped
-                }
+        if gzip {
+            match decode::gunzip_body_into(body, inner.cfg.max_body_bytes, scratch) {
+                Ok(()) => {}
                 Err(decode::BodyError::TooLarge) => return Err((Reject::TooLarge, None)),
                 Err(decode::BodyError::BadGzip) => {
                     return Err((
@@ -257,9 +289,9 @@ impl Receiver {
                     ))
                 }
             }
-        } else {
-            body
-        };
+        }
+        let (unzipped, mut decoder) = scratch.split();
+        let json = if gzip { unzipped } else { body };
         let request: FirehoseRequest = match serde_json::from_slice(json) {
             Ok(r) => r,
             Err(_) => {
@@ -274,18 +306,20 @@ impl Receiver {
         let request_id = request.request_id.as_ref();
         let fail = |r: Reject| Err((r, Some(request_id.to_owned())));
 
-        // ---- 4: decode every record ----
+        // ---- 4: decode every record, its events into the scratch's slots ----
         let mut ack = Ack {
             request_id: request_id.to_owned(),
             ..Ack::default()
         };
         let mut budget = inner.cfg.max_decompressed_bytes;
         let mut decompressed = 0u64;
-        let mut scratch = Scratch::default();
-        let mut messages = Vec::new();
+        decoder.events.clear();
+        // The events of each DATA record: a range of the slots.
+        let mut data_records: Vec<std::ops::Range<usize>> = Vec::new();
         let mut bad: Vec<(usize, Undecodable, usize)> = Vec::new();
         for (i, rec) in request.records.iter().enumerate() {
-            let (r, used) = decode::decode_record(&rec.data, budget, &mut scratch);
+            let start = decoder.events.len();
+            let (r, used) = decoder.record(&rec.data, budget);
             budget -= used.min(budget);
             decompressed += used as u64;
             match r {
@@ -295,9 +329,10 @@ impl Receiver {
                     ack.records_undecodable += 1;
                     bad.push((i, why, rec.data.len()));
                 }
-                Record::Data(msgs) => messages.push(msgs),
+                Record::Data(n) => data_records.push(start..start + n),
             }
         }
+        let events = decoder.events;
 
         // ---- 5: shutdown ----
         if inner.draining.load(Ordering::Acquire) {
@@ -327,44 +362,28 @@ impl Receiver {
         }
 
         // ---- 6/7: event ids, then submit (no await from here on) ----
-        let mut events: Vec<RawEvent> = Vec::new();
         {
             let mut seen = inner.lock_events();
-            for msgs in messages {
-                let mut fresh = 0usize;
-                let mut total = 0usize;
-                for msg in msgs {
-                    let group = msg.log_group;
-                    let stream = msg.log_stream;
-                    for ev in msg.log_events {
-                        total += 1;
-                        if !seen.insert(&group, &ev.id) {
-                            ack.events_duplicate += 1;
-                            continue;
-                        }
-                        fresh += 1;
-                        events.push(RawEvent {
-                            log_group: group.clone(),
-                            log_stream: stream.clone(),
-                            event_id: ev.id,
-                            timestamp_ms: ev.timestamp,
-                            message: ev.message,
-                        });
-                    }
-                }
+            let mut kept = 0usize;
+            for range in data_records {
+                let total = range.len();
+                let fresh = events.compact(range, kept, |e| seen.insert(&e.log_group, &e.event_id));
+                kept += fresh;
+                ack.events_duplicate += (total - fresh) as u64;
                 if fresh == 0 && total > 0 {
                     ack.records_duplicate += 1;
                 } else {
                     ack.records_data += 1;
                 }
             }
+            events.truncate(kept);
             m.dedup_entries
                 .with_label_values(&["event"])
                 .set(seen.len() as i64);
         }
         // Counted and marked done as one step for a state snapshot.
         let commit = inner.commit.read().unwrap_or_else(|e| e.into_inner());
-        inner.sink.submit(&events);
+        inner.sink.submit(events.events());
         ack.events = events.len() as u64;
 
         if let Some(id) = guard.id.take() {

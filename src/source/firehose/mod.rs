@@ -75,7 +75,7 @@ pub const DEFAULT_REQUEST_ID_TTL: Duration = Duration::from_secs(300);
 /// five minutes is 30,000.
 pub const DEFAULT_MAX_REQUEST_IDS: usize = 100_000;
 
-/// Event ids remembered (~64 bytes each, ~32 MiB): five minutes of 1,600
+/// Event ids remembered (~30 bytes each, ~14 MiB): five minutes of 1,600
 /// events/s, the window in which Firehose re-sends. Older duplicates are
 /// not recognised (and would be counted again).
 pub const DEFAULT_MAX_EVENT_IDS: usize = 500_000;

@@ -6,8 +6,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+
+use crate::event::RawEvent;
 
 /// Header names Firehose sends (lower case, as hyper stores them).
 pub mod headers {
@@ -78,74 +80,338 @@ impl<'de> Deserialize<'de> for MessageType {
     }
 }
 
-/// A CloudWatch Logs subscription message (the JSON inside each record).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LogsMessage {
-    pub message_type: MessageType,
-    #[serde(default)]
-    pub log_group: String,
-    #[serde(default)]
-    pub log_stream: String,
-    #[serde(default)]
-    pub log_events: Vec<LogEvent>,
+/// The decoded events of one request, in reused slots: a slot's strings
+/// keep their capacity from one request to the next, so decoding writes
+/// into memory that is already there.
+#[derive(Debug, Default)]
+pub struct EventBuf {
+    slots: Vec<RawEvent>,
+    len: usize,
 }
 
-/// One log event of a subscription message.
-#[derive(Debug, Deserialize)]
-pub struct LogEvent {
-    /// A 56-digit string on AWS, a number in moto: kept as an opaque string.
-    #[serde(deserialize_with = "id_string_or_number")]
-    pub id: String,
-    /// The event's own time (ms since the epoch): never the request's.
-    pub timestamp: i64,
-    pub message: String,
+impl EventBuf {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// The events in use.
+    pub fn events(&self) -> &[RawEvent] {
+        &self.slots[..self.len]
+    }
+
+    pub(super) fn events_mut(&mut self) -> &mut [RawEvent] {
+        &mut self.slots[..self.len]
+    }
+
+    /// A slot for one more event (its old contents are overwritten by the
+    /// caller, field by field).
+    pub(super) fn push_slot(&mut self) -> &mut RawEvent {
+        if self.len == self.slots.len() {
+            self.slots.push(RawEvent::default());
+        }
+        self.len += 1;
+        &mut self.slots[self.len - 1]
+    }
+
+    /// Drops the events from `len` on (the slots stay for reuse).
+    pub(super) fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Keeps, in order, the events `keep` says yes to among `range`, moved
+    /// down to start at `to` (≤ `range.start`); returns how many were kept.
+    /// Every event before `to` and every kept one stays; call on
+    /// consecutive ranges with a growing `to`, then [`EventBuf::truncate`].
+    pub(super) fn compact(
+        &mut self,
+        range: std::ops::Range<usize>,
+        to: usize,
+        mut keep: impl FnMut(&RawEvent) -> bool,
+    ) -> usize {
+        let mut w = to;
+        for i in range {
+            if keep(&self.slots[i]) {
+                self.slots.swap(w, i);
+                w += 1;
+            }
+        }
+        w - to
+    }
+
+    /// Gives memory back when the slots hold more than `keep` bytes of
+    /// strings (a burst of large requests must not stay resident).
+    pub(super) fn trim(&mut self, keep: usize) {
+        let mut bytes = 0usize;
+        for (i, e) in self.slots.iter().enumerate() {
+            bytes += e.log_group.capacity()
+                + e.log_stream.capacity()
+                + e.event_id.capacity()
+                + e.message.capacity()
+                + std::mem::size_of::<RawEvent>();
+            if bytes > keep {
+                self.slots.truncate(i);
+                self.slots.shrink_to_fit();
+                break;
+            }
+        }
+        self.len = self.len.min(self.slots.len());
+    }
 }
 
-fn id_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    struct V;
-    impl Visitor<'_> for V {
-        type Value = String;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an event id (string or integer)")
+/// A CloudWatch Logs subscription message (the JSON inside each record):
+/// `{"messageType", "owner", "logGroup", "logStream", "subscriptionFilters",
+/// "logEvents": [{"id", "timestamp", "message"}, …]}`, in any key order.
+///
+/// Deserialized straight into reused event slots ([`EventBuf`]) instead of
+/// owned strings per event: the events are appended to `events`, the group
+/// and stream written to `group` and `stream`, and the message type
+/// returned. The caller stamps the group and stream on the appended events
+/// (they may come after `logEvents`) or drops them (a control message).
+pub struct MessageSeed<'a> {
+    pub events: &'a mut EventBuf,
+    pub group: &'a mut String,
+    pub stream: &'a mut String,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum MessageField {
+    MessageType,
+    LogGroup,
+    LogStream,
+    LogEvents,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> DeserializeSeed<'de> for MessageSeed<'_> {
+    type Value = MessageType;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<MessageType, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessageSeed<'_> {
+    type Value = MessageType;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a CloudWatch Logs subscription message")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MessageType, A::Error> {
+        let mut kind = None;
+        self.group.clear();
+        self.stream.clear();
+        while let Some(field) = map.next_key::<MessageField>()? {
+            match field {
+                MessageField::MessageType => kind = Some(map.next_value::<MessageType>()?),
+                MessageField::LogGroup => map.next_value_seed(StrInto(&mut *self.group))?,
+                MessageField::LogStream => map.next_value_seed(StrInto(&mut *self.stream))?,
+                MessageField::LogEvents => map.next_value_seed(EventsSeed(&mut *self.events))?,
+                MessageField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-            Ok(v.to_owned())
-        }
-        fn visit_string<E: de::Error>(self, v: String) -> Result<String, E> {
-            Ok(v)
-        }
-        fn visit_u64<E: de::Error>(self, v: u64) -> Result<String, E> {
-            Ok(v.to_string())
-        }
-        fn visit_i64<E: de::Error>(self, v: i64) -> Result<String, E> {
-            Ok(v.to_string())
+        kind.ok_or_else(|| de::Error::missing_field("messageType"))
+    }
+}
+
+/// `logEvents`: each element into a new slot.
+struct EventsSeed<'a>(&'a mut EventBuf);
+
+impl<'de> DeserializeSeed<'de> for EventsSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventsSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of log events")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        loop {
+            let n = self.0.len();
+            let slot = self.0.push_slot();
+            match seq.next_element_seed(EventSeed(slot)) {
+                Ok(Some(())) => {}
+                Ok(None) => {
+                    self.0.truncate(n);
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.0.truncate(n);
+                    return Err(e);
+                }
+            }
         }
     }
-    d.deserialize_any(V)
+}
+
+/// One log event, written over a slot's previous contents.
+struct EventSeed<'a>(&'a mut RawEvent);
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum EventField {
+    Id,
+    Timestamp,
+    Message,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> DeserializeSeed<'de> for EventSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EventSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a log event {id, timestamp, message}")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let e = self.0;
+        // Each of the three is required; the event's own time, never the
+        // request's (pitfall 9).
+        let (mut id, mut timestamp, mut message) = (false, false, false);
+        while let Some(field) = map.next_key::<EventField>()? {
+            match field {
+                EventField::Id => {
+                    map.next_value_seed(IdInto(&mut e.event_id))?;
+                    id = true;
+                }
+                EventField::Timestamp => {
+                    e.timestamp_ms = map.next_value::<i64>()?;
+                    timestamp = true;
+                }
+                EventField::Message => {
+                    map.next_value_seed(StrInto(&mut e.message))?;
+                    message = true;
+                }
+                EventField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        for (have, name) in [(id, "id"), (timestamp, "timestamp"), (message, "message")] {
+            if !have {
+                return Err(de::Error::missing_field(name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A JSON string, copied over `String`'s previous contents (no allocation
+/// when its capacity suffices).
+struct StrInto<'a>(&'a mut String);
+
+impl<'de> DeserializeSeed<'de> for StrInto<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for StrInto<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.clear();
+        self.0.push_str(v);
+        Ok(())
+    }
+}
+
+/// An event id: a 56-digit string on AWS, a number in moto; kept as an
+/// opaque string either way.
+struct IdInto<'a>(&'a mut String);
+
+impl<'de> DeserializeSeed<'de> for IdInto<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Visitor<'_> for IdInto<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event id (string or integer)")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        self.0.clear();
+        self.0.push_str(v);
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        use std::fmt::Write as _;
+        self.0.clear();
+        let _ = write!(self.0, "{v}");
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        use std::fmt::Write as _;
+        self.0.clear();
+        let _ = write!(self.0, "{v}");
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Parses one message with the seed: (type, group, stream, events).
+    fn parse(json: &str) -> Result<(MessageType, String, String, Vec<RawEvent>), String> {
+        let mut events = EventBuf::default();
+        let (mut group, mut stream) = (String::new(), String::new());
+        let kind = MessageSeed {
+            events: &mut events,
+            group: &mut group,
+            stream: &mut stream,
+        }
+        .deserialize(&mut serde_json::Deserializer::from_str(json))
+        .map_err(|e| e.to_string())?;
+        Ok((kind, group, stream, events.events().to_vec()))
+    }
+
     #[test]
     fn event_id_is_a_string_or_a_number() {
         let cases = [
             (
                 r#"{"id":"36914210591845216345678","timestamp":1,"message":"m"}"#,
-                "36914210591845216345678",
+                Some("36914210591845216345678"),
             ),
-            (r#"{"id":17,"timestamp":1,"message":"m"}"#, "17"),
+            (r#"{"id":17,"timestamp":1,"message":"m"}"#, Some("17")),
+            (r#"{"id":-3,"timestamp":1,"message":"m"}"#, Some("-3")),
+            (r#"{"id":1.5,"timestamp":1,"message":"m"}"#, None),
+            (r#"{"id":null,"timestamp":1,"message":"m"}"#, None),
+            (r#"{"timestamp":1,"message":"m"}"#, None),
+            (r#"{"id":"a","message":"m"}"#, None),
+            (r#"{"id":"a","timestamp":1}"#, None),
+            (r#"{"id":"a","timestamp":"1","message":"m"}"#, None),
         ];
-        for (input, want) in cases {
-            let e: LogEvent =
-                serde_json::from_str(input).unwrap_or_else(|e| panic!("{input}: {e}"));
-            assert_eq!(e.id, want, "{input}");
+        for (event, want) in cases {
+            let json = format!(r#"{{"messageType":"DATA_MESSAGE","logEvents":[{event}]}}"#);
+            let got = parse(&json).ok().map(|(_, _, _, e)| e[0].event_id.clone());
+            assert_eq!(got.as_deref(), want, "{event}");
         }
-        assert!(
-            serde_json::from_str::<LogEvent>(r#"{"id":1.5,"timestamp":1,"message":"m"}"#).is_err()
-        );
     }
 
     #[test]
@@ -155,9 +421,71 @@ mod tests {
             ("CONTROL_MESSAGE", MessageType::Control),
             ("SOMETHING_NEW", MessageType::Other),
         ] {
-            let m: LogsMessage =
-                serde_json::from_str(&format!(r#"{{"messageType":"{t}","extra":[1]}}"#)).unwrap();
-            assert_eq!(m.message_type, want, "{t}");
+            let (kind, ..) = parse(&format!(r#"{{"messageType":"{t}","extra":[1]}}"#)).unwrap();
+            assert_eq!(kind, want, "{t}");
+        }
+        assert!(
+            parse(r#"{"logGroup":"/g"}"#).is_err(),
+            "messageType is required"
+        );
+        assert!(parse(r#"[1]"#).is_err());
+    }
+
+    /// Keys in any order, unknown keys skipped, escapes decoded, and a
+    /// reused slot holds exactly the new event (nothing left of the old).
+    #[test]
+    fn message_fields_in_any_order_into_reused_slots() {
+        let json = r#"{"logEvents":[{"message":"{\"a\":\"\u00e9\\n\"}","extra":{"x":[1]},"timestamp":1700000000123,"id":"7"},{"id":8,"timestamp":-1,"message":""}],"owner":"1","logStream":"s-1/u","messageType":"DATA_MESSAGE","logGroup":"/aws/transfer/s-1"}"#;
+        let (kind, group, stream, events) = parse(json).unwrap();
+        assert_eq!(
+            (kind, group.as_str(), stream.as_str()),
+            (MessageType::Data, "/aws/transfer/s-1", "s-1/u")
+        );
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].message, "{\"a\":\"\u{e9}\\n\"}");
+        assert_eq!(
+            (events[0].event_id.as_str(), events[0].timestamp_ms),
+            ("7", 1_700_000_000_123)
+        );
+        assert_eq!(
+            (
+                events[1].event_id.as_str(),
+                events[1].timestamp_ms,
+                events[1].message.as_str()
+            ),
+            ("8", -1, "")
+        );
+
+        let mut buf = EventBuf::default();
+        let (mut g, mut s) = (String::new(), String::new());
+        for (json, id, msg) in [
+            (
+                r#"{"messageType":"DATA_MESSAGE","logEvents":[{"id":"long-id-1","timestamp":1,"message":"a long message first"}]}"#,
+                "long-id-1",
+                "a long message first",
+            ),
+            (
+                r#"{"messageType":"DATA_MESSAGE","logEvents":[{"id":2,"timestamp":2,"message":"short"}]}"#,
+                "2",
+                "short",
+            ),
+        ] {
+            buf.clear();
+            MessageSeed {
+                events: &mut buf,
+                group: &mut g,
+                stream: &mut s,
+            }
+            .deserialize(&mut serde_json::Deserializer::from_str(json))
+            .unwrap();
+            assert_eq!(buf.len(), 1);
+            assert_eq!(
+                (
+                    buf.events()[0].event_id.as_str(),
+                    buf.events()[0].message.as_str()
+                ),
+                (id, msg)
+            );
         }
     }
 
