@@ -203,12 +203,13 @@ impl View for DaemonView {
             .collect()
     }
 
-    fn scrape(&self) -> http::BoxFuture<'_, Option<Vec<prometheus::proto::MetricFamily>>> {
+    fn scrape(&self) -> http::BoxFuture<'_, Option<crate::metrics::Snapshot>> {
         Box::pin(async {
-            match self.sources.get() {
-                Some(s) => Some(s.scrape().await),
-                None => None,
-            }
+            Some(match self.sources.get() {
+                Some(s) => s.scrape().await,
+                // Push only: nothing to save with the scrape.
+                None => self.ingest.metrics().snapshot(),
+            })
         })
     }
 

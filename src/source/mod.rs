@@ -225,15 +225,16 @@ impl Sources {
         // Counters resume where the saved state (the last served scrape, or
         // a later flush) left them; the events after the saved progress are
         // read and counted again from there.
-        let skipped = metrics.restore_counters(&state.counters);
+        let skipped = metrics.restore_counters(&state.counter_families);
+        let saved_series: usize = state.counter_families.iter().map(|f| f.series.len()).sum();
         // Both outcomes exist from the start (a failure alert needs the
         // series before the first failure; scrapes keep one shape).
         for outcome in ["success", "failure"] {
             let _ = metrics.state_writes.with_label_values(&[outcome]);
         }
-        if !state.counters.is_empty() {
+        if saved_series > 0 {
             tracing::info!(
-                series = state.counters.len() - skipped,
+                series = saved_series - skipped,
                 skipped,
                 "counters resumed from the saved state"
             );
@@ -407,15 +408,15 @@ impl Sources {
     }
 
     /// For a scrape: takes a consistent snapshot of counters and progress,
-    /// writes it durably, and returns the families to serve, so that the
+    /// writes it durably, and returns the snapshot to serve, so that the
     /// state on disk is exactly the state behind the values in the answer.
-    /// If the write fails the families are still returned (the scrape is
+    /// If the write fails a snapshot is still returned (the scrape is
     /// answered; `state_writes_total{result="failure"}` and the log say the
     /// guarantee is at risk).
-    pub async fn scrape(&self) -> Vec<prometheus::proto::MetricFamily> {
+    pub async fn scrape(&self) -> crate::metrics::Snapshot {
         match flush_and_gather(&self.shared).await {
             Ok(f) => f,
-            Err(_) => self.shared.metrics.registry().gather(),
+            Err(_) => self.shared.metrics.snapshot(),
         }
     }
 }
@@ -424,10 +425,11 @@ impl Sources {
 /// progress and every counter describe the same events. Lock order is the
 /// pollers' (a group's progress, then the ingest boundary): all progress
 /// locks are taken first (pollers hold at most one at a time and never wait
-/// for another), then counting is paused while the registry is gathered.
-/// Returns the state (counters included) and the gathered families, which
-/// are what a scrape answering from this state must serve.
-fn snapshot(shared: &Shared) -> (StateFile, Vec<prometheus::proto::MetricFamily>) {
+/// for another), then counting is paused while every value is copied (only
+/// the copy: ordering and encoding happen after counting resumed).
+/// Returns the state (counters included) and the metric snapshot, which is
+/// what a scrape answering from this state must serve.
+fn snapshot(shared: &Shared) -> (StateFile, crate::metrics::Snapshot) {
     let mut per_target: Vec<BTreeMap<String, GroupProgress>> = Vec::new();
     let mut live: Vec<(usize, Arc<GroupRt>)> = Vec::new();
     for (i, t) in shared.targets.iter().enumerate() {
@@ -435,13 +437,12 @@ fn snapshot(shared: &Shared) -> (StateFile, Vec<prometheus::proto::MetricFamily>
         live.extend(lock(&t.groups).values().cloned().map(|g| (i, g)));
     }
     let guards: Vec<_> = live.iter().map(|(_, g)| lock(&g.progress)).collect();
-    let (families, last_sessions) = shared
-        .ingest
-        .quiesced(|| shared.metrics.registry().gather());
+    let (copied, last_sessions) = shared.ingest.quiesced(|| shared.metrics.copy_values());
     for ((i, g), p) in live.iter().zip(&guards) {
         per_target[*i].insert(g.name.clone(), (**p).clone());
     }
     drop(guards);
+    let snapshot = copied.finish();
     let mut targets = BTreeMap::new();
     for (t, groups) in shared.targets.iter().zip(per_target) {
         let value = serde_json::to_value(groups).unwrap_or_else(|e| {
@@ -456,9 +457,10 @@ fn snapshot(shared: &Shared) -> (StateFile, Vec<prometheus::proto::MetricFamily>
         saved_at_ms: now_ms(),
         targets,
         last_sessions,
-        counters: crate::metrics::saved_counters(&families),
+        counter_families: snapshot.saved_counters(),
+        counters: Vec::new(),
     };
-    (state, families)
+    (state, snapshot)
 }
 
 /// A target's progress as the store gave it back; unreadable progress is
@@ -478,11 +480,9 @@ async fn flush(shared: &Arc<Shared>) -> anyhow::Result<()> {
     flush_and_gather(shared).await.map(|_| ())
 }
 
-/// Takes a consistent snapshot, writes it durably, and returns the families
-/// gathered with it (what a scrape may serve once this returned `Ok`).
-async fn flush_and_gather(
-    shared: &Arc<Shared>,
-) -> anyhow::Result<Vec<prometheus::proto::MetricFamily>> {
+/// Takes a consistent snapshot, writes it durably, and returns the metric
+/// snapshot taken with it (what a scrape may serve once this returned `Ok`).
+async fn flush_and_gather(shared: &Arc<Shared>) -> anyhow::Result<crate::metrics::Snapshot> {
     let _guard = shared.flush_lock.lock().await;
     shared.dirty.store(false, Ordering::Release);
     let (snap, families) = snapshot(shared);
