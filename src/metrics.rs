@@ -651,9 +651,8 @@ impl Metrics {
                         let _ = self.user_label(server, user);
                     }
                 }
-                match vec.with_label_map(&f.labels, &s.labels) {
-                    Some(counter) => counter.inc_by(s.value),
-                    None => skipped += 1,
+                if !vec.restore(&f.labels, &s.labels, s.value) {
+                    skipped += 1;
                 }
             }
         }

@@ -173,6 +173,14 @@ impl IntCounterVec {
     /// zero if new. Panics when the number of values is not the number of
     /// label names, as the `prometheus` crate does: a programming error.
     pub fn with_label_values(&self, values: &[&str]) -> IntCounter {
+        self.get_or_insert(values, 0).0
+    }
+
+    /// The series with these label values; a new one starts at `init`
+    /// (set before any reader can see it, so a scrape never shows a
+    /// restored series at zero).
+    /// Returns the handle and whether it was created.
+    fn get_or_insert(&self, values: &[&str], init: u64) -> (IntCounter, bool) {
         let f = &*self.0;
         assert_eq!(
             values.len(),
@@ -195,7 +203,7 @@ impl IntCounterVec {
                 for &id in ids {
                     let s = &inner.series[id as usize];
                     if matches(s) {
-                        return IntCounter(s.clone());
+                        return (IntCounter(s.clone()), false);
                     }
                 }
             }
@@ -205,28 +213,47 @@ impl IntCounterVec {
             for &id in ids {
                 let s = &inner.series[id as usize];
                 if matches(s) {
-                    return IntCounter(s.clone());
+                    return (IntCounter(s.clone()), false);
                 }
             }
         }
         let series = Arc::new(Series {
             labels: f.perm.iter().map(|&i| values[i].into()).collect(),
-            value: AtomicU64::new(0),
+            value: AtomicU64::new(init),
         });
         let id = u32::try_from(inner.series.len()).expect("fewer than 2^32 series");
         inner.series.push(series.clone());
         inner.index.entry(h).or_default().push(id);
-        IntCounter(series)
+        (IntCounter(series), true)
     }
 
-    /// The series named by a label map (names as in the exposition), for
-    /// restoring saved values; `None` when the names do not match the
-    /// family's label names exactly.
-    pub fn with_label_map(
+    /// Adds `value` to the series named by label names and values (names
+    /// as in the exposition, any order), for restoring saved values: a new
+    /// series is created holding `value` already. False when the names do
+    /// not match the family's label names exactly.
+    pub fn restore(
         &self,
         names: &[impl AsRef<str>],
         values: &[impl AsRef<str>],
-    ) -> Option<IntCounter> {
+        value: u64,
+    ) -> bool {
+        let Some(declared) = self.declared_order(names, values) else {
+            return false;
+        };
+        let (c, created) = self.get_or_insert(&declared, value);
+        if !created {
+            // It existed (a duplicate row, or counted already): add.
+            c.inc_by(value);
+        }
+        true
+    }
+
+    /// Label values in declared order from names and values in any order.
+    fn declared_order<'a>(
+        &self,
+        names: &[impl AsRef<str>],
+        values: &'a [impl AsRef<str>],
+    ) -> Option<Vec<&'a str>> {
         let f = &*self.0;
         if names.len() != f.perm.len() || values.len() != names.len() {
             return None;
@@ -239,7 +266,7 @@ impl IntCounterVec {
                 .position(|n| n.as_ref() == &*f.sorted_names[j])?;
             declared[i] = values[pos].as_ref();
         }
-        Some(self.with_label_values(&declared))
+        Some(declared)
     }
 
     /// The family's name.
@@ -388,13 +415,18 @@ mod tests {
         a.inc();
         v.with_label_values(&["jdoe", "x"]).inc_by(2);
         assert_eq!(a.get(), 3);
-        let b = v
-            .with_label_map(&["cause", "user"], &["x", "jdoe"])
-            .unwrap();
-        assert_eq!(b.get(), 3, "label map names the same series");
-        assert!(v.with_label_map(&["cause"], &["x"]).is_none());
-        assert!(v.with_label_map(&["cause", "nope"], &["x", "y"]).is_none());
+        assert!(v.restore(&["cause", "user"], &["x", "jdoe"], 4));
+        assert_eq!(a.get(), 7, "names in any order select the same series");
+        assert!(!v.restore(&["cause"], &["x"], 1));
+        assert!(!v.restore(&["cause", "nope"], &["x", "y"], 1));
         assert_eq!(v.len(), 1);
+        assert!(v.restore(&["user", "cause"], &["carol", "y"], 5));
+        assert_eq!(
+            v.with_label_values(&["carol", "y"]).get(),
+            5,
+            "created holding the value"
+        );
+        assert_eq!(v.len(), 2);
         // Stored in sorted-name order: cause before user.
         let c = v.0.copy();
         assert_eq!(&*c.series[0].0, &["x".into(), "jdoe".into()] as &[Box<str>]);
