@@ -8,6 +8,13 @@
 //! encode the text exposition. The metrics hold `SERIES` error series
 //! besides what the corpus creates.
 //!
+//! Three runs: alone, scraping once a second (a busy Prometheus pair
+//! scrapes every 15 s or so: this is the stress case), and scraping back
+//! to back (the worst case: on two cores the scraper then takes a core's
+//! share of CPU from everything else). `counting_pause` is how long counting
+//! was paused for the copy; `max_batch` the longest a batch of 1,000 events
+//! took to count (what a source waits).
+//!
 //! Prints one `name value unit` line per figure (scripts/bench-summary.sh
 //! collects them). Usage: `scrape_contention [SERIES] [SECONDS]`
 //! (defaults 100000 and 4).
@@ -39,20 +46,28 @@ fn run(
     scrape: bool,
 ) -> Run {
     let stop = Arc::new(AtomicBool::new(false));
-    let scraper = scrape.then(|| {
+    let scraper = scrape_every.map(|every| {
         let (ingest, stop) = (ingest.clone(), stop.clone());
         std::thread::spawn(move || {
             let (mut n, mut max_pause, mut total) = (0u64, Duration::ZERO, Duration::ZERO);
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let (copy, _sessions) = ingest.quiesced(|| ingest.metrics().copy_values());
-                max_pause = max_pause.max(t.elapsed());
+                let ((copy, pause), _sessions) = ingest.quiesced(|| {
+                    let p = Instant::now();
+                    (ingest.metrics().copy_values(), p.elapsed())
+                });
+                max_pause = max_pause.max(pause);
                 let snap = copy.finish();
                 let saved = serde_json::to_vec(&snap.saved_counters()).expect("serializes");
                 let text = snap.text();
                 std::hint::black_box((saved.len(), text.len()));
-                total += t.elapsed();
+                let took = t.elapsed();
+                total += took;
                 n += 1;
+                let deadline = Instant::now() + every.saturating_sub(took);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             }
             (n, max_pause, total)
         })
