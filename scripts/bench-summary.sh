@@ -13,7 +13,7 @@
 # machine only ratios compare across runs. Progress goes to stderr, the
 # figures to stdout.
 #
-#   scripts/bench-summary.sh                 # ~10 minutes on 2 idle cores
+#   scripts/bench-summary.sh      # ~25 minutes at load 10 on 2 cores, builds included
 #   WARMUP=1 MEASURE=2 MTAIL_N=100000 SKIP_MTAIL=1 scripts/bench-summary.sh
 #
 # WARMUP/MEASURE are criterion's --warm-up-time/--measurement-time in
@@ -35,7 +35,7 @@ echo "load_before $(load | tr ' ' '/') loadavg"
 median_ms() {
   local f="target/criterion/$1/new/estimates.json"
   [[ -f $f ]] || { echo "bench-summary: no $f" >&2; echo nan; return; }
-  jq -r '.median.point_estimate / 1e6' "$f"
+  jq -r '.median.point_estimate / 1e6 * 1000 | round / 1000' "$f"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }'; }
 line() { printf '%s %s %s\n' "$1" "$2" "$3"; }
