@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# RSS of the metrics registry at 10k and 100k series (see BENCHMARKS.md).
+# Render time (render_ms=, render_again_ms=) and RSS of the metrics at 10k
+# and 100k series (see BENCHMARKS.md).
 # Usage: scripts/bench-rss.sh [N ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -300,7 +300,7 @@ impl View for DaemonView {
         Some(unix(self.started))
     }
 
-    fn scrape(&self) -> http::BoxFuture<'_, Option<Vec<prometheus::proto::MetricFamily>>> {
+    fn scrape(&self) -> http::BoxFuture<'_, Option<crate::metrics::Snapshot>> {
         Box::pin(async { Some(self.persist.scrape().await) })
     }
 

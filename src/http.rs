@@ -68,10 +68,10 @@ pub trait View: Send + Sync + 'static {
     fn started_unix(&self) -> Option<f64> {
         None
     }
-    /// For `/metrics`: the gathered families to serve, after the state behind
-    /// them has been saved (see `Sources::scrape`); `None` renders the
-    /// registry as it is.
-    fn scrape(&self) -> BoxFuture<'_, Option<Vec<prometheus::proto::MetricFamily>>> {
+    /// For `/metrics`: the snapshot to serve, after the state behind it has
+    /// been saved (see `crate::persist::Persister::scrape`); `None` renders
+    /// the registry as it is.
+    fn scrape(&self) -> BoxFuture<'_, Option<crate::metrics::Snapshot>> {
         Box::pin(async { None })
     }
     /// Called right before `/metrics` is rendered: sets the gauges whose
@@ -162,24 +162,23 @@ async fn route(
         // is saved and served.
         let view = state.view.clone();
         let _ = tokio::task::spawn_blocking(move || view.before_scrape()).await;
-        let families = state.view.scrape().await;
+        let snapshot = state.view.scrape().await;
         let registry = state.registry.clone();
         let format = encode::negotiate(header(headers, ACCEPT));
         let gzip = encode::accepts_gzip(header(headers, ACCEPT_ENCODING));
         let render = move || {
-            // The families of the snapshot saved for this scrape (see
-            // View::scrape), or the registry as it is.
-            let families = families.unwrap_or_else(|| registry.gather());
+            // The snapshot saved for this scrape (see View::scrape), or the
+            // registry as it is.
+            let snapshot = snapshot
+                .unwrap_or_else(|| crate::metrics::Snapshot::from_families(registry.gather()));
             let (content_type, text) = match format {
-                encode::Format::Text => (
-                    crate::metrics::CONTENT_TYPE,
-                    crate::metrics::render_families(&families),
-                ),
+                encode::Format::Text => (crate::metrics::CONTENT_TYPE, snapshot.text()),
                 encode::Format::OpenMetrics => (
                     encode::OPENMETRICS_CONTENT_TYPE,
-                    encode::openmetrics(&families),
+                    encode::openmetrics_snapshot(&snapshot),
                 ),
             };
+            drop(snapshot);
             let body = if gzip {
                 encode::gzip(text.as_bytes())
             } else {

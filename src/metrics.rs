@@ -23,9 +23,15 @@ use std::sync::Mutex;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+
+pub mod snapshot;
+mod store;
+
+pub use snapshot::Snapshot;
+pub use store::{IntCounter, IntCounterVec};
 
 /// Prefix of every product metric.
 pub const PREFIX: &str = "aws_transfer";
@@ -213,6 +219,8 @@ pub struct Metrics {
     /// The registry every family below is registered on (gathered for
     /// `/metrics` and for the state store).
     registry: Registry,
+    /// The store group of the counter families below (see `store`).
+    group: u64,
     // ---- product: server events (issue: classification core) ----
     /// Every server event: `{server_id, activity}`.
     pub events: IntCounterVec,
@@ -312,8 +320,8 @@ pub struct Metrics {
     guard: Mutex<LabelGuard>,
 }
 
-fn counter(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+fn counter(reg: &Registry, group: u64, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::with_group(group, name, help, labels);
     reg.register(Box::new(c.clone()))
         .expect("metric registered once");
     c
@@ -365,42 +373,44 @@ impl Metrics {
     /// Registers every family on `reg`. Panics only on a programming error
     /// (a duplicate or malformed definition), which the unit tests catch.
     pub fn new(reg: &Registry, limits: Limits) -> Metrics {
+        let group = store::new_group();
         let m = Metrics {
             registry: reg.clone(),
-            events: counter(reg, "aws_transfer_events_total",
+            group,
+            events: counter(reg, group, "aws_transfer_events_total",
                 "Transfer Family server log events, by server and activity type.",
                 &["server_id", "activity"]),
-            errors: counter(reg, "aws_transfer_errors_total",
+            errors: counter(reg, group, "aws_transfer_errors_total",
                 "Classified server failures, by server, user, category and cause. user is empty for unknown_user and unverified login names.",
                 &["server_id", "user", "category", "cause"]),
-            sessions: counter(reg, "aws_transfer_sessions_total",
+            sessions: counter(reg, group, "aws_transfer_sessions_total",
                 "Authenticated sessions (CONNECTED events).",
                 &["server_id", "user"]),
-            files: counter(reg, "aws_transfer_files_total",
+            files: counter(reg, group, "aws_transfer_files_total",
                 "Files closed (CLOSE and PARTIAL_CLOSE), by direction (upload|download).",
                 &["server_id", "user", "direction"]),
-            bytes: counter(reg, "aws_transfer_bytes_total",
+            bytes: counter(reg, group, "aws_transfer_bytes_total",
                 "Bytes transferred in closed files, by direction (upload|download).",
                 &["server_id", "user", "direction"]),
             user_last_session: gauge(reg, "aws_transfer_user_last_session_timestamp_seconds",
                 "Time of the last CONNECTED event of a user (Unix seconds); persisted across restarts.",
                 &["server_id", "user"]),
-            connector_transfers: counter(reg, "aws_transfer_connector_transfers_total",
+            connector_transfers: counter(reg, group, "aws_transfer_connector_transfers_total",
                 "SFTP connector file operations, by connector, operation and status.",
                 &["connector_id", "operation", "status"]),
-            connector_bytes: counter(reg, "aws_transfer_connector_bytes_total",
+            connector_bytes: counter(reg, group, "aws_transfer_connector_bytes_total",
                 "Bytes moved by completed SFTP connector transfers.",
                 &["connector_id", "operation"]),
-            connector_errors: counter(reg, "aws_transfer_connector_errors_total",
+            connector_errors: counter(reg, group, "aws_transfer_connector_errors_total",
                 "Failed SFTP connector operations and throttled executions, by cause.",
                 &["connector_id", "cause"]),
-            as2_messages: counter(reg, "aws_transfer_as2_messages_total",
+            as2_messages: counter(reg, group, "aws_transfer_as2_messages_total",
                 "AS2 messages in a final state (COMPLETED|FAILED), by server or connector and direction.",
                 &["resource_id", "direction", "status"]),
-            as2_errors: counter(reg, "aws_transfer_as2_errors_total",
+            as2_errors: counter(reg, group, "aws_transfer_as2_errors_total",
                 "Failed AS2 messages, by cause (the failure-code in lower case).",
                 &["resource_id", "direction", "cause"]),
-            workflow_executions: counter(reg, "aws_transfer_workflow_executions_total",
+            workflow_executions: counter(reg, group, "aws_transfer_workflow_executions_total",
                 "Managed workflow executions that ended, by status (completed|errored|throttled).",
                 &["workflow_id", "status"]),
             server_info: igauge(reg, "aws_transfer_server_info",
@@ -421,25 +431,25 @@ impl Metrics {
             endpoint_probe_duration: gauge(reg, "aws_transfer_endpoint_probe_duration_seconds",
                 "Duration of the last reachability probe.",
                 &["server_id", "endpoint", "port"]),
-            endpoint_probe_failures: counter(reg, "aws_transfer_endpoint_probe_failures_total",
+            endpoint_probe_failures: counter(reg, group, "aws_transfer_endpoint_probe_failures_total",
                 "Failed reachability probes, by reason (dns|refused|connect_timeout|banner_timeout|bad_banner|tls).",
                 &["server_id", "reason"]),
             build_info: igauge(reg, "aws_transfer_exporter_build_info",
                 "Exporter build metadata (value 1).",
                 &["version", "revision"]),
-            unparsed_events: counter(reg, "aws_transfer_exporter_unparsed_events_total",
+            unparsed_events: counter(reg, group, "aws_transfer_exporter_unparsed_events_total",
                 "Log messages that could not be parsed, by input family and reason.",
                 &["format", "reason"]),
-            label_overflow: counter(reg, "aws_transfer_exporter_label_overflow_total",
+            label_overflow: counter(reg, group, "aws_transfer_exporter_label_overflow_total",
                 "Label values folded into ~other because a cardinality cap was reached, by label.",
                 &["label"]),
-            unattributed_events: counter(reg, "aws_transfer_exporter_unattributed_events_total",
+            unattributed_events: counter(reg, group, "aws_transfer_exporter_unattributed_events_total",
                 "Server events whose user could not be attributed (no user field, stream or session).",
                 &["server_id"]),
-            legacy_duplicates: counter(reg, "aws_transfer_exporter_legacy_duplicates_skipped_total",
+            legacy_duplicates: counter(reg, group, "aws_transfer_exporter_legacy_duplicates_skipped_total",
                 "Legacy text lines not counted because the server also logs every event as structured JSON to a polled group.",
                 &["server_id"]),
-            api_calls: counter(reg, "aws_transfer_exporter_api_calls_total",
+            api_calls: counter(reg, group, "aws_transfer_exporter_api_calls_total",
                 "AWS API calls by operation and outcome (success|throttled|denied|not_found|transient|error).",
                 &["operation", "outcome"]),
             api_call_duration: histogram(reg, "aws_transfer_exporter_api_call_duration_seconds",
@@ -447,18 +457,18 @@ impl Metrics {
             target_up: igauge(reg, "aws_transfer_exporter_target_up",
                 "1 when the target's last call of the AWS API (logs|transfer) succeeded, 0 when it failed.",
                 &["target", "api"]),
-            events_read: counter(reg, "aws_transfer_exporter_events_read_total",
+            events_read: counter(reg, group, "aws_transfer_exporter_events_read_total",
                 "Log events read from CloudWatch Logs, by log group.",
                 &["log_group"]),
-            events_duplicate: counter(reg, "aws_transfer_exporter_events_duplicate_total",
+            events_duplicate: counter(reg, group, "aws_transfer_exporter_events_duplicate_total",
                 "Log events skipped because their eventId was already counted.",
                 &["log_group"]),
-            events_late: counter(reg, "aws_transfer_exporter_events_late_total",
+            events_late: counter(reg, group, "aws_transfer_exporter_events_late_total",
                 "Log events that became visible after the late-arrival window had passed them; not counted in product metrics.",
                 &["log_group"]),
             poll_duration: histogram(reg, "aws_transfer_exporter_poll_duration_seconds",
                 "Duration of one poll round of one log group.", &["log_group"], POLL_BUCKETS),
-            poll_errors: counter(reg, "aws_transfer_exporter_poll_errors_total",
+            poll_errors: counter(reg, group, "aws_transfer_exporter_poll_errors_total",
                 "Failed poll rounds, by log group and error kind.",
                 &["log_group", "kind"]),
             log_group_lag: gauge(reg, "aws_transfer_exporter_log_group_lag_seconds",
@@ -486,7 +496,7 @@ impl Metrics {
                 reg.register(Box::new(g.clone())).expect("metric registered once");
                 g
             },
-            state_writes: counter(reg, "aws_transfer_exporter_state_writes_total",
+            state_writes: counter(reg, group, "aws_transfer_exporter_state_writes_total",
                 "State-file writes, by outcome (success|failure).",
                 &["outcome"]),
             guard: Mutex::new(LabelGuard::new(limits)),
@@ -593,30 +603,6 @@ impl Metrics {
     }
 }
 
-/// The counter series of gathered families, for the state store.
-pub fn saved_counters(
-    families: &[prometheus::proto::MetricFamily],
-) -> Vec<crate::state::SavedCounter> {
-    let mut out = Vec::new();
-    for f in families {
-        if f.get_field_type() != prometheus::proto::MetricType::COUNTER {
-            continue;
-        }
-        for m in f.get_metric() {
-            out.push(crate::state::SavedCounter {
-                name: f.name().to_owned(),
-                labels: m
-                    .get_label()
-                    .iter()
-                    .map(|l| (l.name().to_owned(), l.value().to_owned()))
-                    .collect(),
-                value: m.get_counter().get_value(),
-            });
-        }
-    }
-    out
-}
-
 impl Metrics {
     /// The registry every family is registered on.
     pub fn registry(&self) -> &Registry {
@@ -655,39 +641,58 @@ impl Metrics {
     /// counted), so a restart is not a counter reset. Saved user and server
     /// label values are admitted to the label guard first, so the caps keep
     /// counting them. Series of unknown families (a metric renamed between
-    /// versions) are skipped and their number returned.
-    pub fn restore_counters(&self, saved: &[crate::state::SavedCounter]) -> usize {
-        use prometheus::core::Collector as _;
-        let vecs: HashMap<String, &IntCounterVec> = self
+    /// versions, another source's self-metrics) or with other label names
+    /// are skipped and their number returned.
+    pub fn restore_counters(&self, saved: &[crate::state::SavedFamily]) -> usize {
+        let vecs: HashMap<&str, &IntCounterVec> = self
             .counter_vecs()
             .into_iter()
-            .filter_map(|v| v.desc().first().map(|d| (d.fq_name.clone(), v)))
+            .map(|v| (v.name(), v))
             .collect();
         let mut skipped = 0;
-        for c in saved {
-            let Some(vec) = vecs.get(&c.name) else {
-                skipped += 1;
+        for f in saved {
+            let Some(vec) = vecs.get(f.name.as_str()) else {
+                skipped += f.series.len();
                 continue;
             };
-            if let Some(server) = c.labels.get("server_id") {
-                let _ = self.id_label("server_id", server);
-                if let Some(user) = c.labels.get("user") {
-                    let _ = self.user_label(server, user);
+            let pos = |name: &str| f.labels.iter().position(|l| l == name);
+            let (server_at, user_at) = (pos("server_id"), pos("user"));
+            for s in &f.series {
+                if s.labels.len() != f.labels.len() {
+                    skipped += 1;
+                    continue;
                 }
-            }
-            let labels: HashMap<&str, &str> = c
-                .labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            match vec.get_metric_with(&labels) {
-                Ok(counter) if c.value.is_finite() && c.value >= 0.0 => {
-                    counter.inc_by(c.value as u64)
+                if let Some(server) = server_at.map(|i| &*s.labels[i]) {
+                    let _ = self.id_label("server_id", server);
+                    if let Some(user) = user_at.map(|i| &*s.labels[i]) {
+                        let _ = self.user_label(server, user);
+                    }
                 }
-                _ => skipped += 1,
+                if !vec.restore(&f.labels, &s.labels, s.value) {
+                    skipped += 1;
+                }
             }
         }
         skipped
+    }
+
+    /// Copies every value for a scrape: the store's counter families and
+    /// every other family of the registry, at one instant. This is what
+    /// runs while counting is paused; [`snapshot::Copy::finish`] does the
+    /// rest after.
+    pub fn copy_values(&self) -> snapshot::Copy {
+        let own = self
+            .counter_vecs()
+            .into_iter()
+            .map(|v| (v.0.clone(), v.0.copy()))
+            .collect();
+        let others = store::skip_group_while(self.group, || self.registry.gather());
+        snapshot::Copy::new(own, others)
+    }
+
+    /// A snapshot of every family now (without pausing counting).
+    pub fn snapshot(&self) -> Snapshot {
+        self.copy_values().finish()
     }
 }
 

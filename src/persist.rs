@@ -32,7 +32,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::Ingest;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Snapshot};
 use crate::state::{StateFile, StateStore, STATE_VERSION};
 
 /// A source's progress, saved with the counters.
@@ -91,10 +91,11 @@ impl Persister {
         // Counters resume where the saved state (the last served scrape, a
         // later acknowledgement or flush) left them; the events after the
         // saved progress are counted again from there.
-        let skipped = metrics.restore_counters(&state.counters);
-        if !state.counters.is_empty() {
+        let skipped = metrics.restore_counters(&state.counter_families);
+        let saved_series: usize = state.counter_families.iter().map(|f| f.series.len()).sum();
+        if saved_series > 0 {
             tracing::info!(
-                series = state.counters.len() - skipped,
+                series = saved_series - skipped,
                 skipped,
                 "counters resumed from the saved state"
             );
@@ -142,10 +143,12 @@ impl Persister {
         self.dirty.store(true, Ordering::Release);
     }
 
-    /// Builds the state from memory, consistently (see the module docs).
-    /// Returns it and the families gathered with it, which a scrape
-    /// answering from this state must serve.
-    fn snapshot(&self) -> (StateFile, Vec<prometheus::proto::MetricFamily>) {
+    /// Builds the state from memory, consistently (see the module docs):
+    /// while counting is paused only the values are copied; ordering and
+    /// encoding happen after counting resumed. Returns the state and the
+    /// metric snapshot taken with it, which a scrape answering from this
+    /// state must serve.
+    fn snapshot(&self) -> (StateFile, Snapshot) {
         // Both read under the parts lock, as `register` changes them: a
         // slot is written either from its part or as it was loaded.
         let (parts, mut slots) = {
@@ -156,11 +159,15 @@ impl Persister {
         let mut saved: Vec<(&'static str, serde_json::Value)> = Vec::with_capacity(parts.len());
         {
             let mut innermost = || {
-                gathered = Some(self.ingest.quiesced(|| self.metrics.registry().gather()));
+                gathered = Some(self.ingest.quiesced(|| self.metrics.copy_values()));
             };
             nest(&parts, &mut innermost, &mut saved);
         }
-        let (families, last_sessions) = gathered.unwrap_or_default();
+        let (copied, last_sessions) = match gathered {
+            Some(g) => g,
+            None => self.ingest.quiesced(|| self.metrics.copy_values()),
+        };
+        let snapshot = copied.finish();
         for (slot, value) in saved {
             slots.insert(slot.to_owned(), value);
         }
@@ -170,19 +177,20 @@ impl Persister {
             targets: BTreeMap::new(),
             parts: slots,
             last_sessions,
-            counters: crate::metrics::saved_counters(&families),
+            counter_families: snapshot.saved_counters(),
+            counters: Vec::new(),
         };
-        (state, families)
+        (state, snapshot)
     }
 
     /// Takes a snapshot and writes it durably; returns the families gathered
     /// with it once the write succeeded. Callers hold the write lock.
-    async fn write(&self) -> anyhow::Result<Vec<prometheus::proto::MetricFamily>> {
+    async fn write(&self) -> anyhow::Result<Snapshot> {
         self.dirty.store(false, Ordering::Release);
         // Every durability request handed out before the snapshot is
         // covered by it: its events were counted before it asked.
         let covers = self.requested.load(Ordering::Acquire);
-        let (snap, families) = self.snapshot();
+        let (snap, snapshot) = self.snapshot();
         let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || store.save(&snap))
             .await
@@ -195,7 +203,7 @@ impl Persister {
                     .state_writes
                     .with_label_values(&["success"])
                     .inc();
-                Ok(families)
+                Ok(snapshot)
             }
             Err(err) => {
                 self.dirty.store(true, Ordering::Release);
@@ -224,11 +232,11 @@ impl Persister {
     /// families are still returned (the scrape is answered;
     /// `state_writes_total{outcome="failure"}` and the log say the guarantee
     /// is at risk).
-    pub async fn scrape(&self) -> Vec<prometheus::proto::MetricFamily> {
+    pub async fn scrape(&self) -> Snapshot {
         let _guard = self.write_lock.lock().await;
         match self.write().await {
-            Ok(f) => f,
-            Err(_) => self.metrics.registry().gather(),
+            Ok(s) => s,
+            Err(_) => self.metrics.snapshot(),
         }
     }
 
@@ -333,12 +341,19 @@ mod tests {
         (store, metrics, p)
     }
 
+    /// The sum of a saved counter family's series.
     fn counter(state: &serde_json::Value, name: &str) -> Option<f64> {
-        state["counters"]
+        let family = state["counter_families"]
             .as_array()?
             .iter()
-            .find(|c| c["name"] == name)
-            .and_then(|c| c["value"].as_f64())
+            .find(|c| c["name"] == name)?;
+        Some(
+            family["series"]
+                .as_array()?
+                .iter()
+                .filter_map(|row| row[0].as_f64())
+                .sum(),
+        )
     }
 
     /// A slot no part claims (a source that is off in this life) is written
@@ -356,14 +371,13 @@ mod tests {
         initial
             .parts
             .insert("mine".into(), serde_json::json!({"n": 41}));
-        initial.counters.push(crate::state::SavedCounter {
+        initial.counter_families.push(crate::state::SavedFamily {
             name: "aws_transfer_events_total".into(),
-            labels: [
-                ("server_id".to_owned(), "s-1".to_owned()),
-                ("activity".to_owned(), "CONNECTED".to_owned()),
-            ]
-            .into(),
-            value: 7.0,
+            labels: vec!["server_id".into(), "activity".into()],
+            series: vec![crate::state::SavedSeries {
+                value: 7,
+                labels: vec![Box::<str>::from("s-1"), Box::from("CONNECTED")].into(),
+            }],
         });
         let (store, _metrics, p) = persister(initial);
         assert_eq!(p.saved("mine"), Some(serde_json::json!({"n": 41})));
@@ -402,13 +416,11 @@ mod tests {
             p.durable().await.unwrap();
             let saved = lock(&store.saved);
             let last = saved.last().expect("a write");
-            let v = last["counters"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["name"] == "aws_transfer_events_total")
-                .and_then(|c| c["value"].as_f64());
-            assert_eq!(v, Some(round as f64), "round {round}");
+            assert_eq!(
+                counter(last, "aws_transfer_events_total"),
+                Some(round as f64),
+                "round {round}"
+            );
         }
         let before = lock(&store.saved).len();
         let calls: Vec<_> = (0..32)

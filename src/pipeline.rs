@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus::IntCounter;
+use crate::metrics::IntCounter;
 use rustc_hash::{FxHashMap, FxHasher};
 use serde::Serialize;
 use std::hash::Hasher;
@@ -147,12 +147,12 @@ impl Outcome<'_> {
 type CachedCounter = (Box<[Box<str>]>, IntCounter);
 
 struct CounterCache {
-    vec: prometheus::IntCounterVec,
+    vec: crate::metrics::IntCounterVec,
     map: FxHashMap<u64, Vec<CachedCounter>>,
 }
 
 impl CounterCache {
-    fn new(vec: &prometheus::IntCounterVec) -> CounterCache {
+    fn new(vec: &crate::metrics::IntCounterVec) -> CounterCache {
         CounterCache {
             vec: vec.clone(),
             map: FxHashMap::default(),

@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -62,17 +63,84 @@ pub struct StateFile {
     /// Every counter series as it stood when this state was taken, taken
     /// together with the progress above (the same events behind both), so a
     /// new process resumes the counters where the last served scrape left
-    /// them and counts only the events after the saved progress.
+    /// them and counts only the events after the saved progress. One entry
+    /// per family: label names once, then `[value, [label values]]` per
+    /// series (a third of the size of one object per series).
     #[serde(default)]
+    pub counter_families: Vec<SavedFamily>,
+    /// The first layout of the same (one object per series). Read, never
+    /// written: [`load`] moves it into `counter_families`.
+    #[serde(default, skip_serializing)]
     pub counters: Vec<SavedCounter>,
 }
 
-/// One counter series: family name, labels, value.
+/// One counter series in the first layout: family name, labels, value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SavedCounter {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub value: f64,
+}
+
+/// One counter family: its label names (sorted) and its series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedFamily {
+    pub name: String,
+    pub labels: Vec<String>,
+    pub series: Vec<SavedSeries>,
+}
+
+/// One series of a [`SavedFamily`]: the value and the label values, in the
+/// order of the family's label names. Written as `[value, [values…]]`.
+/// The label values are shared with the metric store, not copied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedSeries {
+    pub value: u64,
+    pub labels: Arc<[Box<str>]>,
+}
+
+impl Serialize for SavedSeries {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (self.value, &*self.labels).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SavedSeries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let (value, labels) = <(u64, Vec<Box<str>>)>::deserialize(d)?;
+        Ok(SavedSeries {
+            value,
+            labels: labels.into(),
+        })
+    }
+}
+
+/// The first layout's series grouped into families (label names sorted,
+/// as a [`SavedFamily`] keeps them). Values that are not whole,
+/// non-negative numbers are dropped.
+pub fn families_from_counters(counters: &[SavedCounter]) -> Vec<SavedFamily> {
+    let mut by_key: BTreeMap<(&str, Vec<&str>), Vec<SavedSeries>> = BTreeMap::new();
+    for c in counters {
+        if !(c.value.is_finite() && c.value >= 0.0) {
+            continue;
+        }
+        let names: Vec<&str> = c.labels.keys().map(String::as_str).collect();
+        by_key
+            .entry((c.name.as_str(), names))
+            .or_default()
+            .push(SavedSeries {
+                value: c.value as u64,
+                labels: c.labels.values().map(|v| v.as_str().into()).collect(),
+            });
+    }
+    by_key
+        .into_iter()
+        .map(|((name, labels), series)| SavedFamily {
+            name: name.to_owned(),
+            labels: labels.into_iter().map(str::to_owned).collect(),
+            series,
+        })
+        .collect()
 }
 
 /// Why a state file could not be loaded.
@@ -108,11 +176,18 @@ pub fn load(path: &Path) -> Result<Option<StateFile>, LoadError> {
         path: path.to_owned(),
         source: e,
     })?;
+    let mut state = state;
     if state.version != STATE_VERSION {
         return Err(LoadError::Version {
             path: path.to_owned(),
             found: state.version,
         });
+    }
+    if !state.counters.is_empty() {
+        let legacy = std::mem::take(&mut state.counters);
+        state
+            .counter_families
+            .extend(families_from_counters(&legacy));
     }
     Ok(Some(upgrade(state)))
 }
@@ -214,11 +289,15 @@ mod tests {
             targets: BTreeMap::new(),
             parts,
             last_sessions: Vec::new(),
-            counters: vec![SavedCounter {
+            counter_families: vec![SavedFamily {
                 name: "aws_transfer_errors_total".into(),
-                labels: [("cause".to_owned(), "key_mismatch".to_owned())].into(),
-                value: 3.0,
+                labels: vec!["cause".to_owned()],
+                series: vec![SavedSeries {
+                    value: 3,
+                    labels: vec!["key_mismatch".into()].into(),
+                }],
             }],
+            counters: Vec::new(),
         }
     }
 
@@ -229,8 +308,13 @@ mod tests {
         write_atomic(&path, &sample()).unwrap();
         let back = load(&path).unwrap().expect("exists");
         assert_eq!(back.parts, sample().parts);
-        assert_eq!(back.counters, sample().counters);
+        assert_eq!(back.counter_families, sample().counter_families);
         let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains(r#""counter_families":[{"name":"aws_transfer_errors_total","labels":["cause"],"series":[[3,["key_mismatch"]]]}]"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#""counters""#), "{text}");
         assert!(
             !text.contains("\"targets\""),
             "the old field is not written: {text}"
@@ -258,6 +342,44 @@ mod tests {
         assert_eq!(
             s.parts[CLOUDWATCH_SLOT],
             serde_json::json!({"default": {"/g": {"checkpoint_ms": 5}}})
+        );
+    }
+
+    /// A file written by the first layout (one object per counter series)
+    /// resumes the same counters.
+    #[test]
+    fn first_layout_counters_load_as_families() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(
+            &path,
+            r#"{"version":1,"counters":[
+              {"name":"a_total","labels":{"user":"u1","server_id":"s-1"},"value":3.0},
+              {"name":"a_total","labels":{"server_id":"s-1","user":"u2"},"value":5.0},
+              {"name":"b_total","labels":{},"value":7.0},
+              {"name":"b_total","labels":{},"value":-1.0}]}"#,
+        )
+        .unwrap();
+        let s = load(&path).unwrap().expect("exists");
+        assert!(s.counters.is_empty());
+        let row = |v: u64, l: &[&str]| SavedSeries {
+            value: v,
+            labels: l.iter().map(|s| Box::<str>::from(*s)).collect(),
+        };
+        assert_eq!(
+            s.counter_families,
+            vec![
+                SavedFamily {
+                    name: "a_total".into(),
+                    labels: vec!["server_id".into(), "user".into()],
+                    series: vec![row(3, &["s-1", "u1"]), row(5, &["s-1", "u2"])],
+                },
+                SavedFamily {
+                    name: "b_total".into(),
+                    labels: vec![],
+                    series: vec![row(7, &[])],
+                },
+            ]
         );
     }
 
