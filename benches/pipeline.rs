@@ -3,6 +3,11 @@
 //! messages into a `Value` as the reference. One core (the pipeline is
 //! single-threaded). Figures go in BENCHMARKS.md.
 //!
+//! `ingest_submit` is the same corpus through the ingest boundary (the
+//! pipeline plus what the daemon keeps beside it: the lock, the recent
+//! failures ring, the per-cause summary of the landing page), in batches of
+//! a FilterLogEvents page, so its cost over the bare pipeline shows.
+//!
 //!     cargo bench --bench pipeline
 
 use std::hint::black_box;
@@ -12,6 +17,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use prometheus::Registry;
 
 use aws_transfer_exporter::corpus;
+use aws_transfer_exporter::ingest::Ingest;
 use aws_transfer_exporter::metrics::{Limits, Metrics};
 use aws_transfer_exporter::pipeline::{Pipeline, PipelineConfig};
 
@@ -35,6 +41,17 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for e in &events {
                 black_box(p.process(e));
+            }
+        })
+    });
+    let ingest = Ingest::new(
+        Arc::new(Metrics::new(&Registry::new(), Limits::default())),
+        PipelineConfig::default(),
+    );
+    g.bench_function("ingest_submit", |b| {
+        b.iter(|| {
+            for batch in events.chunks(1_000) {
+                ingest.submit(black_box(batch));
             }
         })
     });
