@@ -496,6 +496,15 @@ pub fn check(
     let mut poll = c.section("poll".into(), v);
     let v = poll.take("enabled");
     let poll_enabled = c.boolean("poll.enabled", v, true);
+    // How each group is read (see `source::checkpoint`): every poll reads a
+    // little behind its checkpoint, a slower sweep reads each stretch once
+    // more after its late-arrival window has closed.
+    let v = poll.take("overlap_floor");
+    let overlap_floor = c.duration("poll.overlap_floor", v, DEFAULT_OVERLAP_FLOOR);
+    let v = poll.take("sweep_interval");
+    let sweep_interval = c.positive_duration("poll.sweep_interval", v, DEFAULT_SWEEP_INTERVAL);
+    let v = poll.take("sweep_reach");
+    let sweep_reach = v.map(|v| c.duration("poll.sweep_reach", Some(v), Duration::ZERO));
     c.finish(poll);
 
     let v = root.take("firehose");
@@ -506,7 +515,25 @@ pub fn check(
     let v = root.take("probe");
     let probe = check_probe(&mut c, v);
     let v = root.take("targets");
-    let targets = check_targets(&mut c, v, env_region);
+    let mut targets = check_targets(&mut c, v, env_region);
+    for (i, t) in targets.iter_mut().enumerate() {
+        t.overlap_floor = overlap_floor;
+        t.sweep_interval = sweep_interval;
+        t.sweep_reach = sweep_reach;
+        let least = sweep_interval + t.late_arrival_window;
+        if sweep_reach.is_some_and(|r| r < least) {
+            c.bad(
+                "poll.sweep_reach",
+                format!(
+                    "{} is shorter than poll.sweep_interval ({}) plus targets[{i}].late_arrival_window ({}): events visible late within the window would fall between sweeps; use at least {} or remove the key (the default is exactly that)",
+                    humantime::format_duration(sweep_reach.unwrap_or_default()),
+                    humantime::format_duration(sweep_interval),
+                    humantime::format_duration(t.late_arrival_window),
+                    humantime::format_duration(least),
+                ),
+            );
+        }
+    }
 
     c.finish(root);
     if c.problems.is_empty() {
@@ -913,6 +940,10 @@ fn check_targets(
             discovery_interval,
             page_limit,
             api_rate_per_second,
+            // Set from the `poll` section by the caller.
+            overlap_floor: DEFAULT_OVERLAP_FLOOR,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            sweep_reach: None,
         });
     }
     targets
