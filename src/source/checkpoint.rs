@@ -10,6 +10,8 @@
 //!   99th percentile of `ingestionTime - timestamp`, times a safety factor,
 //!   never below the configured floor nor above the late-arrival window. In
 //!   steady state a poll re-reads only the overlap, not the whole window.
+//!   The first poll in a process reads the whole window once, so what
+//!   became visible while no exporter ran is counted at once.
 //! * **Sweeps read each stretch of time once more, after its window has
 //!   closed.** Every `sweep_interval` (P) a sweep reads `[swept_to, now -
 //!   lag]` with `lag = sweep_reach - sweep_interval` (R − P ≥ the late-arrival
@@ -219,6 +221,11 @@ pub struct GroupProgress {
     /// Timestamp of the newest event counted, if any.
     #[serde(default)]
     pub newest_event_ms: Option<i64>,
+    /// A poll of this group completed in this process. Until then polls
+    /// read the whole late-arrival window: whatever became visible while no
+    /// exporter ran is counted at once, not a sweep later. Not saved.
+    #[serde(skip)]
+    pub polled_in_process: bool,
 }
 
 impl GroupProgress {
@@ -233,6 +240,7 @@ impl GroupProgress {
             kept_from_ms: Some(floor),
             delay: DelayEstimate::default(),
             newest_event_ms: None,
+            polled_in_process: false,
         }
     }
 
@@ -266,9 +274,15 @@ impl GroupProgress {
         est.max(t.overlap_floor_ms).min(w)
     }
 
-    /// The window the next poll reads.
+    /// The window the next poll reads: the overlap behind the checkpoint;
+    /// the whole late-arrival window for the first poll in a process.
     pub fn window(&self, now_ms: i64, t: &Timing) -> Window {
-        let start_ms = (self.checkpoint_ms - self.overlap_ms(t))
+        let behind = if self.polled_in_process {
+            self.overlap_ms(t)
+        } else {
+            t.late_window_ms.max(0)
+        };
+        let start_ms = (self.checkpoint_ms - behind)
             .max(self.kept_from())
             .max(self.floor_ms);
         Window {
@@ -287,15 +301,19 @@ impl GroupProgress {
 
     /// Decides about one event returned for `window`, remembering it if it
     /// was not handled before. `ingestion_ms` is the event's
-    /// `ingestionTime`; more than `late_window_ms` after its timestamp makes
-    /// it [`Admit::Late`].
+    /// `ingestionTime`. With `late_after_ms` (sweeps: the late-arrival
+    /// window), an event ingested more than that after its timestamp is
+    /// [`Admit::Late`]. Polls pass `None`: what a poll's window returns is
+    /// counted, as the window poller always did (an event stamped before
+    /// the exporter's first read, or visible while it was down, is not late
+    /// for having waited for it).
     pub fn admit(
         &mut self,
         window: &Window,
         event_id: &str,
         ts_ms: i64,
         ingestion_ms: Option<i64>,
-        late_window_ms: i64,
+        late_after_ms: Option<i64>,
     ) -> Admit {
         if ts_ms < window.start_ms || ts_ms < self.kept_from() {
             return Admit::OutOfWindow;
@@ -307,7 +325,7 @@ impl GroupProgress {
         let delay = ingestion_ms.map(|i| i - ts_ms);
         if let Some(d) = delay {
             self.delay.observe(d);
-            if d > late_window_ms {
+            if late_after_ms.is_some_and(|w| d > w) {
                 return Admit::Late;
             }
         }
@@ -323,8 +341,11 @@ impl GroupProgress {
     /// event visible by then: what is older than `read_at_ms - lag` is
     /// complete), and forget the ids no later read can return.
     pub fn complete(&mut self, window: &Window, kind: ReadKind, read_at_ms: i64, t: &Timing) {
-        if kind == ReadKind::Poll && window.end_ms > self.checkpoint_ms {
-            self.checkpoint_ms = window.end_ms;
+        if kind == ReadKind::Poll {
+            self.polled_in_process = true;
+            if window.end_ms > self.checkpoint_ms {
+                self.checkpoint_ms = window.end_ms;
+            }
         }
         let swept = self.swept_to();
         if window.start_ms <= swept {
@@ -434,7 +455,8 @@ mod tests {
     #[test]
     fn admit_table() {
         let t = defaults();
-        let w_ms = t.late_window_ms;
+        let poll = None;
+        let sweep = Some(t.late_window_ms);
         let mut p = GroupProgress::new(100 * MIN, 10 * MIN);
         let w1 = p.window(100 * MIN, &t);
         type Row = (&'static str, i64, Option<i64>, Admit);
@@ -444,12 +466,10 @@ mod tests {
             ("c", 91 * MIN, None, Admit::New),           // same ms, no ingestion time
             ("a", 99 * MIN, Some(99 * MIN + 1), Admit::Duplicate), // a later page
             ("z", 89 * MIN, Some(89 * MIN), Admit::OutOfWindow), // below the floor
-            ("l", 92 * MIN, Some(98 * MIN), Admit::Late), // visible 6 min late
-            ("l", 92 * MIN, Some(98 * MIN), Admit::Duplicate), // reported once
-            ("e", 93 * MIN, Some(98 * MIN), Admit::New), // exactly W late: inside
+            ("o", 92 * MIN, Some(99 * MIN), Admit::New), // backfilled before the first read
         ];
         for (id, ts, ing, want) in poll1 {
-            assert_eq!(p.admit(&w1, id, *ts, *ing, w_ms), *want, "poll 1: id={id} ts={ts}");
+            assert_eq!(p.admit(&w1, id, *ts, *ing, poll), *want, "poll 1: id={id} ts={ts}");
         }
         p.complete(&w1, ReadKind::Poll, 100 * MIN, &t);
         assert!(p.seen.contains_key("a"), "a is newer than swept_to (95m)");
@@ -461,7 +481,19 @@ mod tests {
             ("g", 101 * MIN, Some(101 * MIN), Admit::New),
         ];
         for (id, ts, ing, want) in poll2 {
-            assert_eq!(p.admit(&w2, id, *ts, *ing, w_ms), *want, "poll 2: id={id} ts={ts}");
+            assert_eq!(p.admit(&w2, id, *ts, *ing, poll), *want, "poll 2: id={id} ts={ts}");
+        }
+        p.complete(&w2, ReadKind::Poll, 102 * MIN, &t);
+        let s = p.sweep_due(101 * MIN + 30 * SEC, &t).expect("due");
+        assert_eq!((s.start_ms, s.end_ms), (95 * MIN, 96 * MIN + 30 * SEC));
+        let sweep1: &[Row] = &[
+            ("l", 95 * MIN, Some(100 * MIN + 1), Admit::Late), // visible W + 1 ms late
+            ("l", 95 * MIN, Some(100 * MIN + 1), Admit::Duplicate), // reported once
+            ("e", 96 * MIN, Some(101 * MIN), Admit::New),      // exactly W late: inside
+            ("m", 95 * MIN + 1, None, Admit::New),             // no ingestion time: on time
+        ];
+        for (id, ts, ing, want) in sweep1 {
+            assert_eq!(p.admit(&s, id, *ts, *ing, sweep), *want, "sweep: id={id} ts={ts}");
         }
         assert_eq!(p.newest_event_ms, Some(101 * MIN));
     }
@@ -471,12 +503,12 @@ mod tests {
         let t = defaults();
         let mut p = GroupProgress::new(100 * MIN, 10 * MIN);
         let w1 = p.window(100 * MIN, &t);
-        assert_eq!(p.admit(&w1, "a", 92 * MIN, None, t.late_window_ms), Admit::New);
+        assert_eq!(p.admit(&w1, "a", 92 * MIN, None, None), Admit::New);
         // no complete(): pagination failed half way
         let w2 = p.window(103 * MIN, &t);
         assert_eq!(w2.start_ms, 90 * MIN, "the next poll starts where it did");
-        assert_eq!(p.admit(&w2, "a", 92 * MIN, None, t.late_window_ms), Admit::Duplicate);
-        assert_eq!(p.admit(&w2, "b", 93 * MIN, None, t.late_window_ms), Admit::New);
+        assert_eq!(p.admit(&w2, "a", 92 * MIN, None, None), Admit::Duplicate);
+        assert_eq!(p.admit(&w2, "b", 93 * MIN, None, None), Admit::New);
     }
 
     /// A simulated group against the rules: events every 100 ms, most
@@ -515,7 +547,8 @@ mod tests {
             for (id, ts, vis) in &events {
                 if *vis <= now && *ts >= w.start_ms && *ts <= w.end_ms {
                     reads += 1;
-                    let a = p.admit(&w, id, *ts, Some(*vis), t.late_window_ms);
+                    let judge = (kind == ReadKind::Sweep).then_some(t.late_window_ms);
+                    let a = p.admit(&w, id, *ts, Some(*vis), judge);
                     if matches!(a, Admit::New | Admit::Late) {
                         outcome.entry(id.as_str()).or_default().push(a);
                     }
@@ -557,10 +590,12 @@ mod tests {
             "slices":{"5890000":1},"audited_to_ms":5000000,"newest_event_ms":5900000}"#;
         let mut p: GroupProgress = serde_json::from_str(old).unwrap();
         p.normalize(&t);
+        assert!(!p.polled_in_process);
         assert_eq!(p.swept_to_ms, Some(6_000_000 - 5 * MIN));
         assert_eq!(p.kept_from_ms, Some(6_000_000 - 5 * MIN));
         let w = p.window(6_010_000, &t);
-        assert_eq!(p.admit(&w, "7", 5_999_000, None, t.late_window_ms), Admit::Duplicate);
+        assert_eq!(w.start_ms, 6_000_000 - 5 * MIN, "first poll: the whole window");
+        assert_eq!(p.admit(&w, "7", 5_999_000, None, None), Admit::Duplicate);
         let s = p.sweep_due(6_010_000 + 5 * MIN, &t).expect("due");
         assert_eq!(s.start_ms, 6_000_000 - 5 * MIN);
     }
@@ -575,7 +610,7 @@ mod tests {
             "49712345678901234567890123456789012345678901234567890123",
             95 * MIN,
             Some(95 * MIN + 700),
-            t.late_window_ms,
+            None,
         );
         let s = serde_json::to_string(&p).unwrap();
         let back: GroupProgress = serde_json::from_str(&s).unwrap();

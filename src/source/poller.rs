@@ -117,6 +117,7 @@ async fn read_range(
     s: &mut PollSummary,
 ) -> Result<(), CallError> {
     let late_ms = ctx.timing.late_window_ms;
+    let late_after = (kind == ReadKind::Sweep).then_some(late_ms);
     let mut token: Option<String> = None;
     let read_c = ctx.metrics.events_read.with_label_values(&[group]);
     let dup_c = ctx.metrics.events_duplicate.with_label_values(&[group]);
@@ -157,7 +158,7 @@ async fn read_range(
                     &e.event_id,
                     e.timestamp_ms,
                     e.ingestion_time_ms,
-                    late_ms,
+                    late_after,
                 );
                 if matches!(admit, Admit::New | Admit::Late) {
                     // Each event once, when first handled (not per read).
