@@ -1046,6 +1046,42 @@ mod tests {
     }
 
     #[test]
+    fn poll_section_sets_every_target_and_checks_the_reach() {
+        let c = section("poll", "overlap_floor: 500ms\nsweep_interval: 30s").unwrap();
+        let t = &c.targets[0];
+        assert_eq!(t.overlap_floor, Duration::from_millis(500));
+        assert_eq!(t.sweep_interval, Duration::from_secs(30));
+        assert_eq!(t.sweep_reach, None);
+        let timing = t.timing();
+        assert_eq!(
+            timing.sweep_reach_ms,
+            (DEFAULT_LATE_ARRIVAL_WINDOW + Duration::from_secs(30)).as_millis() as i64,
+            "the default reach is the window plus the sweep interval"
+        );
+        let c = section("poll", "sweep_reach: 20m").unwrap();
+        assert_eq!(c.targets[0].sweep_reach, Some(Duration::from_secs(1200)));
+        assert_eq!(c.targets[0].overlap_floor, DEFAULT_OVERLAP_FLOOR);
+        assert_eq!(c.targets[0].sweep_interval, DEFAULT_SWEEP_INTERVAL);
+        for (yaml, key) in [
+            ("sweep_reach: 5m", "poll.sweep_reach:"), // < 1 m + the 5 m window
+            ("sweep_interval: 0s", "poll.sweep_interval:"),
+            ("overlap_floor: soon", "poll.overlap_floor:"),
+            ("sweep: 1m", "poll.sweep:"),
+        ] {
+            let errors = problems("poll", yaml);
+            assert!(
+                errors.len() == 1 && errors[0].starts_with(key),
+                "input {yaml:?}: {errors:?}"
+            );
+        }
+        let errors = problems("poll", "sweep_reach: 5m");
+        assert!(
+            errors[0].contains("targets[0].late_arrival_window") && errors[0].contains("6m"),
+            "names the window and the least reach: {errors:?}"
+        );
+    }
+
+    #[test]
     fn section_validates_and_names_keys() {
         let c = section(
             "inventory",
