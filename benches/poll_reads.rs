@@ -39,8 +39,8 @@ use aws_transfer_exporter::source::cloudwatch::{
 };
 use aws_transfer_exporter::source::poller::{poll_group, PollCtx};
 use aws_transfer_exporter::source::{
-    DEFAULT_INITIAL_LOOKBACK, DEFAULT_LATE_ARRIVAL_WINDOW, DEFAULT_OVERLAP_FLOOR, DEFAULT_PAGE_LIMIT,
-    DEFAULT_POLL_INTERVAL, DEFAULT_SWEEP_INTERVAL,
+    DEFAULT_INITIAL_LOOKBACK, DEFAULT_LATE_ARRIVAL_WINDOW, DEFAULT_OVERLAP_FLOOR,
+    DEFAULT_PAGE_LIMIT, DEFAULT_POLL_INTERVAL, DEFAULT_SWEEP_INTERVAL,
 };
 
 const GROUP: &str = "/aws/transfer/s-0123456789abcdef0";

@@ -1,7 +1,7 @@
 //! The state store: what must survive a restart. Today's store is one JSON
 //! file ([`FileStore`]). It holds each source's progress as an opaque value
 //! the source owns (the CloudWatch poller's per-group checkpoints,
-//! remembered ids and audit slices, per target) and the last session per
+//! remembered ids and sweep positions, per target) and the last session per
 //! user (the silent-partner gauge), so the store depends on no stage of the
 //! flow: the stages depend on it.
 //!

@@ -516,6 +516,17 @@ pub fn check(
     let probe = check_probe(&mut c, v);
     let v = root.take("targets");
     let mut targets = check_targets(&mut c, v, env_region);
+    let most = sweep_interval + MAX_LATE_ARRIVAL_WINDOW;
+    if sweep_reach.is_some_and(|r| r > most) {
+        c.bad(
+            "poll.sweep_reach",
+            format!(
+                "{} is longer than the maximum {} (poll.sweep_interval plus the longest late-arrival window); event ids are remembered over the reach",
+                humantime::format_duration(sweep_reach.unwrap_or_default()),
+                humantime::format_duration(most),
+            ),
+        );
+    }
     for (i, t) in targets.iter_mut().enumerate() {
         t.overlap_floor = overlap_floor;
         t.sweep_interval = sweep_interval;

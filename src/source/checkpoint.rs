@@ -10,8 +10,9 @@
 //!   99th percentile of `ingestionTime - timestamp`, times a safety factor,
 //!   never below the configured floor nor above the late-arrival window. In
 //!   steady state a poll re-reads only the overlap, not the whole window.
-//!   The first poll in a process reads the whole window once, so what
-//!   became visible while no exporter ran is counted at once.
+//!   The first poll in a process reads the whole window (and from
+//!   `swept_to`, if older) once, so what became visible while no exporter
+//!   ran is counted at once, and a backlog is not read again by a sweep.
 //! * **Sweeps read each stretch of time once more, after its window has
 //!   closed.** Every `sweep_interval` (P) a sweep reads `[swept_to, now -
 //!   lag]` with `lag = sweep_reach - sweep_interval` (R − P ≥ the late-arrival
@@ -82,6 +83,14 @@ pub const DELAY_HALF_LIFE_MS: i64 = 5 * 60_000;
 /// percentile: the overlap stays at its floor (the sweep still catches the
 /// stragglers).
 pub const DELAY_MIN_SAMPLES: u64 = 20;
+
+/// A sweep runs every sweep interval only when its stretch holds at least
+/// this many events; a quieter group is swept once per late-arrival window.
+/// A thousand events of ~400 bytes fill about 40% of a 1 MB page, so a busy
+/// group's sweep calls carry real pages while an idle group costs one sweep
+/// call per window (with 100 idle groups, 20 calls a minute instead of 100,
+/// from a default budget of 120).
+pub const SWEEP_MIN_EVENTS: usize = 1000;
 
 /// What happened to one event offered to [`GroupProgress::admit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,17 +283,17 @@ impl GroupProgress {
         est.max(t.overlap_floor_ms).min(w)
     }
 
-    /// The window the next poll reads: the overlap behind the checkpoint;
-    /// the whole late-arrival window for the first poll in a process.
+    /// The window the next poll reads: the overlap behind the checkpoint.
+    /// The first poll in a process reads the whole late-arrival window, and
+    /// from where sweeping stopped if that is older: it then also does the
+    /// sweep's work, so a backlog after downtime is read once, not twice.
     pub fn window(&self, now_ms: i64, t: &Timing) -> Window {
-        let behind = if self.polled_in_process {
-            self.overlap_ms(t)
+        let from = if self.polled_in_process {
+            self.checkpoint_ms - self.overlap_ms(t)
         } else {
-            t.late_window_ms.max(0)
+            (self.checkpoint_ms - t.late_window_ms.max(0)).min(self.swept_to())
         };
-        let start_ms = (self.checkpoint_ms - behind)
-            .max(self.kept_from())
-            .max(self.floor_ms);
+        let start_ms = from.max(self.kept_from()).max(self.floor_ms);
         Window {
             start_ms,
             end_ms: now_ms.max(start_ms),
@@ -292,11 +301,28 @@ impl GroupProgress {
     }
 
     /// The stretch to sweep now, if one is due: from where the last sweep
-    /// ended to `now - lag`, once that spans at least a sweep interval.
+    /// ended to `now - lag`, once that spans at least a sweep interval and
+    /// either holds [`SWEEP_MIN_EVENTS`] handled events or spans a
+    /// late-arrival window (a quiet group is swept every window, not every
+    /// sweep interval: a sweep costs a call however few events it returns).
+    /// Stretches are contiguous whatever their length, so every event is
+    /// swept once, at least `lag` after its timestamp.
     pub fn sweep_due(&self, now_ms: i64, t: &Timing) -> Option<Window> {
         let start_ms = self.swept_to();
         let end_ms = now_ms - t.sweep_lag_ms();
-        (end_ms - start_ms >= t.sweep_interval_ms.max(1)).then_some(Window { start_ms, end_ms })
+        let span = end_ms - start_ms;
+        if span < t.sweep_interval_ms.max(1) {
+            return None;
+        }
+        let busy = || {
+            self.seen
+                .values()
+                .filter(|ts| (start_ms..=end_ms).contains(*ts))
+                .take(SWEEP_MIN_EVENTS)
+                .count()
+                >= SWEEP_MIN_EVENTS
+        };
+        (span >= t.late_window_ms || busy()).then_some(Window { start_ms, end_ms })
     }
 
     /// Decides about one event returned for `window`, remembering it if it
@@ -356,10 +382,7 @@ impl GroupProgress {
         }
         self.delay.decay(read_at_ms);
         let next_poll_start = (self.checkpoint_ms - self.overlap_ms(t)).max(self.floor_ms);
-        let keep = self
-            .swept_to()
-            .min(next_poll_start)
-            .max(self.kept_from());
+        let keep = self.swept_to().min(next_poll_start).max(self.kept_from());
         self.kept_from_ms = Some(keep);
         self.seen.retain(|_, ts| *ts >= keep);
     }
@@ -400,6 +423,19 @@ mod tests {
             (100 * MIN - 2 * SEC, 100 * MIN + 10 * SEC),
             "a poll reads the floor of overlap behind its checkpoint, not the window"
         );
+        // A quiet group is swept once per window...
+        assert_eq!(p.sweep_due(101 * MIN, &t), None);
+        assert_eq!(
+            p.sweep_due(105 * MIN, &t),
+            Some(Window {
+                start_ms: 95 * MIN,
+                end_ms: 100 * MIN
+            })
+        );
+        // ... a busy one every sweep interval.
+        for i in 0..SWEEP_MIN_EVENTS as i64 {
+            p.seen.insert(i.to_string(), 95 * MIN + i);
+        }
         assert_eq!(
             p.sweep_due(101 * MIN, &t),
             Some(Window {
@@ -469,7 +505,11 @@ mod tests {
             ("o", 92 * MIN, Some(99 * MIN), Admit::New), // backfilled before the first read
         ];
         for (id, ts, ing, want) in poll1 {
-            assert_eq!(p.admit(&w1, id, *ts, *ing, poll), *want, "poll 1: id={id} ts={ts}");
+            assert_eq!(
+                p.admit(&w1, id, *ts, *ing, poll),
+                *want,
+                "poll 1: id={id} ts={ts}"
+            );
         }
         p.complete(&w1, ReadKind::Poll, 100 * MIN, &t);
         assert!(p.seen.contains_key("a"), "a is newer than swept_to (95m)");
@@ -481,11 +521,15 @@ mod tests {
             ("g", 101 * MIN, Some(101 * MIN), Admit::New),
         ];
         for (id, ts, ing, want) in poll2 {
-            assert_eq!(p.admit(&w2, id, *ts, *ing, poll), *want, "poll 2: id={id} ts={ts}");
+            assert_eq!(
+                p.admit(&w2, id, *ts, *ing, poll),
+                *want,
+                "poll 2: id={id} ts={ts}"
+            );
         }
         p.complete(&w2, ReadKind::Poll, 102 * MIN, &t);
-        let s = p.sweep_due(101 * MIN + 30 * SEC, &t).expect("due");
-        assert_eq!((s.start_ms, s.end_ms), (95 * MIN, 96 * MIN + 30 * SEC));
+        let s = p.sweep_due(100 * MIN + 5 * MIN, &t).expect("due");
+        assert_eq!((s.start_ms, s.end_ms), (95 * MIN, 100 * MIN));
         let sweep1: &[Row] = &[
             ("l", 95 * MIN, Some(100 * MIN + 1), Admit::Late), // visible W + 1 ms late
             ("l", 95 * MIN, Some(100 * MIN + 1), Admit::Duplicate), // reported once
@@ -493,7 +537,11 @@ mod tests {
             ("m", 95 * MIN + 1, None, Admit::New),             // no ingestion time: on time
         ];
         for (id, ts, ing, want) in sweep1 {
-            assert_eq!(p.admit(&s, id, *ts, *ing, sweep), *want, "sweep: id={id} ts={ts}");
+            assert_eq!(
+                p.admit(&s, id, *ts, *ing, sweep),
+                *want,
+                "sweep: id={id} ts={ts}"
+            );
         }
         assert_eq!(p.newest_event_ms, Some(101 * MIN));
     }
@@ -537,7 +585,13 @@ mod tests {
         };
         let n_events = 6_000i64; // 10 minutes
         let events: Vec<(String, i64, i64)> = (0..n_events)
-            .map(|i| (i.to_string(), 1_000_000 + i * 100, 1_000_000 + i * 100 + delay(i)))
+            .map(|i| {
+                (
+                    i.to_string(),
+                    1_000_000 + i * 100,
+                    1_000_000 + i * 100 + delay(i),
+                )
+            })
             .collect();
         let mut p = GroupProgress::new(1_000_000, 0);
         let mut outcome: BTreeMap<&str, Vec<Admit>> = BTreeMap::new();
@@ -594,10 +648,22 @@ mod tests {
         assert_eq!(p.swept_to_ms, Some(6_000_000 - 5 * MIN));
         assert_eq!(p.kept_from_ms, Some(6_000_000 - 5 * MIN));
         let w = p.window(6_010_000, &t);
-        assert_eq!(w.start_ms, 6_000_000 - 5 * MIN, "first poll: the whole window");
-        assert_eq!(p.admit(&w, "7", 5_999_000, None, None), Admit::Duplicate);
-        let s = p.sweep_due(6_010_000 + 5 * MIN, &t).expect("due");
-        assert_eq!(s.start_ms, 6_000_000 - 5 * MIN);
+        assert_eq!(
+            w.start_ms,
+            6_000_000 - 5 * MIN,
+            "first poll: the whole window"
+        );
+        assert_eq!(p.admit(&w, "7", 5_900_000, None, None), Admit::Duplicate);
+        p.complete(&w, ReadKind::Poll, 6_010_000, &t);
+        assert_eq!(
+            p.swept_to_ms,
+            Some(6_010_000 - 5 * MIN),
+            "the first poll read from swept_to: it swept"
+        );
+        let w = p.window(6_020_000, &t);
+        assert_eq!(w.start_ms, 6_010_000 - 2 * SEC, "then the overlap");
+        let s = p.sweep_due(6_010_000 + 6 * MIN, &t).expect("due");
+        assert_eq!(s.start_ms, 6_010_000 - 5 * MIN);
     }
 
     #[test]

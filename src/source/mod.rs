@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Files: [`cloudwatch`] (narrow trait + SDK), [`ratelimit`] (budget,
-//! backoff), [`checkpoint`] (pure window/dedup/audit rules), [`poller`] (one
+//! backoff), [`checkpoint`] (pure overlap/sweep/dedup rules), [`poller`] (one
 //! poll of one group), [`discovery`] (group listing), [`state`] (the file).
 
 pub mod checkpoint;

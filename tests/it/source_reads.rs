@@ -72,7 +72,10 @@ fn steady_state_reads_each_event_at_most_three_times() {
 
     let counted = counted1 - counted0;
     let ratio = (read1 - read0) as f64 / counted as f64;
-    eprintln!("steady state: {} read, {counted} counted, ratio {ratio:.2}", read1 - read0);
+    eprintln!(
+        "steady state: {} read, {counted} counted, ratio {ratio:.2}",
+        read1 - read0
+    );
     assert!(
         counted >= 400,
         "the writer kept ~50/s going: {counted} counted in 16 s"
