@@ -21,7 +21,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
@@ -35,6 +35,8 @@ use crate::http::{self, AppState, FailureRow, GroupRow, TargetRow, View};
 use crate::ingest::Ingest;
 use crate::inventory::{self, Inventory, InventoryConfig, ServerSummary};
 use crate::metrics::Metrics;
+use crate::persist::Persister;
+use crate::reload::{self, ReloadMetrics};
 use crate::shutdown;
 use crate::source::cloudwatch::LogsApi;
 use crate::source::firehose;
@@ -89,7 +91,8 @@ pub fn main(args: ServeArgs) -> ExitCode {
             .thread_name("exporter")
             .build()
             .context("cannot start the async runtime")?;
-        let code = runtime.block_on(App::new(cfg).run(shutdown::signals()));
+        let app = App::new(cfg).reload_from(args).reload_on_sighup();
+        let code = runtime.block_on(app.run(shutdown::signals()));
         // Connections stuck past the drain deadline must not hold the exit.
         runtime.shutdown_timeout(Duration::from_millis(100));
         code
@@ -162,17 +165,32 @@ fn init_tracing(cfg: &Config) -> anyhow::Result<()> {
 }
 
 /// What the HTTP server sees of the daemon. The sources arrive after the
-/// server has started; until then the daemon is alive but not ready.
+/// server has started; until then the daemon is alive but not ready. A
+/// reload replaces them.
 struct DaemonView {
-    sources: OnceLock<Arc<Sources>>,
+    sources: RwLock<Option<Arc<Sources>>>,
     /// Set when polling is off and the start is complete.
     push_ready: std::sync::atomic::AtomicBool,
     ingest: Arc<Ingest>,
+    persist: Arc<Persister>,
+}
+
+impl DaemonView {
+    fn sources(&self) -> Option<Arc<Sources>> {
+        self.sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_sources(&self, sources: Option<Arc<Sources>>) {
+        *self.sources.write().unwrap_or_else(|e| e.into_inner()) = sources;
+    }
 }
 
 impl View for DaemonView {
     fn is_ready(&self) -> bool {
-        match self.sources.get() {
+        match self.sources() {
             Some(s) => s.is_ready(),
             // Push only: listeners up and the inventory's first views taken
             // (or timed out).
@@ -181,7 +199,7 @@ impl View for DaemonView {
     }
 
     fn groups(&self) -> Vec<GroupRow> {
-        let Some(sources) = self.sources.get() else {
+        let Some(sources) = self.sources() else {
             return Vec::new();
         };
         let now = SystemTime::now()
@@ -204,12 +222,7 @@ impl View for DaemonView {
     }
 
     fn scrape(&self) -> http::BoxFuture<'_, Option<Vec<prometheus::proto::MetricFamily>>> {
-        Box::pin(async {
-            match self.sources.get() {
-                Some(s) => Some(s.scrape().await),
-                None => None,
-            }
-        })
+        Box::pin(async { Some(self.persist.scrape().await) })
     }
 
     fn recent_failures(&self) -> Vec<FailureRow> {
@@ -230,7 +243,7 @@ impl View for DaemonView {
     }
 
     fn before_scrape(&self) {
-        if let Some(sources) = self.sources.get() {
+        if let Some(sources) = self.sources() {
             sources.refresh_scrape_time_gauges(crate::source::poller::now_ms());
         }
     }
@@ -241,6 +254,10 @@ pub struct App {
     cfg: Config,
     logs_apis: Option<Vec<Arc<dyn LogsApi>>>,
     store: Option<Arc<dyn StateStore>>,
+    /// The command line the config was loaded from: a reload reads the same
+    /// file and lays the same flags over it.
+    reload_args: Option<ServeArgs>,
+    sighup: bool,
 }
 
 /// A started app: listening, with its sources starting or running.
@@ -251,6 +268,7 @@ pub struct Running {
     metrics: Arc<Metrics>,
     ingest: Arc<Ingest>,
     view: Arc<DaemonView>,
+    reload: reload::Handle,
     cancel: CancellationToken,
     done: tokio::task::JoinHandle<anyhow::Result<ExitCode>>,
 }
@@ -261,7 +279,25 @@ impl App {
             cfg,
             logs_apis: None,
             store: None,
+            reload_args: None,
+            sighup: false,
         }
+    }
+
+    /// Makes the app reloadable (SIGHUP, `POST /-/reload`): `args` is the
+    /// command line the config was loaded from; a reload reads its config
+    /// file again and lays the same flags over it. Without it a reload
+    /// fails, naming the reason.
+    pub fn reload_from(mut self, args: ServeArgs) -> App {
+        self.reload_args = Some(args);
+        self
+    }
+
+    /// Reloads on SIGHUP (the binary; an in-process test would take its
+    /// runner's signals).
+    pub fn reload_on_sighup(mut self) -> App {
+        self.sighup = true;
+        self
     }
 
     /// CloudWatch Logs implementations per target (same order as the
@@ -285,10 +321,18 @@ impl App {
             cfg,
             logs_apis,
             store,
+            reload_args,
+            sighup,
         } = self;
         let registry = Registry::new();
         let metrics = Arc::new(Metrics::new(&registry, cfg.limits));
+        let reload_metrics = ReloadMetrics::new(&registry);
         let ingest = Arc::new(Ingest::new(metrics.clone(), cfg.pipeline.clone()));
+        // The saved state first: counters resume before anything listens, so
+        // the first scrape of this life continues the last one.
+        let store: Arc<dyn StateStore> =
+            store.unwrap_or_else(|| Arc::new(FileStore::new(cfg.state_path.clone())));
+        let persist = Persister::load(store, ingest.clone(), metrics.clone());
         // The web config is read before binding, so a bad one fails startup
         // with every problem named and nothing listening.
         let edge = Arc::new(web::Edge::from_file(cfg.web_config_file.as_deref())?);
@@ -325,26 +369,39 @@ impl App {
                 firehose::FirehoseMetrics::new(&registry),
             )
             .context("cannot start the Firehose receiver")?;
+            receiver.persist_with(&persist);
             firehose = Some((l, receiver));
         }
-        let store: Arc<dyn StateStore> =
-            store.unwrap_or_else(|| Arc::new(FileStore::new(cfg.state_path.clone())));
         let cancel = CancellationToken::new();
         let view = Arc::new(DaemonView {
-            sources: OnceLock::new(),
+            sources: RwLock::new(None),
             push_ready: std::sync::atomic::AtomicBool::new(false),
             ingest: ingest.clone(),
+            persist: persist.clone(),
         });
+        let (reload_handle, reload_requests) = reload::Handle::new(cfg.web_enable_lifecycle);
+        if sighup {
+            tokio::spawn(reload::on_sighup(reload_handle.clone(), cancel.clone()));
+        }
         let done = tokio::spawn(serve(
             cfg,
             listeners,
             firehose,
-            edge,
-            registry.clone(),
-            metrics.clone(),
-            view.clone(),
-            store,
-            logs_apis,
+            Deps {
+                edge,
+                registry: registry.clone(),
+                metrics: metrics.clone(),
+                ingest: ingest.clone(),
+                view: view.clone(),
+                persist,
+                logs_apis,
+                reload: Reloads {
+                    args: reload_args,
+                    handle: reload_handle.clone(),
+                    requests: reload_requests,
+                    metrics: reload_metrics,
+                },
+            },
             cancel.clone(),
         ));
         Ok(Running {
@@ -354,6 +411,7 @@ impl App {
             metrics,
             ingest,
             view,
+            reload: reload_handle,
             cancel,
             done,
         })
@@ -401,7 +459,13 @@ impl Running {
     /// The CloudWatch sources, once started (after the first inventory
     /// views, at most [`config::FIRST_INVENTORY_TIMEOUT`]).
     pub fn sources(&self) -> Option<Arc<Sources>> {
-        self.view.sources.get().cloned()
+        self.view.sources()
+    }
+
+    /// Reloads the configuration as SIGHUP does, and waits for the outcome
+    /// (`Err`: the app is stopping or too many reloads wait).
+    pub async fn reload(&self) -> Result<reload::Outcome, &'static str> {
+        self.reload.reload("Running::reload").await
     }
 
     /// What `/-/ready` says.
@@ -427,24 +491,66 @@ impl Running {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the serving task and every generation of sources are built with.
+struct Deps {
+    edge: Arc<web::Edge>,
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    ingest: Arc<Ingest>,
+    view: Arc<DaemonView>,
+    persist: Arc<Persister>,
+    logs_apis: Option<Vec<Arc<dyn LogsApi>>>,
+    reload: Reloads,
+}
+
+/// The reload side of the serving task.
+struct Reloads {
+    args: Option<ServeArgs>,
+    handle: reload::Handle,
+    requests: tokio::sync::mpsc::Receiver<reload::Request>,
+    metrics: ReloadMetrics,
+}
+
+/// The tasks a configuration drives (sources, inventory, prober): one
+/// generation per loaded configuration. A reload starts the next one and
+/// stops this one; the sources continue from where this one stopped.
+struct Generation {
+    sources: Option<Arc<Sources>>,
+    /// Each target's inventory view (the last one stays readable after the
+    /// generation stopped): the next generation's inventories continue
+    /// from it.
+    views: Views,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+/// The latest inventory view of each target, by target name.
+type Views = Vec<(String, ServerView)>;
+type ServerView = tokio::sync::watch::Receiver<Arc<Vec<ServerSummary>>>;
+
+impl Generation {
+    /// Cancels the generation's tasks and waits for them until `deadline`.
+    async fn stop(&self, deadline: tokio::time::Instant) -> bool {
+        self.cancel.cancel();
+        self.tracker.close();
+        tokio::time::timeout_at(deadline, self.tracker.wait())
+            .await
+            .is_ok()
+    }
+}
+
 async fn serve(
     cfg: Config,
     listeners: Vec<web::Listener>,
     firehose: Option<(web::Listener, firehose::Receiver)>,
-    edge: Arc<web::Edge>,
-    registry: Registry,
-    metrics: Arc<Metrics>,
-    view: Arc<DaemonView>,
-    store: Arc<dyn StateStore>,
-    logs_apis: Option<Vec<Arc<dyn LogsApi>>>,
+    mut deps: Deps,
     cancel: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
-    let ingest = view.ingest.clone();
     let tracker = TaskTracker::new();
+    let edge = deps.edge.clone();
 
     let state = Arc::new(AppState {
-        registry: registry.clone(),
+        registry: deps.registry.clone(),
         telemetry_path: cfg.telemetry_path.clone(),
         targets: cfg
             .targets
@@ -456,8 +562,9 @@ async fn serve(
                 role_arn: t.role_arn.clone(),
             })
             .collect(),
-        view: view.clone(),
+        view: deps.view.clone(),
         web: edge.clone(),
+        reload: Some(deps.reload.handle.clone()),
     });
     // The HTTP server gets its own token, cancelled only after the pollers
     // have stopped, so a scrape during shutdown still sees the final counts.
@@ -485,20 +592,109 @@ async fn serve(
     if let Some((listener, receiver)) = firehose {
         // Stops with the sources: new requests get 503 (Firehose retries),
         // requests in flight finish and are counted before the state is
-        // saved.
+        // saved. Not part of a generation: a reload does not touch it.
         tracker.spawn(firehose::serve_on(listener, receiver, cancel.child_token()));
     }
+    {
+        let every = if cfg.state_flush_interval.is_zero() {
+            crate::config::defaults::DEFAULT_STATE_FLUSH_INTERVAL
+        } else {
+            cfg.state_flush_interval
+        };
+        tracker.spawn(
+            deps.persist
+                .clone()
+                .run_flusher(every, cancel.child_token()),
+        );
+    }
 
+    let mut running_cfg = cfg;
+    let mut generation = match start_first_generation(&running_cfg, &deps, &cancel).await {
+        Ok(g) => g,
+        Err(err) => {
+            cancel.cancel();
+            http_cancel.cancel();
+            return Err(err);
+        }
+    };
+
+    // Reloads, one at a time, until shutdown.
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            req = deps.reload.requests.recv() => {
+                let Some(req) = req else {
+                    cancel.cancelled().await;
+                    break;
+                };
+                let outcome = reload_once(&mut running_cfg, &mut generation, &deps, req.origin, &cancel).await;
+                if let Some(reply) = req.reply {
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+    }
+    // Requests that arrive from now on get "shutting down".
+    deps.reload.requests.close();
+
+    let deadline = tokio::time::Instant::now() + shutdown::DRAIN_DEADLINE;
+    tracker.close();
+    let stopped = generation.stop(deadline).await;
+    if !stopped
+        || tokio::time::timeout_at(deadline, tracker.wait())
+            .await
+            .is_err()
+    {
+        tracing::warn!(
+            deadline = ?shutdown::DRAIN_DEADLINE,
+            "background tasks did not stop before the drain deadline"
+        );
+    }
+    let persist = &deps.persist;
+    let mut code = ExitCode::SUCCESS;
+    // Every source has stopped: this snapshot records all they counted.
+    match tokio::time::timeout_at(deadline, persist.flush()).await {
+        Ok(Ok(())) => tracing::info!(path = %persist.describe(), "state saved"),
+        Ok(Err(err)) => {
+            tracing::error!(error = %format!("{err:#}"), path = %persist.describe(), "cannot save state");
+            code = ExitCode::from(exit::RUNTIME);
+        }
+        Err(_) => {
+            tracing::error!(path = %persist.describe(), "saving state did not finish before the drain deadline");
+            code = ExitCode::from(exit::RUNTIME);
+        }
+    }
+    http_cancel.cancel();
+    http_tracker.close();
+    if tokio::time::timeout_at(deadline, http_tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("open HTTP connections did not finish before the drain deadline");
+    }
+    tracing::info!("stopped");
+    Ok(code)
+}
+
+/// The first generation: the inventory's first views, then the sources from
+/// the state store, then the inventory loops and the prober.
+async fn start_first_generation(
+    cfg: &Config,
+    deps: &Deps,
+    root: &CancellationToken,
+) -> anyhow::Result<Generation> {
+    let (metrics, ingest, persist) = (&deps.metrics, &deps.ingest, &deps.persist);
+    let cancel = root.child_token();
+    let tracker = TaskTracker::new();
     // The inventory's first view comes before the first poll, so that the
     // legacy copies of dual-logging servers are skipped from the start.
-    let inventories = first_inventories(&cfg, &metrics, &ingest, &cancel).await;
+    let inventories = first_inventories(cfg, metrics, ingest, &[], &cancel).await;
     let start_sources = async {
-        match logs_apis {
+        match deps.logs_apis.clone() {
             Some(apis) => Sources::start_with_apis(
                 cfg.targets.clone(),
                 apis,
-                store.clone(),
-                cfg.state_flush_interval,
+                persist.clone(),
                 ingest.clone(),
                 metrics.clone(),
                 &tracker,
@@ -507,8 +703,7 @@ async fn serve(
             None => {
                 Sources::start(
                     cfg.targets.clone(),
-                    store.clone(),
-                    cfg.state_flush_interval,
+                    persist.clone(),
                     ingest.clone(),
                     metrics.clone(),
                     &tracker,
@@ -524,80 +719,212 @@ async fn serve(
             s = start_sources => Some(s),
         }
     } else {
+        drop(start_sources);
         tracing::info!("polling is off (poll.enabled=false): push only");
         None
     };
     let sources = match started {
         Some(Ok(s)) => Some(Arc::new(s)),
-        Some(Err(err)) => {
-            cancel.cancel();
-            http_cancel.cancel();
-            return Err(err.context("cannot start polling CloudWatch Logs"));
-        }
+        Some(Err(err)) => return Err(err.context("cannot start polling CloudWatch Logs")),
         None => None,
     };
-    if let Some(sources) = &sources {
-        let _ = view.sources.set(sources.clone());
-        start_inventory_and_probe(
-            &cfg,
-            Some(sources),
+    let mut views = Vec::new();
+    if let Some(s) = &sources {
+        deps.view.set_sources(Some(s.clone()));
+        views = start_inventory_and_probe(
+            cfg,
+            Some(s),
             inventories,
-            &metrics,
-            &ingest,
+            metrics,
+            ingest,
             &tracker,
             &cancel,
         );
         tracing::info!(targets = cfg.targets.len(), "polling started");
     } else if !cfg.poll_enabled && !cancel.is_cancelled() {
-        start_inventory_and_probe(
-            &cfg,
-            None,
-            inventories,
-            &metrics,
-            &ingest,
-            &tracker,
-            &cancel,
-        );
-        view.push_ready
+        views =
+            start_inventory_and_probe(cfg, None, inventories, metrics, ingest, &tracker, &cancel);
+        deps.view
+            .push_ready
             .store(true, std::sync::atomic::Ordering::Release);
     }
+    Ok(Generation {
+        sources,
+        views,
+        tracker,
+        cancel,
+    })
+}
 
-    cancel.cancelled().await;
-    let deadline = tokio::time::Instant::now() + shutdown::DRAIN_DEADLINE;
-    tracker.close();
-    if tokio::time::timeout_at(deadline, tracker.wait())
-        .await
-        .is_err()
-    {
+/// One reload: read and check both files (every problem reported, nothing
+/// changed, when one is bad), apply what can change at run time, warn about
+/// what needs a restart, and switch to a new generation whose sources
+/// continue from the old one's progress. Runs on the serving task, so
+/// reloads never overlap.
+async fn reload_once(
+    running: &mut Config,
+    generation: &mut Generation,
+    deps: &Deps,
+    origin: &'static str,
+    root: &CancellationToken,
+) -> reload::Outcome {
+    let r = &deps.reload;
+    tracing::info!(origin, "reloading the configuration");
+    let read = match &r.args {
+        Some(args) => reload::read(args, &deps.edge),
+        None => Err(vec![
+            "this exporter was started without a command line to reload from (App::reload_from)"
+                .to_owned(),
+        ]),
+    };
+    let read = read.and_then(|new| match &deps.logs_apis {
+        Some(apis) if apis.len() != new.targets.len() => Err(vec![format!(
+            "targets: the app runs with {} injected CloudWatch Logs APIs; a reload cannot change the number of targets",
+            apis.len()
+        )]),
+        _ => Ok(new),
+    });
+    let new = match read {
+        Ok(c) => c,
+        Err(problems) => {
+            r.metrics.failed();
+            tracing::error!(
+                origin,
+                problems = problems.len(),
+                "reload failed; the running configuration is kept"
+            );
+            for p in &problems {
+                tracing::error!(origin, problem = %p, "reload problem");
+            }
+            return Err(problems);
+        }
+    };
+    let at_restart = reload::restart_only_changes(running, &new);
+    for key in &at_restart {
         tracing::warn!(
-            deadline = ?shutdown::DRAIN_DEADLINE,
-            "background tasks did not stop before the drain deadline"
+            key,
+            "changed in the configuration, but takes effect at the next restart; the running value is kept"
         );
     }
-    let mut code = ExitCode::SUCCESS;
-    if let Some(sources) = &sources {
-        match tokio::time::timeout_at(deadline, sources.flush_state()).await {
-            Ok(Ok(())) => tracing::info!(path = %store.describe(), "state saved"),
-            Ok(Err(err)) => {
-                tracing::error!(error = %format!("{err:#}"), path = %store.describe(), "cannot save state");
-                code = ExitCode::from(exit::RUNTIME);
-            }
-            Err(_) => {
-                tracing::error!(path = %store.describe(), "saving state did not finish before the drain deadline");
-                code = ExitCode::from(exit::RUNTIME);
+    let new = reload::keep_restart_only(running, new);
+
+    // Applied at once.
+    deps.metrics.set_limits(new.limits);
+    r.handle.set_lifecycle(new.web_enable_lifecycle);
+    // The web edge re-reads its files when they change; read them now, so
+    // the reload's answer and the next request agree.
+    let _ = deps.edge.current();
+
+    // The next generation's inventory views are taken while the current one
+    // still polls; polling pauses only for the handover.
+    let next_cancel = root.child_token();
+    let next_tracker = TaskTracker::new();
+    let inventories = first_inventories(
+        &new,
+        &deps.metrics,
+        &deps.ingest,
+        &generation.views,
+        &next_cancel,
+    )
+    .await;
+    let paused_at = tokio::time::Instant::now();
+    let deadline = paused_at + shutdown::DRAIN_DEADLINE;
+    if !generation.stop(deadline).await {
+        // Pollers stop at their next await point; one still running keeps
+        // its group's progress, which the next generation shares, so an
+        // event is still admitted once.
+        tracing::warn!(
+            deadline = ?shutdown::DRAIN_DEADLINE,
+            "the previous sources did not stop before the drain deadline; continuing"
+        );
+    }
+    // Targets removed, or no longer inventoried: nothing of theirs is
+    // skipped as a legacy copy any more (cleared only now that their old
+    // pollers stopped), and their series go.
+    for t in &running.targets {
+        let kept = new.inventory.enabled && new.targets.iter().any(|n| n.name == t.name);
+        if !kept {
+            deps.ingest
+                .set_legacy_duplicates(&t.name, std::iter::empty::<String>());
+        }
+    }
+    for t in &running.targets {
+        if !new.targets.iter().any(|n| n.name == t.name) {
+            for api in [crate::aws::Api::Logs, crate::aws::Api::Transfer] {
+                let _ = deps
+                    .metrics
+                    .target_up
+                    .remove_label_values(&[&t.name, api.as_str()]);
             }
         }
     }
-    http_cancel.cancel();
-    http_tracker.close();
-    if tokio::time::timeout_at(deadline, http_tracker.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("open HTTP connections did not finish before the drain deadline");
+    for (name, view) in &generation.views {
+        let kept = new.inventory.enabled && new.targets.iter().any(|n| &n.name == name);
+        if !kept {
+            inventory::forget_servers(&deps.metrics, &view.borrow());
+        }
     }
-    tracing::info!("stopped");
-    Ok(code)
+    // Endpoints taken out of probe.targets lose their series.
+    for t in &running.probe.targets {
+        if !new.probe.enabled || !new.probe.targets.contains(t) {
+            crate::probe::forget(&deps.metrics, t);
+        }
+    }
+    let keep_extra = new.inventory.enabled && new.inventory.add_log_groups;
+    let sources = match &generation.sources {
+        None => None,
+        Some(old) => {
+            let next = old
+                .reload(
+                    new.targets.clone(),
+                    deps.logs_apis.clone(),
+                    keep_extra,
+                    &next_tracker,
+                    next_cancel.child_token(),
+                )
+                .await;
+            match next {
+                Ok(s) => Some(Arc::new(s)),
+                Err(err) => {
+                    // Checked before anything stopped; not expected. Nothing
+                    // polls now: stop rather than run without sources.
+                    tracing::error!(error = %format!("{err:#}"), "cannot restart polling after a reload; stopping");
+                    root.cancel();
+                    r.metrics.failed();
+                    return Err(vec![format!("cannot restart polling: {err:#}")]);
+                }
+            }
+        }
+    };
+    let paused = paused_at.elapsed();
+    if let Some(s) = &sources {
+        deps.view.set_sources(Some(s.clone()));
+    }
+    let views = start_inventory_and_probe(
+        &new,
+        sources.as_ref(),
+        inventories,
+        &deps.metrics,
+        &deps.ingest,
+        &next_tracker,
+        &next_cancel,
+    );
+    *generation = Generation {
+        sources,
+        views,
+        tracker: next_tracker,
+        cancel: next_cancel,
+    };
+    r.metrics.succeeded();
+    tracing::info!(
+        origin,
+        targets = new.targets.len(),
+        polling_paused_ms = paused.as_millis() as u64,
+        restart_needed = %at_restart.join(","),
+        "configuration reloaded"
+    );
+    *running = new;
+    Ok(reload::Applied { at_restart })
 }
 
 use crate::config::FIRST_INVENTORY_TIMEOUT;
@@ -611,22 +938,32 @@ async fn first_inventories(
     cfg: &Config,
     metrics: &Arc<Metrics>,
     ingest: &Arc<Ingest>,
+    previous: &[(String, ServerView)],
     cancel: &CancellationToken,
 ) -> Vec<(Inventory, Option<Vec<ServerSummary>>)> {
     if !cfg.inventory.enabled {
         return Vec::new();
     }
+    // A reload: each target's inventory continues from its last view.
+    let last_view = |name: &str| -> Vec<ServerSummary> {
+        previous
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.borrow().as_ref().clone())
+            .unwrap_or_default()
+    };
     let mut set = tokio::task::JoinSet::new();
     for (i, t) in cfg.targets.iter().enumerate() {
-        let (t, metrics, inv_cfg, cancel) = (
+        let (t, metrics, inv_cfg, cancel, known) = (
             t.clone(),
             metrics.clone(),
             cfg.inventory.clone(),
             cancel.clone(),
+            last_view(&t.name),
         );
         set.spawn(async move {
             let sdk = sdk_config(&t).await;
-            let mut inv = Inventory::new(&sdk, metrics, inv_cfg);
+            let mut inv = Inventory::new(&sdk, metrics, inv_cfg).continuing_from(&known);
             let first = tokio::select! {
                 _ = cancel.cancelled() => None,
                 r = tokio::time::timeout(FIRST_INVENTORY_TIMEOUT, inv.refresh()) => match r {
@@ -671,7 +1008,8 @@ async fn first_inventories(
             None => {
                 let sdk = sdk_config(t).await;
                 (
-                    Inventory::new(&sdk, metrics.clone(), cfg.inventory.clone()),
+                    Inventory::new(&sdk, metrics.clone(), cfg.inventory.clone())
+                        .continuing_from(&last_view(&t.name)),
                     None,
                 )
             }
@@ -681,7 +1019,8 @@ async fn first_inventories(
 }
 
 /// Starts the Transfer API inventory of every target (it hands structured
-/// log destinations to the sources) and the endpoint prober.
+/// log destinations to the sources) and the endpoint prober. Returns each
+/// target's inventory view, which a reload continues from.
 fn start_inventory_and_probe(
     cfg: &Config,
     sources: Option<&Arc<Sources>>,
@@ -690,8 +1029,9 @@ fn start_inventory_and_probe(
     ingest: &Arc<Ingest>,
     tracker: &TaskTracker,
     cancel: &CancellationToken,
-) {
+) -> Views {
     let mut feeds = Vec::new();
+    let mut views = Vec::new();
     for (t, (inv, first)) in cfg.targets.iter().zip(inventories) {
         // Structured log destinations go to the poller, when it runs.
         let sink: Option<inventory::GroupSink> = sources.map(|sources| {
@@ -708,6 +1048,7 @@ fn start_inventory_and_probe(
             ingest.clone(),
             cancel.child_token(),
         ));
+        views.push((t.name.clone(), rx.clone()));
         feeds.push(crate::probe::InventoryFeed {
             servers: rx,
             derive_public_hostnames: cfg.probe.derive_public_hostnames(t.endpoint_url.as_deref()),
@@ -720,6 +1061,7 @@ fn start_inventory_and_probe(
         cfg.probe.clone(),
         feeds,
     );
+    views
 }
 
 /// Keeps the ingest boundary's set of dual-logging servers (whose legacy lines it

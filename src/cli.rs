@@ -88,6 +88,12 @@ pub struct ServeArgs {
     #[arg(long = "web.config.file", value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
 
+    /// Serve `POST /-/reload` (re-read the config and web config files, as
+    /// SIGHUP does). Off by default: anyone who can reach the listener could
+    /// otherwise trigger reloads.
+    #[arg(long = "web.enable-lifecycle")]
+    pub web_enable_lifecycle: bool,
+
     /// Push receiver for Amazon Data Firehose (HTTP endpoint delivery of
     /// CloudWatch Logs subscriptions): listen address, e.g. :29191. Off
     /// unless given.

@@ -108,6 +108,8 @@ pub struct AppState {
     pub view: Arc<dyn View>,
     /// TLS, basic auth and response headers, shared by every listener.
     pub web: Arc<web::Edge>,
+    /// `/-/reload` (see [`crate::reload::respond`]); `None` answers 403.
+    pub reload: Option<crate::reload::Handle>,
 }
 
 /// Accepts connections on `listener` until `cancel` fires; each connection
@@ -163,6 +165,9 @@ async fn route(
     path: &str,
     headers: &HeaderMap,
 ) -> Response<Full<Bytes>> {
+    if path == "/-/reload" {
+        return crate::reload::respond(state.reload.as_ref(), method).await;
+    }
     if method != Method::GET && method != Method::HEAD {
         let mut r = response(StatusCode::METHOD_NOT_ALLOWED, TEXT, "method not allowed\n");
         r.headers_mut()
@@ -405,6 +410,7 @@ mod tests {
             }],
             view: Arc::new(Fake { ready }),
             web: Arc::new(web::Edge::plain()),
+            reload: None,
         }
     }
 

@@ -318,6 +318,16 @@ impl Inventory {
         }
     }
 
+    /// Continues from the last view of an inventory it replaces (a reload):
+    /// the first refresh removes the series of servers gone since.
+    pub fn continuing_from(mut self, servers: &[ServerSummary]) -> Self {
+        self.known = servers
+            .iter()
+            .map(|s| (s.server_id.clone(), s.clone()))
+            .collect();
+        self
+    }
+
     /// This target's Transfer API health (for the landing page).
     pub fn health(&self) -> &Arc<ApiHealth> {
         self.calls.health()
@@ -469,21 +479,7 @@ impl Inventory {
             .iter()
             .map(|s| (s.server_id.clone(), s.clone()))
             .collect();
-        for (id, old) in &self.known {
-            let new = now.get(id);
-            if new.is_none_or(|n| n.info_labels() != old.info_labels()) {
-                let l = old.info_labels();
-                let l: Vec<&str> = l.iter().map(String::as_str).collect();
-                let _ = m.server_info.remove_label_values(&l);
-            }
-            if new.is_none() {
-                let _ = m.server_online.remove_label_values(&[id]);
-                let _ = m.server_users.remove_label_values(&[id]);
-                for mech in MECHANISMS {
-                    let _ = m.server_logging_configured.remove_label_values(&[id, mech]);
-                }
-            }
-        }
+        remove_gone(m, self.known.values(), &now);
         for s in servers {
             let l = s.info_labels();
             m.set_server_info(&l[0], &l[1], &l[2], [&l[3], &l[4], &l[5], &l[6]]);
@@ -510,6 +506,37 @@ impl Inventory {
         }
         self.known = now;
     }
+}
+
+/// Removes the series of the `known` servers that are not in `now`, and
+/// the info series of those whose info labels changed.
+fn remove_gone<'a>(
+    m: &Metrics,
+    known: impl Iterator<Item = &'a ServerSummary>,
+    now: &HashMap<String, ServerSummary>,
+) {
+    for old in known {
+        let id = &old.server_id;
+        let new = now.get(id);
+        if new.is_none_or(|n| n.info_labels() != old.info_labels()) {
+            let l = old.info_labels();
+            let l: Vec<&str> = l.iter().map(String::as_str).collect();
+            let _ = m.server_info.remove_label_values(&l);
+        }
+        if new.is_none() {
+            let _ = m.server_online.remove_label_values(&[id]);
+            let _ = m.server_users.remove_label_values(&[id]);
+            for mech in MECHANISMS {
+                let _ = m.server_logging_configured.remove_label_values(&[id, mech]);
+            }
+        }
+    }
+}
+
+/// Removes every series of `servers` (the last view of an inventory that a
+/// reload stopped for good: its target removed, or the inventory off).
+pub fn forget_servers(m: &Metrics, servers: &[ServerSummary]) {
+    remove_gone(m, servers.iter(), &HashMap::new());
 }
 
 /// Receives the log-group names of structured destinations (the full,

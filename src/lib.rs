@@ -19,9 +19,12 @@
 //! Beside the flow, used by many and using none of it: [`config`] (raw →
 //! checked, one checker, every default in [`config::defaults`]), [`aws`]
 //! (one SDK builder, one error map, counted calls, a trait per API),
-//! [`state`] (the state store), [`app`] (assembles the daemon once from a
-//! checked config and a shutdown future), [`inventory`] and [`probe`] (what
-//! the logs cannot say).
+//! [`state`] (the state store), [`persist`] (what is written when: one
+//! consistent snapshot of counters and every source's progress per scrape,
+//! acknowledgement and flush), [`app`] (assembles the daemon once from a
+//! checked config and a shutdown future; [`reload`] re-reads it on SIGHUP
+//! or `POST /-/reload`), [`inventory`] and [`probe`] (what the logs cannot
+//! say).
 //!
 //! [`pipeline::Pipeline`] strings parse → attribute → classify → count
 //! together; the `classify` command and the daemon both use it, so what the
@@ -40,8 +43,10 @@ pub mod ingest;
 pub mod inventory;
 pub mod metrics;
 pub mod parse;
+pub mod persist;
 pub mod pipeline;
 pub mod probe;
+pub mod reload;
 pub mod report;
 pub mod shutdown;
 pub mod source;

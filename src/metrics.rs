@@ -504,6 +504,18 @@ impl Metrics {
         m
     }
 
+    /// Changes the label caps (a reload). Values already admitted keep
+    /// their series (removing them would reset counters); a lower cap only
+    /// stops new values, which fold into `~other` until the cap has room.
+    pub fn set_limits(&self, limits: Limits) {
+        self.with_guard(|g| g.limits = limits);
+    }
+
+    /// The label caps in force.
+    pub fn limits(&self) -> Limits {
+        self.with_guard(|g| g.limits)
+    }
+
     /// Runs `f` with the label guard locked.
     pub fn with_guard<R>(&self, f: impl FnOnce(&mut LabelGuard) -> R) -> R {
         let mut g = self.guard.lock().unwrap_or_else(|e| e.into_inner());
@@ -706,6 +718,34 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reload changes the caps: a higher one admits new values, a lower
+    /// one keeps the values already admitted (their series live on) and
+    /// folds new ones.
+    #[test]
+    fn limits_change_at_run_time_without_dropping_admitted_values() {
+        let reg = Registry::new();
+        let caps = |users| Limits {
+            max_users_per_server: users,
+            max_ids: 10,
+        };
+        let m = Metrics::new(&reg, caps(1));
+        // (cap set before, user, label value given)
+        let steps: &[(usize, &str, &str)] = &[
+            (1, "a", "a"),
+            (1, "b", OVERFLOW_LABEL),
+            (3, "b", "b"),
+            (3, "c", "c"),
+            (1, "a", "a"),
+            (1, "c", "c"),
+            (1, "d", OVERFLOW_LABEL),
+        ];
+        for &(cap, user, want) in steps {
+            m.set_limits(caps(cap));
+            assert_eq!(m.limits().max_users_per_server, cap);
+            assert_eq!(m.user_label("s-1", user), want, "cap {cap}, user {user}");
+        }
+    }
 
     #[test]
     fn guard_caps_users_per_server_and_counts_overflow() {

@@ -626,7 +626,7 @@ pub fn record(metrics: &Metrics, target: &Target, result: &ProbeResult) {
 
 /// Removes the endpoint series of a target no longer probed (server
 /// deleted, stopped, or taken out of the config).
-fn forget(metrics: &Metrics, target: &Target) {
+pub fn forget(metrics: &Metrics, target: &Target) {
     let port = target.port.to_string();
     let labels = [
         target.server_id.as_str(),

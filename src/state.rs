@@ -1,9 +1,11 @@
 //! The state store: what must survive a restart. Today's store is one JSON
 //! file ([`FileStore`]). It holds each source's progress as an opaque value
-//! the source owns (the CloudWatch poller's per-group checkpoints,
-//! remembered ids and sweep positions, per target) and the last session per
-//! user (the silent-partner gauge), so the store depends on no stage of the
-//! flow: the stages depend on it.
+//! the source owns, in its slot (the CloudWatch poller's per-group
+//! checkpoints, remembered ids and sweep positions, per target; the Firehose
+//! receiver's finished request ids), every counter's value, and the last
+//! session per user (the silent-partner gauge), so the store depends on no
+//! stage of the flow: the stages depend on it. What is written when, and
+//! why it is consistent, is `crate::persist`'s job.
 //!
 //! Written atomically: a temporary file in the same directory is written and
 //! fsynced, renamed over the old file, and the directory is fsynced, so a
@@ -12,10 +14,10 @@
 //! (`<path>.corrupt`) and reported, and the daemon starts from the
 //! configured position rather than crashing.
 //!
-//! What a restart guarantees: the file is written after the events it
-//! records were counted, so events counted after the last write are counted
-//! again by the next process (at least once across a crash; exactly once
-//! within a process; never lost).
+//! What a restart guarantees: each file is one consistent snapshot (the
+//! counters describe exactly the events behind the saved progress), so a
+//! new process resumes the counters and counts only the events after the
+//! saved progress (see `crate::persist` and the README).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -43,10 +45,17 @@ pub struct StateFile {
     /// When it was written, Unix milliseconds (for people reading the file).
     #[serde(default)]
     pub saved_at_ms: i64,
-    /// target name -> that target's progress, as its source wrote it (the
-    /// CloudWatch poller: log group name -> checkpoint).
-    #[serde(default)]
+    /// Files written before sources had slots: target name -> that
+    /// target's CloudWatch progress. Read into `parts["cloudwatch"]` on load;
+    /// never written.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub targets: BTreeMap<String, serde_json::Value>,
+    /// slot -> that source's progress, as the source wrote it (the
+    /// CloudWatch poller under `cloudwatch`: target name -> log group name
+    /// -> checkpoint; the Firehose receiver under `firehose`: finished
+    /// request ids).
+    #[serde(default)]
+    pub parts: BTreeMap<String, serde_json::Value>,
     /// Last CONNECTED per (server, user), restored into the pipeline.
     #[serde(default)]
     pub last_sessions: Vec<LastSession>,
@@ -105,7 +114,24 @@ pub fn load(path: &Path) -> Result<Option<StateFile>, LoadError> {
             found: state.version,
         });
     }
-    Ok(Some(state))
+    Ok(Some(upgrade(state)))
+}
+
+/// Slot of the CloudWatch poller's progress.
+pub const CLOUDWATCH_SLOT: &str = "cloudwatch";
+
+/// Moves the progress of a file written before sources had slots into the
+/// CloudWatch slot.
+fn upgrade(mut state: StateFile) -> StateFile {
+    if !state.targets.is_empty() && !state.parts.contains_key(CLOUDWATCH_SLOT) {
+        let targets = std::mem::take(&mut state.targets);
+        state.parts.insert(
+            CLOUDWATCH_SLOT.to_owned(),
+            serde_json::Value::Object(targets.into_iter().collect()),
+        );
+    }
+    state.targets.clear();
+    state
 }
 
 /// Loads the state file, never failing: a missing file is a first start, an
@@ -113,7 +139,7 @@ pub fn load(path: &Path) -> Result<Option<StateFile>, LoadError> {
 pub fn load_or_default(path: &Path) -> StateFile {
     match load(path) {
         Ok(Some(s)) => {
-            tracing::info!(path = %path.display(), targets = s.targets.len(), "state file loaded; resuming");
+            tracing::info!(path = %path.display(), sources = s.parts.len(), counters = s.counters.len(), "state file loaded; resuming");
             s
         }
         Ok(None) => {
@@ -177,15 +203,16 @@ mod tests {
     use super::*;
 
     fn sample() -> StateFile {
-        let mut targets = BTreeMap::new();
-        targets.insert(
-            "default".to_owned(),
-            serde_json::json!({"/aws/transfer/s-1": {"checkpoint_ms": 990000}}),
+        let mut parts = BTreeMap::new();
+        parts.insert(
+            CLOUDWATCH_SLOT.to_owned(),
+            serde_json::json!({"default": {"/aws/transfer/s-1": {"checkpoint_ms": 990000}}}),
         );
         StateFile {
             version: STATE_VERSION,
             saved_at_ms: 1,
-            targets,
+            targets: BTreeMap::new(),
+            parts,
             last_sessions: Vec::new(),
             counters: vec![SavedCounter {
                 name: "aws_transfer_errors_total".into(),
@@ -201,13 +228,37 @@ mod tests {
         let path = dir.path().join("sub/state.json");
         write_atomic(&path, &sample()).unwrap();
         let back = load(&path).unwrap().expect("exists");
-        assert_eq!(back.targets, sample().targets);
+        assert_eq!(back.parts, sample().parts);
         assert_eq!(back.counters, sample().counters);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("\"targets\""),
+            "the old field is not written: {text}"
+        );
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().unwrap())
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(leftovers.len(), 1, "no temp file left: {leftovers:?}");
+    }
+
+    /// A file written before sources had slots keeps its CloudWatch
+    /// progress (no group restarts from its initial lookback on upgrade).
+    #[test]
+    fn a_file_from_before_slots_is_read_into_the_cloudwatch_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        std::fs::write(
+            &path,
+            r#"{"version":1,"targets":{"default":{"/g":{"checkpoint_ms":5}}},"counters":[]}"#,
+        )
+        .unwrap();
+        let s = load(&path).unwrap().expect("exists");
+        assert!(s.targets.is_empty());
+        assert_eq!(
+            s.parts[CLOUDWATCH_SLOT],
+            serde_json::json!({"default": {"/g": {"checkpoint_ms": 5}}})
+        );
     }
 
     #[test]
@@ -232,7 +283,7 @@ mod tests {
             std::fs::write(&path, text).unwrap();
             assert!(load(&path).is_err(), "{name}: should not load");
             let s = load_or_default(&path);
-            assert!(s.targets.is_empty(), "{name}");
+            assert!(s.parts.is_empty(), "{name}");
             assert!(!path.exists(), "{name}: moved aside");
             assert!(dir.path().join("state.json.corrupt").exists(), "{name}");
         }
@@ -245,7 +296,7 @@ mod tests {
         std::fs::create_dir(&path).unwrap();
         std::fs::write(path.join("keep"), "mine").unwrap();
         let s = load_or_default(&path);
-        assert!(s.targets.is_empty());
+        assert!(s.parts.is_empty());
         assert!(path.is_dir(), "the directory stays where it was");
         assert_eq!(std::fs::read_to_string(path.join("keep")).unwrap(), "mine");
         assert!(!dir.path().join("state.json.corrupt").exists());

@@ -381,6 +381,9 @@ pub fn check(
             ),
         );
     }
+    // POST /-/reload, like Prometheus' --web.enable-lifecycle.
+    let v = web.take("enable_lifecycle");
+    let web_enable_lifecycle = c.boolean("web.enable_lifecycle", v, false);
     c.finish(web);
 
     // log
@@ -553,6 +556,7 @@ pub fn check(
             firehose,
             listen_addresses,
             web_config_file,
+            web_enable_lifecycle,
             telemetry_path,
             log_level,
             log_format,

@@ -49,6 +49,9 @@ pub struct Config {
     /// The exporter-toolkit web configuration (TLS, basic auth, headers)
     /// applied to every listener; `None` serves plain HTTP.
     pub web_config_file: Option<PathBuf>,
+    /// Serve `POST /-/reload` (`web.enable_lifecycle`,
+    /// `--web.enable-lifecycle`); SIGHUP reloads either way.
+    pub web_enable_lifecycle: bool,
     pub telemetry_path: String,
     pub log_level: String,
     pub log_format: LogFormat,
@@ -160,6 +163,7 @@ impl Config {
         if let Some(p) = &self.web_config_file {
             let _ = writeln!(out, "  web.config_file: {}", p.display());
         }
+        let _ = writeln!(out, "  web.enable_lifecycle: {}", self.web_enable_lifecycle);
         let _ = writeln!(out, "  poll.enabled: {}", self.poll_enabled);
         if let Some(t) = self.targets.first() {
             let _ = writeln!(
@@ -395,6 +399,26 @@ mod tests {
                 "targets[0].page_limit"
             ],
             "{e}"
+        );
+    }
+
+    #[test]
+    fn enable_lifecycle_from_the_flag_or_the_file() {
+        assert!(
+            !from_yaml("", &ServeArgs::default())
+                .unwrap()
+                .web_enable_lifecycle
+        );
+        let on = ServeArgs {
+            web_enable_lifecycle: true,
+            ..Default::default()
+        };
+        assert!(from_yaml("", &on).unwrap().web_enable_lifecycle);
+        let file = "web:\n  enable_lifecycle: true\n";
+        assert!(
+            from_yaml(file, &ServeArgs::default())
+                .unwrap()
+                .web_enable_lifecycle
         );
     }
 

@@ -101,6 +101,14 @@ pub const FLAGS: &[Flag] = &[
         },
     },
     Flag {
+        flag: "--web.enable-lifecycle",
+        key: "web.enable_lifecycle",
+        value: |a| {
+            a.web_enable_lifecycle
+                .then_some(FlagValue::One(Value::Bool(true)))
+        },
+    },
+    Flag {
         flag: "--firehose.listen-address",
         key: "firehose.listen_address",
         value: |a| text(&a.firehose_listen_address),

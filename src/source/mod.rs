@@ -6,8 +6,11 @@
 //!   ├─ one task per target: round = [discovery if due] + poll every group
 //!   │     (≤ POLL_CONCURRENCY at once, every API call through the shared
 //!   │      token bucket of the target's account+Region)
-//!   └─ one state-flush task: write the state file when something changed
 //! ```
+//!
+//! Progress is saved by [`crate::persist::Persister`] (this source is its
+//! `cloudwatch` part): checkpoints, remembered ids and audit slices of every
+//! group, taken under every group's progress lock.
 //!
 //! Files: [`cloudwatch`] (narrow trait + SDK), [`ratelimit`] (budget,
 //! backoff), [`checkpoint`] (pure overlap/sweep/dedup rules), [`poller`] (one
@@ -47,7 +50,8 @@ pub use crate::config::defaults::DEFAULT_STATE_PATH;
 pub use crate::config::defaults::DEFAULT_SWEEP_INTERVAL;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::state::{StateFile, StateStore, STATE_VERSION};
+use crate::persist::{Persister, Progress};
+use crate::state::CLOUDWATCH_SLOT;
 
 /// Groups of one target polled at once. The token bucket sets the call rate;
 /// a little concurrency only hides the latency of slow responses.
@@ -168,9 +172,30 @@ struct Shared {
     targets: Vec<Arc<TargetRt>>,
     ingest: Arc<Ingest>,
     metrics: Arc<Metrics>,
-    store: Arc<dyn StateStore>,
-    dirty: AtomicBool,
-    flush_lock: tokio::sync::Mutex<()>,
+    persist: Arc<Persister>,
+}
+
+/// What a stopped generation of sources hands to the next on a reload, per
+/// target name: the live groups themselves (progress, remembered ids, poll
+/// status: nothing restarts), the saved progress of groups not seen since
+/// the start, the inventory's extra groups, and readiness.
+struct TargetHandover {
+    groups: BTreeMap<String, Arc<GroupRt>>,
+    extra: BTreeSet<String>,
+    restored: BTreeMap<String, GroupProgress>,
+    ready: bool,
+}
+
+/// Where a generation of sources starts from.
+enum Resume {
+    /// The saved state (process start).
+    Saved,
+    /// A previous generation, stopped (a reload); with `keep_extra` its
+    /// targets keep the groups the inventory added.
+    Handover {
+        targets: BTreeMap<String, TargetHandover>,
+        keep_extra: bool,
+    },
 }
 
 /// Handle on the running sources.
@@ -191,12 +216,13 @@ fn bucket_key(t: &TargetSpec) -> String {
 }
 
 impl Sources {
-    /// Loads the state file, builds one SDK client per target, and starts
-    /// polling. Tasks run on `tracker` and stop when `cancel` fires.
+    /// Takes its saved progress from `persist` (and registers there, so
+    /// every later snapshot includes it), builds one SDK client per target,
+    /// and starts polling. Tasks run on `tracker` and stop when `cancel`
+    /// fires.
     pub async fn start(
         targets: Vec<TargetSpec>,
-        store: Arc<dyn StateStore>,
-        state_flush_interval: Duration,
+        persist: Arc<Persister>,
         ingest: Arc<Ingest>,
         metrics: Arc<Metrics>,
         tracker: &TaskTracker,
@@ -208,16 +234,7 @@ impl Sources {
                 SdkLogs::new(&t.region, t.endpoint_url.as_deref(), t.role_arn.as_deref()).await,
             ));
         }
-        Self::start_with_apis(
-            targets,
-            apis,
-            store,
-            state_flush_interval,
-            ingest,
-            metrics,
-            tracker,
-            cancel,
-        )
+        Self::start_with_apis(targets, apis, persist, ingest, metrics, tracker, cancel)
     }
 
     /// [`Self::start`] with the API implementation given per target (same
@@ -226,98 +243,194 @@ impl Sources {
     pub fn start_with_apis(
         targets: Vec<TargetSpec>,
         apis: Vec<Arc<dyn LogsApi>>,
-        store: Arc<dyn StateStore>,
-        state_flush_interval: Duration,
+        persist: Arc<Persister>,
         ingest: Arc<Ingest>,
         metrics: Arc<Metrics>,
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> anyhow::Result<Sources> {
-        anyhow::ensure!(apis.len() == targets.len(), "one API per target");
-        let mut names = BTreeSet::new();
-        for t in &targets {
-            anyhow::ensure!(
-                names.insert(t.name.clone()),
-                "target name {:?} is used twice",
-                t.name
-            );
-        }
-        let mut state = store.load();
-        ingest.restore_last_sessions(&state.last_sessions);
-        // Counters resume where the saved state (the last served scrape, or
-        // a later flush) left them; the events after the saved progress are
-        // read and counted again from there.
-        let skipped = metrics.restore_counters(&state.counters);
-        // Both outcomes exist from the start (a failure alert needs the
-        // series before the first failure; scrapes keep one shape).
-        for outcome in ["success", "failure"] {
-            let _ = metrics.state_writes.with_label_values(&[outcome]);
-        }
-        if !state.counters.is_empty() {
-            tracing::info!(
-                series = state.counters.len() - skipped,
-                skipped,
-                "counters resumed from the saved state"
-            );
-        }
-
-        let mut buckets: HashMap<String, Arc<TokenBucket>> = HashMap::new();
-        // Targets sharing an account+Region share the lowest configured rate.
-        let mut rates: HashMap<String, f64> = HashMap::new();
-        for t in &targets {
-            let r = rates.entry(bucket_key(t)).or_insert(t.api_rate_per_second);
-            *r = r.min(t.api_rate_per_second);
-        }
-        let mut rts = Vec::new();
-        for (spec, api) in targets.into_iter().zip(apis) {
-            let key = bucket_key(&spec);
-            let bucket = buckets
-                .entry(key.clone())
-                .or_insert_with(|| Arc::new(TokenBucket::new(rates[&key])))
-                .clone();
-            let restored = state
-                .targets
-                .remove(&spec.name)
-                .map(|v| restore_progress(&spec.name, v))
-                .unwrap_or_default();
-            let calls = Caller::new(&spec.name, Api::Logs, bucket.clone(), metrics.clone());
-            rts.push(Arc::new(TargetRt {
-                effective_interval_ms: AtomicU64::new(spec.poll_interval.as_millis() as u64),
-                calls,
-                spec,
-                api,
-                bucket,
-                groups: Mutex::new(BTreeMap::new()),
-                extra: Mutex::new(BTreeSet::new()),
-                restored: Mutex::new(restored),
-                wake: Notify::new(),
-                ready: AtomicBool::new(false),
-            }));
-        }
-        let shared = Arc::new(Shared {
-            targets: rts,
-            ingest,
-            metrics,
-            store,
-            dirty: AtomicBool::new(false),
-            flush_lock: tokio::sync::Mutex::new(()),
-        });
-        for t in &shared.targets {
-            let (sh, t, c, tr) = (shared.clone(), t.clone(), cancel.clone(), tracker.clone());
-            tracker.spawn(async move { run_target(sh, t, c, tr).await });
-        }
-        {
-            let (sh, c) = (shared.clone(), cancel.clone());
-            let every = if state_flush_interval.is_zero() {
-                DEFAULT_STATE_FLUSH_INTERVAL
-            } else {
-                state_flush_interval
-            };
-            tracker.spawn(async move { run_flusher(sh, every, c).await });
-        }
-        Ok(Sources { shared })
+        let resume = Resume::Saved;
+        launch(
+            targets, apis, persist, ingest, metrics, tracker, cancel, resume,
+        )
     }
 
+    /// A reload: sources for `targets` that continue exactly where these
+    /// stopped (their tasks must have stopped: token cancelled, tracker
+    /// drained). A target of the same name keeps its groups (progress,
+    /// remembered event ids, poll status) and readiness, and with
+    /// `keep_extra` the groups the inventory added (it publishes them again
+    /// on its next refresh). Counters, the pipeline and the persister are
+    /// the same objects; the new sources take this one's place in every
+    /// later snapshot. Groups of removed targets lose their series.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn reload(
+        &self,
+        targets: Vec<TargetSpec>,
+        apis: Option<Vec<Arc<dyn LogsApi>>>,
+        keep_extra: bool,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> anyhow::Result<Sources> {
+        let apis = match apis {
+            Some(a) => a,
+            None => {
+                let mut apis: Vec<Arc<dyn LogsApi>> = Vec::with_capacity(targets.len());
+                for t in &targets {
+                    apis.push(Arc::new(
+                        SdkLogs::new(&t.region, t.endpoint_url.as_deref(), t.role_arn.as_deref())
+                            .await,
+                    ));
+                }
+                apis
+            }
+        };
+        let old = &self.shared;
+        let handed = old
+            .targets
+            .iter()
+            .map(|t| {
+                let h = TargetHandover {
+                    groups: lock(&t.groups).clone(),
+                    extra: lock(&t.extra).clone(),
+                    restored: lock(&t.restored).clone(),
+                    ready: t.ready.load(Ordering::Acquire),
+                };
+                (t.spec.name.clone(), h)
+            })
+            .collect();
+        let resume = Resume::Handover {
+            targets: handed,
+            keep_extra,
+        };
+        let (persist, ingest, metrics) =
+            (old.persist.clone(), old.ingest.clone(), old.metrics.clone());
+        launch(
+            targets, apis, persist, ingest, metrics, tracker, cancel, resume,
+        )
+    }
+}
+
+/// Builds the runtime of every target, from the saved state or a previous
+/// generation, registers it with the persister (in place of the previous
+/// generation), and spawns the target loops.
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    targets: Vec<TargetSpec>,
+    apis: Vec<Arc<dyn LogsApi>>,
+    persist: Arc<Persister>,
+    ingest: Arc<Ingest>,
+    metrics: Arc<Metrics>,
+    tracker: &TaskTracker,
+    cancel: CancellationToken,
+    resume: Resume,
+) -> anyhow::Result<Sources> {
+    anyhow::ensure!(apis.len() == targets.len(), "one API per target");
+    let mut names = BTreeSet::new();
+    for t in &targets {
+        anyhow::ensure!(
+            names.insert(t.name.clone()),
+            "target name {:?} is used twice",
+            t.name
+        );
+    }
+    let (mut saved, mut handed, keep_extra) = match resume {
+        Resume::Saved => {
+            let saved: BTreeMap<String, serde_json::Value> = match persist.saved(CLOUDWATCH_SLOT) {
+                Some(serde_json::Value::Object(m)) => m.into_iter().collect(),
+                Some(other) => {
+                    tracing::error!(found = %other, "saved CloudWatch progress is unreadable; every group starts at its initial lookback");
+                    BTreeMap::new()
+                }
+                None => BTreeMap::new(),
+            };
+            (saved, BTreeMap::new(), false)
+        }
+        Resume::Handover {
+            targets,
+            keep_extra,
+        } => (BTreeMap::new(), targets, keep_extra),
+    };
+    let reloaded = !handed.is_empty();
+    // Targets gone with a reload: their groups' gauges go too, unless
+    // another target polls a group of the same name.
+    let kept: BTreeSet<&str> = targets.iter().map(|t| t.name.as_str()).collect();
+    let still_polled: BTreeSet<String> = handed
+        .iter()
+        .filter(|(name, _)| kept.contains(name.as_str()))
+        .flat_map(|(_, h)| h.groups.keys().cloned())
+        .collect();
+    for (name, h) in handed.iter().filter(|(n, _)| !kept.contains(n.as_str())) {
+        for g in h.groups.keys().filter(|g| !still_polled.contains(*g)) {
+            drop_group_series(&metrics, g);
+        }
+        tracing::info!(target_name = %name, groups = h.groups.len(), "target removed; its groups are no longer polled");
+    }
+
+    let mut buckets: HashMap<String, Arc<TokenBucket>> = HashMap::new();
+    // Targets sharing an account+Region share the lowest configured rate.
+    let mut rates: HashMap<String, f64> = HashMap::new();
+    for t in &targets {
+        let r = rates.entry(bucket_key(t)).or_insert(t.api_rate_per_second);
+        *r = r.min(t.api_rate_per_second);
+    }
+    let mut rts = Vec::new();
+    for (spec, api) in targets.into_iter().zip(apis) {
+        let key = bucket_key(&spec);
+        let bucket = buckets
+            .entry(key.clone())
+            .or_insert_with(|| Arc::new(TokenBucket::new(rates[&key])))
+            .clone();
+        let h = handed.remove(&spec.name);
+        let restored = match &h {
+            Some(h) => h.restored.clone(),
+            None => saved
+                .remove(&spec.name)
+                .map(|v| restore_progress(&spec.name, v))
+                .unwrap_or_default(),
+        };
+        let calls = Caller::new(&spec.name, Api::Logs, bucket.clone(), metrics.clone());
+        rts.push(Arc::new(TargetRt {
+            effective_interval_ms: AtomicU64::new(spec.poll_interval.as_millis() as u64),
+            calls,
+            spec,
+            api,
+            bucket,
+            groups: Mutex::new(h.as_ref().map(|h| h.groups.clone()).unwrap_or_default()),
+            extra: Mutex::new(
+                h.as_ref()
+                    .filter(|_| keep_extra)
+                    .map(|h| h.extra.clone())
+                    .unwrap_or_default(),
+            ),
+            restored: Mutex::new(restored),
+            wake: Notify::new(),
+            ready: AtomicBool::new(h.is_some_and(|h| h.ready)),
+        }));
+    }
+    let shared = Arc::new(Shared {
+        targets: rts,
+        ingest,
+        metrics,
+        persist,
+    });
+    // Replaces the previous generation's part, if any: from here on
+    // snapshots read these targets (the same group objects).
+    shared
+        .persist
+        .register(Arc::new(SavedProgress(Arc::downgrade(&shared))));
+    update_group_gauge(&shared);
+    if reloaded {
+        shared.persist.mark_dirty();
+    }
+    for t in &shared.targets {
+        let (sh, t, c, tr) = (shared.clone(), t.clone(), cancel.clone(), tracker.clone());
+        tracker.spawn(async move { run_target(sh, t, c, tr).await });
+    }
+    Ok(Sources { shared })
+}
+
+impl Sources {
     /// True once every target has completed one round: a successful
     /// discovery and one poll attempt of every group it found.
     pub fn is_ready(&self) -> bool {
@@ -422,65 +535,49 @@ impl Sources {
             .map(|t| t.calls.health().clone())
             .collect()
     }
-
-    /// Writes the state file now (called at shutdown, after polling stopped).
-    pub async fn flush_state(&self) -> anyhow::Result<()> {
-        flush(&self.shared).await
-    }
-
-    /// For a scrape: takes a consistent snapshot of counters and progress,
-    /// writes it durably, and returns the families to serve, so that the
-    /// state on disk is exactly the state behind the values in the answer.
-    /// If the write fails the families are still returned (the scrape is
-    /// answered; `state_writes_total{result="failure"}` and the log say the
-    /// guarantee is at risk).
-    pub async fn scrape(&self) -> Vec<prometheus::proto::MetricFamily> {
-        match flush_and_gather(&self.shared).await {
-            Ok(f) => f,
-            Err(_) => self.shared.metrics.registry().gather(),
-        }
-    }
 }
 
-/// Builds the state from what is in memory, consistently: every group's
-/// progress and every counter describe the same events. Lock order is the
-/// pollers' (a group's progress, then the ingest boundary): all progress
-/// locks are taken first (pollers hold at most one at a time and never wait
-/// for another), then counting is paused while the registry is gathered.
-/// Returns the state (counters included) and the gathered families, which
-/// are what a scrape answering from this state must serve.
-fn snapshot(shared: &Shared) -> (StateFile, Vec<prometheus::proto::MetricFamily>) {
-    let mut per_target: Vec<BTreeMap<String, GroupProgress>> = Vec::new();
-    let mut live: Vec<(usize, Arc<GroupRt>)> = Vec::new();
-    for (i, t) in shared.targets.iter().enumerate() {
-        per_target.push(lock(&t.restored).clone());
-        live.extend(lock(&t.groups).values().cloned().map(|g| (i, g)));
+/// This source's part of every state snapshot.
+struct SavedProgress(std::sync::Weak<Shared>);
+
+impl Progress for SavedProgress {
+    fn slot(&self) -> &'static str {
+        CLOUDWATCH_SLOT
     }
-    let guards: Vec<_> = live.iter().map(|(_, g)| lock(&g.progress)).collect();
-    let (families, last_sessions) = shared
-        .ingest
-        .quiesced(|| shared.metrics.registry().gather());
-    for ((i, g), p) in live.iter().zip(&guards) {
-        per_target[*i].insert(g.name.clone(), (**p).clone());
+
+    /// Every group's progress, consistent with the counters gathered in
+    /// `inner`: all progress locks are taken first (pollers hold at most one
+    /// at a time and never wait for another, and count under it), so no
+    /// poll is half-recorded. Groups not polled in this life (not found yet,
+    /// or gone) keep what was restored.
+    fn save_under(&self, inner: &mut dyn FnMut()) -> serde_json::Value {
+        let Some(shared) = self.0.upgrade() else {
+            inner();
+            return serde_json::Value::Null;
+        };
+        let mut per_target: Vec<BTreeMap<String, GroupProgress>> = Vec::new();
+        let mut live: Vec<(usize, Arc<GroupRt>)> = Vec::new();
+        for (i, t) in shared.targets.iter().enumerate() {
+            per_target.push(lock(&t.restored).clone());
+            live.extend(lock(&t.groups).values().cloned().map(|g| (i, g)));
+        }
+        let guards: Vec<_> = live.iter().map(|(_, g)| lock(&g.progress)).collect();
+        inner();
+        for ((i, g), p) in live.iter().zip(&guards) {
+            per_target[*i].insert(g.name.clone(), (**p).clone());
+        }
+        drop(guards);
+        let mut targets = serde_json::Map::new();
+        for (t, groups) in shared.targets.iter().zip(per_target) {
+            let value = serde_json::to_value(groups).unwrap_or_else(|e| {
+                // Cannot happen for these plain types; keep the rest of the file.
+                tracing::error!(target_name = %t.spec.name, error = %e, "cannot serialize progress");
+                serde_json::Value::Null
+            });
+            targets.insert(t.spec.name.clone(), value);
+        }
+        serde_json::Value::Object(targets)
     }
-    drop(guards);
-    let mut targets = BTreeMap::new();
-    for (t, groups) in shared.targets.iter().zip(per_target) {
-        let value = serde_json::to_value(groups).unwrap_or_else(|e| {
-            // Cannot happen for these plain types; keep the rest of the file.
-            tracing::error!(target_name = %t.spec.name, error = %e, "cannot serialize progress");
-            serde_json::Value::Null
-        });
-        targets.insert(t.spec.name.clone(), value);
-    }
-    let state = StateFile {
-        version: STATE_VERSION,
-        saved_at_ms: now_ms(),
-        targets,
-        last_sessions,
-        counters: crate::metrics::saved_counters(&families),
-    };
-    (state, families)
 }
 
 /// A target's progress as the store gave it back; unreadable progress is
@@ -494,65 +591,6 @@ fn restore_progress(target: &str, v: serde_json::Value) -> BTreeMap<String, Grou
             BTreeMap::new()
         }
     }
-}
-
-async fn flush(shared: &Arc<Shared>) -> anyhow::Result<()> {
-    flush_and_gather(shared).await.map(|_| ())
-}
-
-/// Takes a consistent snapshot, writes it durably, and returns the families
-/// gathered with it (what a scrape may serve once this returned `Ok`).
-async fn flush_and_gather(
-    shared: &Arc<Shared>,
-) -> anyhow::Result<Vec<prometheus::proto::MetricFamily>> {
-    let _guard = shared.flush_lock.lock().await;
-    shared.dirty.store(false, Ordering::Release);
-    let (snap, families) = snapshot(shared);
-    let store = shared.store.clone();
-    let result = tokio::task::spawn_blocking(move || store.save(&snap))
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r);
-    match result {
-        Ok(()) => {
-            shared
-                .metrics
-                .state_writes
-                .with_label_values(&["success"])
-                .inc();
-            Ok(families)
-        }
-        Err(err) => {
-            shared.dirty.store(true, Ordering::Release);
-            shared
-                .metrics
-                .state_writes
-                .with_label_values(&["failure"])
-                .inc();
-            tracing::error!(path = %shared.store.describe(), error = %err, "writing the state file failed; will retry");
-            Err(anyhow::anyhow!(
-                "writing state file {}: {err}",
-                shared.store.describe()
-            ))
-        }
-    }
-}
-
-async fn run_flusher(shared: Arc<Shared>, every: Duration, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tick.tick() => {}
-        }
-        if shared.dirty.load(Ordering::Acquire) {
-            let _ = flush(&shared).await;
-        }
-    }
-    // Final write: polling tasks stop at the same cancellation; whatever
-    // they finished is recorded (the daemon also calls flush_state).
-    let _ = flush(&shared).await;
 }
 
 fn update_group_gauge(shared: &Shared) {
@@ -586,7 +624,14 @@ fn apply_groups(shared: &Shared, t: &TargetRt, wanted: &BTreeSet<String>) {
         );
     }
     for name in removed {
-        groups.remove(&name);
+        // Its progress stays (saved like a group not yet rediscovered since
+        // the start): a group taken out of the config by a reload, or
+        // missing from one listing, resumes where it stopped when it comes
+        // back.
+        if let Some(g) = groups.remove(&name) {
+            let p = lock(&g.progress).clone();
+            lock(&t.restored).insert(name.clone(), p);
+        }
         drop_group_series(&shared.metrics, &name);
         tracing::info!(target_name = %t.spec.name, log_group = %name, "log group no longer found; dropped");
     }
@@ -772,7 +817,7 @@ async fn poll_one(
     match result {
         Ok(s) => {
             if s.new > 0 || s.pages > 0 {
-                shared.dirty.store(true, Ordering::Release);
+                shared.persist.mark_dirty();
             }
             let mut st = lock(&g.status);
             st.last_poll_ms = Some(now_ms());
@@ -784,7 +829,7 @@ async fn poll_one(
         Err(CallError::Cancelled) => None,
         Err(CallError::Api(err)) => {
             // Events counted before the failure are remembered: mark dirty.
-            shared.dirty.store(true, Ordering::Release);
+            shared.persist.mark_dirty();
             shared
                 .metrics
                 .poll_errors

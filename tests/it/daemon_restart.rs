@@ -1,6 +1,6 @@
-//! Restart: the daemon is killed with SIGKILL at random points while events
-//! keep arriving, and restarted on the same state file, with a scraper
-//! reading `/metrics` like Prometheus throughout.
+//! Restart: the daemon is killed with SIGKILL (or stopped with SIGTERM) at
+//! random points while events keep arriving, and restarted on the same state
+//! file, with a scraper reading `/metrics` like Prometheus throughout.
 //!
 //! Every event is a CONNECTED of its own user, so each event has its own
 //! series (`aws_transfer_sessions_total{user="u<i>"}`). The promise checked
@@ -21,7 +21,7 @@ use rand::Rng;
 use crate::support::logs::shapes;
 use crate::support::{exposition, now_ms, unique, Daemon, Logs, Moto, REGION};
 
-const SERVER: &str = "s-0aaaaaaaaaaaaaaa1";
+pub(crate) const SERVER: &str = "s-0aaaaaaaaaaaaaaa1";
 const TRIALS: usize = 20;
 
 /// Users counted in this exposition, with their values.
@@ -40,16 +40,16 @@ fn counted(text: &str) -> BTreeMap<String, f64> {
 /// counts them all (`aws_transfer_events_total{activity="CONNECTED"}`) is
 /// where a recount after a crash would show as a reset and an overcount.
 #[derive(Default)]
-struct Increase {
+pub(crate) struct Increase {
     last: BTreeMap<String, f64>,
-    total: BTreeMap<String, f64>,
-    drops: Vec<String>,
-    all_last: f64,
-    all_total: f64,
+    pub(crate) total: BTreeMap<String, f64>,
+    pub(crate) drops: Vec<String>,
+    pub(crate) all_last: f64,
+    pub(crate) all_total: f64,
 }
 
 impl Increase {
-    fn observe(&mut self, life: usize, text: &str) {
+    pub(crate) fn observe(&mut self, life: usize, text: &str) {
         if let Some(v) = exposition::value(
             text,
             "aws_transfer_events_total",
@@ -81,8 +81,29 @@ impl Increase {
     }
 }
 
+/// How each life but the last ends.
+#[derive(Clone, Copy, Debug)]
+enum Ending {
+    /// SIGKILL: nothing runs after it; the next life resumes from the state
+    /// written with the last served scrape (or the last periodic flush).
+    Kill,
+    /// SIGTERM: the graceful path (final flush), which must exit 0 in time;
+    /// the events it counted after the last scrape are seen by Prometheus
+    /// in the next life (they are neither lost nor recounted).
+    Term,
+}
+
 #[test]
 fn sigkill_at_random_points_counts_every_event_exactly_once_as_prometheus_sees_it() {
+    restarts_count_every_event_exactly_once(Ending::Kill, TRIALS);
+}
+
+#[test]
+fn sigterm_at_random_points_counts_every_event_exactly_once_as_prometheus_sees_it() {
+    restarts_count_every_event_exactly_once(Ending::Term, 10);
+}
+
+fn restarts_count_every_event_exactly_once(ending: Ending, trials: usize) {
     let moto = Moto::shared();
     let logs = Arc::new(Logs::new(&moto.url));
     let group = format!("/{}/restart", unique("restart"));
@@ -138,14 +159,25 @@ fn sigkill_at_random_points_counts_every_event_exactly_once_as_prometheus_sees_i
 
     let mut rng = rand::rng();
     let mut prom = Increase::default();
-    for life in 0..TRIALS {
+    for life in 0..trials {
         let mut d = Daemon::start(&args);
         // A crash loop first (within 1 s of start), then anywhere up to 3 s.
         let max_ms = if life < 5 { 1000 } else { 3000 };
         let kill_at = Instant::now() + Duration::from_millis(rng.random_range(100..max_ms));
         loop {
             if Instant::now() >= kill_at {
-                d.kill();
+                match ending {
+                    Ending::Kill => d.kill(),
+                    Ending::Term => {
+                        d.terminate();
+                        let status = d.wait_exit(Duration::from_secs(20));
+                        assert!(
+                            status.is_some_and(|s| s.success()),
+                            "life {life}: SIGTERM did not end in a clean exit ({status:?}); stderr:\n{}",
+                            d.stderr_tail(20)
+                        );
+                    }
+                }
                 break;
             }
             prom.observe(life, &d.metrics());
@@ -160,7 +192,7 @@ fn sigkill_at_random_points_counts_every_event_exactly_once_as_prometheus_sees_i
     let d = Daemon::start(&args);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        prom.observe(TRIALS, &d.metrics());
+        prom.observe(trials, &d.metrics());
         if (prom.total.len() >= total && prom.all_last >= total as f64)
             || Instant::now() >= deadline
         {
@@ -200,5 +232,5 @@ fn sigkill_at_random_points_counts_every_event_exactly_once_as_prometheus_sees_i
         "increase() of the all-events series across every life: {} for {total} events",
         prom.all_total
     );
-    eprintln!("restart: {total} events over {TRIALS} SIGKILLed lives + 1, each counted exactly once as seen by the scraper");
+    eprintln!("restart ({ending:?}): {total} events over {trials} lives + 1, each counted exactly once as seen by the scraper");
 }

@@ -1234,3 +1234,147 @@ fn the_daemon_refuses_an_open_receiver_without_the_opt_out() {
     assert!(err.contains("firehose.access_key_file"), "{err}");
     assert!(err.contains("--firehose.allow-unauthenticated"), "{err}");
 }
+
+/// kill -9 of a push-only daemon at random moments (the first four within
+/// 1 s of start) while a sender delivers like Firehose (each request retried
+/// with its id until it gets 200, across the restarts) and a scraper reads
+/// `/metrics` like Prometheus: the receiver answers 200 only once the
+/// request's counts are saved, and saves the finished request ids with
+/// them, so every event is counted exactly once as the scraper sees it: no
+/// acknowledged event lost, no retried request counted twice, no counter
+/// ever going down.
+#[test]
+fn push_only_sigkill_at_random_points_counts_every_event_exactly_once() {
+    use crate::daemon_restart::{Increase, SERVER};
+    use rand::Rng;
+    const LIVES: usize = 10;
+    let moto = Moto::shared();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, format!("{KEY_NEW}\n")).unwrap();
+    let port = crate::support::free_port();
+    let args = vec![
+        format!("--aws.region={REGION}"),
+        format!("--aws.endpoint-url={}", moto.url),
+        "--poll.enabled=false".into(),
+        format!("--firehose.listen-address=127.0.0.1:{port}"),
+        format!("--firehose.access-key-file={}", keys.display()),
+        "--limits.max-users-per-server=100000".into(),
+        format!("--state.path={}", dir.path().join("state.json").display()),
+    ];
+    let group = format!("/aws/transfer/{SERVER}");
+    let stream = format!("{SERVER}/push");
+
+    // The sender: 20 events per request, one request after another, each
+    // retried (same id, same body) until it is acknowledged.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let retries = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sender = {
+        let (stop, acked, retries) = (stop.clone(), acked.clone(), retries.clone());
+        std::thread::spawn(move || {
+            let mut s = Sender::new(&format!("http://127.0.0.1:{port}/firehose"), Some(KEY_NEW));
+            s.timeout = Duration::from_secs(5);
+            let give_up = Instant::now() + Duration::from_secs(240);
+            while !stop.load(Ordering::Relaxed) {
+                let base = acked.load(Ordering::Relaxed);
+                let t = now_ms();
+                let events: Vec<(String, i64, String)> = (base..base + 20)
+                    .map(|i| {
+                        (
+                            format!("{i:056}"),
+                            t,
+                            shapes::connected(SERVER, &format!("u{i}"), &format!("{i:020x}")),
+                        )
+                    })
+                    .collect();
+                let record =
+                    encode::gzip(encode::data_message(&group, &stream, &events).as_bytes());
+                let id = request_id();
+                let body = s.body(&id, &[record]);
+                loop {
+                    assert!(
+                        Instant::now() < give_up,
+                        "the sender could not deliver in time"
+                    );
+                    if s.send_once(&id, &body).0 == Attempt::Status(200) {
+                        break;
+                    }
+                    retries.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                acked.fetch_add(events.len(), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+
+    let mut rng = rand::rng();
+    let mut prom = Increase::default();
+    for life in 0..LIVES {
+        let mut d = crate::support::Daemon::start(&args);
+        let max_ms = if life < 4 { 1000 } else { 3000 };
+        let kill_at = Instant::now() + Duration::from_millis(rng.random_range(100..max_ms));
+        while Instant::now() < kill_at {
+            prom.observe(life, &d.metrics());
+            std::thread::sleep(Duration::from_millis(rng.random_range(50..250)));
+        }
+        d.kill();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let d = crate::support::Daemon::start(&args);
+    sender.join().expect("sender");
+    let total = acked.load(Ordering::Relaxed);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        prom.observe(LIVES, &d.metrics());
+        if (prom.total.len() >= total && prom.all_last >= total as f64)
+            || Instant::now() >= deadline
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        prom.drops.is_empty(),
+        "counters went down across restarts: {:?}",
+        &prom.drops[..prom.drops.len().min(10)]
+    );
+    let missing: Vec<String> = (0..total)
+        .map(|i| format!("u{i}"))
+        .filter(|u| !prom.total.contains_key(u))
+        .take(10)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged events never counted (e.g. {missing:?}) of {total}; stderr:\n{}",
+        d.stderr_tail(30)
+    );
+    let twice: Vec<(&String, &f64)> = prom
+        .total
+        .iter()
+        .filter(|(_, v)| **v != 1.0)
+        .take(10)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "counted more than once as the scraper sees it: {twice:?}"
+    );
+    assert_eq!(
+        prom.total.len(),
+        total,
+        "counted something never acknowledged"
+    );
+    assert_eq!(
+        prom.all_total, total as f64,
+        "increase() of the all-events series"
+    );
+    assert!(
+        retries.load(Ordering::Relaxed) > 0,
+        "no request was ever retried: the kills did not exercise the retry path"
+    );
+    eprintln!(
+        "push restart: {total} events over {LIVES} SIGKILLed lives + 1, {} retried attempts, each event counted exactly once as seen by the scraper",
+        retries.load(Ordering::Relaxed)
+    );
+}

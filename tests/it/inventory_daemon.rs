@@ -20,12 +20,12 @@ use crate::support::logs::shapes;
 use crate::support::{exposition, now_ms, unique, Daemon, Logs, Moto, REGION};
 
 /// The account moto puts in every ARN.
-const MOTO_ACCOUNT: &str = "123456789012";
-const ROLE: &str = "arn:aws:iam::123456789012:role/transfer-logging";
+pub(crate) const MOTO_ACCOUNT: &str = "123456789012";
+pub(crate) const ROLE: &str = "arn:aws:iam::123456789012:role/transfer-logging";
 /// Bound on the daemon reaching an expected /metrics state.
 const WAIT: Duration = Duration::from_secs(30);
 
-fn transfer_client(moto: &Moto) -> aws_sdk_transfer::Client {
+pub(crate) fn transfer_client(moto: &Moto) -> aws_sdk_transfer::Client {
     let sdk = aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(REGION))
@@ -45,7 +45,7 @@ fn connected(server: &str, user: &str, session: &str) -> String {
 
 /// A public SFTP server in moto with the given logging role and structured
 /// destination (either may be absent); its id.
-fn create_server(
+pub(crate) fn create_server(
     logs: &Logs,
     client: &aws_sdk_transfer::Client,
     role: Option<&str>,

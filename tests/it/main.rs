@@ -20,6 +20,7 @@ mod inventory_moto;
 mod labels_attack;
 mod layout;
 mod probe_listeners;
+mod reload;
 mod source_discovery;
 mod source_faults;
 mod source_harness;

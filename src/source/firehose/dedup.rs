@@ -118,6 +118,35 @@ impl RequestIds {
     pub fn abandon(&mut self, id: &str) {
         self.in_flight.remove(id);
     }
+
+    /// The acknowledged ids, oldest first, each with how long before `now`
+    /// it was acknowledged (for the state file).
+    pub fn export(&self, now: Instant) -> Vec<(String, Duration)> {
+        self.order
+            .iter()
+            .filter(|(t, id)| self.done.get(id) == Some(t))
+            .map(|(t, id)| (id.clone(), now.saturating_duration_since(*t)))
+            .collect()
+    }
+
+    /// Remembers ids acknowledged `age` before `now` (from the state file):
+    /// the ones still within the ttl, within the cap, newest kept.
+    pub fn import(&mut self, mut saved: Vec<(String, Duration)>, now: Instant) {
+        saved.sort_by_key(|s| std::cmp::Reverse(s.1));
+        for (id, age) in saved {
+            if age >= self.ttl || self.done.contains_key(&id) {
+                continue;
+            }
+            let Some(t) = now.checked_sub(age) else {
+                continue;
+            };
+            self.done.insert(id.clone(), t);
+            self.order.push_back((t, id));
+            while self.done.len() > self.cap {
+                self.forget_front();
+            }
+        }
+    }
 }
 
 /// Event ids per log group, in one LRU of bounded size.
@@ -191,6 +220,38 @@ impl EventIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a new process restores is what the last one acknowledged within
+    /// the ttl, with its remaining time: a retry after the restart is
+    /// still recognized, and forgotten when the ttl would have ended.
+    #[test]
+    fn request_ids_survive_export_and_import() {
+        let t0 = Instant::now() + Duration::from_secs(1000);
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut r = RequestIds::new(Duration::from_secs(300), 10);
+        for (id, at) in [("old", 0), ("mid", 100), ("new", 250)] {
+            assert_eq!(r.begin(id, s(at)), Seen::New);
+            r.finish(id, s(at));
+        }
+        let saved = r.export(s(260));
+        assert_eq!(saved.len(), 3);
+        // A new process, 50 s later by its own clock.
+        let later = s(260) + Duration::from_secs(50);
+        let mut back = RequestIds::new(Duration::from_secs(300), 10);
+        let aged: Vec<_> = saved
+            .into_iter()
+            .map(|(id, age)| (id, age + Duration::from_secs(50)))
+            .collect();
+        back.import(aged, later);
+        assert_eq!(back.len(), 2, "'old' was 310 s old: past the ttl");
+        assert_eq!(back.begin("mid", later), Seen::Done);
+        assert_eq!(back.begin("new", later), Seen::Done);
+        assert_eq!(back.begin("old", later), Seen::New);
+        back.abandon("old");
+        // 'mid' was acknowledged at 100: forgotten at 400.
+        assert_eq!(back.begin("mid", s(399)), Seen::Done);
+        assert_eq!(back.begin("mid", s(401)), Seen::New);
+    }
 
     #[test]
     fn request_ids_table() {

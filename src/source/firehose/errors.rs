@@ -40,6 +40,10 @@ pub enum Reject {
     /// timeout raced the original): 503, so the retry comes back after the
     /// original finished and is then acknowledged as a duplicate.
     InFlight,
+    /// Counted, but the state write that must come before the
+    /// acknowledgement failed: 503, so Firehose retries; the retry is
+    /// recognized by its request id and acknowledged once a write succeeds.
+    StateNotSaved,
     /// Not `POST`: 405.
     MethodNotAllowed,
     /// Unknown path: 404.
@@ -52,9 +56,10 @@ impl Reject {
             Reject::Unauthorized => StatusCode::UNAUTHORIZED,
             Reject::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reject::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Reject::ShuttingDown | Reject::Overloaded | Reject::InFlight => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Reject::ShuttingDown
+            | Reject::Overloaded
+            | Reject::InFlight
+            | Reject::StateNotSaved => StatusCode::SERVICE_UNAVAILABLE,
             Reject::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Reject::NotFound => StatusCode::NOT_FOUND,
         }
@@ -66,7 +71,10 @@ impl Reject {
             Reject::Unauthorized => "unauthorized",
             Reject::TooLarge => "too_large",
             Reject::BadRequest(_) | Reject::MethodNotAllowed | Reject::NotFound => "bad_request",
-            Reject::ShuttingDown | Reject::Overloaded | Reject::InFlight => "unavailable",
+            Reject::ShuttingDown
+            | Reject::Overloaded
+            | Reject::InFlight
+            | Reject::StateNotSaved => "unavailable",
         }
     }
 
@@ -78,6 +86,7 @@ impl Reject {
             Reject::TooLarge => "request body is larger than this receiver's max_body_bytes",
             Reject::BadRequest(why) => why,
             Reject::ShuttingDown => "receiver is shutting down; retry",
+            Reject::StateNotSaved => "counted, but the receiver could not save its state; retry",
             Reject::Overloaded => "receiver is busy (too many requests in flight); retry",
             Reject::InFlight => "this request id is being processed; retry",
             Reject::MethodNotAllowed => "only POST is accepted here",

@@ -129,7 +129,15 @@ impl Receiver {
         }
         let start = Instant::now();
         let header_id = header_request_id(&req);
-        let result = self.push(req).await;
+        let mut result = self.push(req).await;
+        if let (Ok(ack), Some(persist)) = (&result, self.inner.persist.get()) {
+            // Acknowledge after persisting: once Firehose has its 200 it
+            // never resends, so the counts must already survive a crash.
+            if let Err(err) = persist.durable().await {
+                tracing::warn!(error = %format!("{err:#}"), "Firehose request counted but the state could not be saved; answering 503 so that it is retried (the retry is recognized by its request id)");
+                result = Err((Reject::StateNotSaved, Some(ack.request_id.clone())));
+            }
+        }
         let resp = match result {
             Ok(ack) => {
                 self.inner.metrics.requests.with_label_values(&["ok"]).inc();
@@ -354,6 +362,8 @@ impl Receiver {
                 .with_label_values(&["event"])
                 .set(seen.len() as i64);
         }
+        // Counted and marked done as one step for a state snapshot.
+        let commit = inner.commit.read().unwrap_or_else(|e| e.into_inner());
         inner.sink.submit(&events);
         ack.events = events.len() as u64;
 
@@ -364,6 +374,7 @@ impl Receiver {
                 .with_label_values(&["request"])
                 .set(ids.len() as i64);
         }
+        drop(commit);
         m.events.inc_by(ack.events);
         m.bytes
             .with_label_values(&["decompressed"])

@@ -29,7 +29,7 @@ pub mod models;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
@@ -45,6 +45,7 @@ use self::auth::Authenticator;
 use self::decode::Undecodable;
 use self::dedup::{EventIds, RequestIds};
 use crate::event::RawEvent;
+use crate::persist::{Persister, Progress};
 use crate::pipeline::Pipeline;
 
 /// Where Firehose delivers.
@@ -212,6 +213,13 @@ pub(crate) struct Inner {
     metrics: FirehoseMetrics,
     requests: Mutex<RequestIds>,
     events: Mutex<EventIds>,
+    /// Held (read) from a request's submit to the moment its id is marked
+    /// done, and (write) by a state snapshot, so that a saved state never
+    /// holds a request's counts without its id, or the id without them.
+    pub(crate) commit: RwLock<()>,
+    /// Where acknowledged requests are made durable first (the daemon's);
+    /// unset in receiver-only tests and benches.
+    pub(crate) persist: OnceLock<Arc<Persister>>,
     permits: Arc<Semaphore>,
     draining: AtomicBool,
     status: Mutex<StatusInner>,
@@ -286,6 +294,54 @@ impl Inner {
     }
 }
 
+/// Slot of the receiver's progress in the state file.
+pub const FIREHOSE_SLOT: &str = "firehose";
+
+/// What the state file holds for the receiver: the acknowledged request
+/// ids still within their ttl (bounded by `max_request_ids`). Event ids are
+/// not saved: after a restart, only a retry with the same request id is
+/// recognized.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedReceiver {
+    request_ids: Vec<SavedRequestId>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedRequestId {
+    id: String,
+    acknowledged_at_ms: i64,
+}
+
+/// The receiver's part of every state snapshot.
+struct SavedRequests(std::sync::Weak<Inner>);
+
+impl Progress for SavedRequests {
+    fn slot(&self) -> &'static str {
+        FIREHOSE_SLOT
+    }
+
+    fn save_under(&self, inner: &mut dyn FnMut()) -> serde_json::Value {
+        let Some(rx) = self.0.upgrade() else {
+            inner();
+            return serde_json::Value::Null;
+        };
+        let commit = rx.commit.write().unwrap_or_else(|e| e.into_inner());
+        inner();
+        let (now, now_wall) = (Instant::now(), now_ms());
+        let request_ids = rx
+            .lock_requests()
+            .export(now)
+            .into_iter()
+            .map(|(id, age)| SavedRequestId {
+                id,
+                acknowledged_at_ms: now_wall - age.as_millis() as i64,
+            })
+            .collect();
+        drop(commit);
+        serde_json::to_value(SavedReceiver { request_ids }).unwrap_or(serde_json::Value::Null)
+    }
+}
+
 /// The receiver: cheap to clone (one shared state).
 #[derive(Clone)]
 pub struct Receiver {
@@ -318,6 +374,8 @@ impl Receiver {
                 metrics,
                 requests: Mutex::new(RequestIds::new(cfg.request_id_ttl, cfg.max_request_ids)),
                 events: Mutex::new(EventIds::new(cfg.max_event_ids)),
+                commit: RwLock::new(()),
+                persist: OnceLock::new(),
                 permits: Arc::new(Semaphore::new(cfg.max_concurrent_requests)),
                 draining: AtomicBool::new(false),
                 status: Mutex::new(StatusInner {
@@ -358,6 +416,34 @@ impl Receiver {
             last_error: st.last_error.clone(),
             warning: self.inner.auth.is_open().then_some(UNAUTHENTICATED_WARNING),
         }
+    }
+
+    /// Saves the finished request ids with every state snapshot of
+    /// `persist` (restoring the ones saved last, still within their ttl),
+    /// and from now on answers 200 only once the request's counts are on
+    /// disk: an acknowledged event is never lost by a crash, and a request
+    /// retried after one is recognized.
+    pub fn persist_with(&self, persist: &Arc<Persister>) {
+        if let Some(saved) = persist.saved(FIREHOSE_SLOT) {
+            match serde_json::from_value::<SavedReceiver>(saved) {
+                Ok(saved) => {
+                    let now_wall = now_ms();
+                    let ids = saved
+                        .request_ids
+                        .into_iter()
+                        .map(|r| {
+                            let age = now_wall.saturating_sub(r.acknowledged_at_ms).max(0);
+                            (r.id, Duration::from_millis(age as u64))
+                        })
+                        .collect();
+                    self.inner.lock_requests().import(ids, Instant::now());
+                }
+                Err(e) => tracing::error!(error = %e,
+                    "saved Firehose request ids are unreadable; a request retried across this restart may be counted twice"),
+            }
+        }
+        persist.register(Arc::new(SavedRequests(Arc::downgrade(&self.inner))));
+        let _ = self.inner.persist.set(persist.clone());
     }
 
     /// Sizes of the dedup memories now: (request ids, event ids). Never

@@ -165,7 +165,7 @@ impl Daemon {
             .build()
             .expect("runtime");
         let running = rt
-            .block_on(App::new(cfg).start())
+            .block_on(App::new(cfg).reload_from(cli.serve.clone()).start())
             .unwrap_or_else(|e| panic!("app did not start: {e:#}"));
         let addr = running.address();
         let agent = ureq::Agent::config_builder()
@@ -274,6 +274,34 @@ impl Daemon {
     pub fn stderr_tail(&self, n: usize) -> String {
         let lines = self.stderr.lock().unwrap();
         lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Sends SIGHUP (reload the configuration).
+    pub fn hangup(&self) {
+        let pid = self.pid();
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -HUP {pid} failed");
+    }
+
+    /// `method path` with an empty body: (status, body).
+    pub fn request(&self, method: &str, path: &str) -> (u16, String) {
+        let url = self.url(path);
+        let result = match method {
+            "POST" => self.agent.post(&url).send_empty(),
+            "PUT" => self.agent.put(&url).send_empty(),
+            "GET" => self.agent.get(&url).call(),
+            "DELETE" => self.agent.delete(&url).call(),
+            other => panic!("request: method {other} not supported here"),
+        };
+        let mut resp =
+            result.unwrap_or_else(|e| panic!("{method} {path}: {e}; stderr:\n{}", self.stderr()));
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().expect("read body");
+        (status, body)
     }
 
     /// Sends SIGTERM (graceful shutdown).

@@ -1,0 +1,426 @@
+//! Persistence of everything counted: one owner of the state store for the
+//! whole daemon, whatever the sources.
+//!
+//! Every write is one consistent snapshot. Each source that keeps progress
+//! (the CloudWatch poller's checkpoints and remembered ids, the Firehose
+//! receiver's finished request ids) registers a [`Progress`] part; a
+//! snapshot takes every part's locks, pauses counting at the ingest
+//! boundary, gathers the counters, and records each part's progress, so
+//! the counter values on disk describe exactly the events behind the
+//! progress on disk. Lock order is the sources' own (a part's lock, then the
+//! ingest boundary): parts are locked one inside the other, then counting
+//! is paused.
+//!
+//! Three kinds of write, all the same snapshot:
+//! - a scrape ([`Persister::scrape`]): the answer serves the families of a
+//!   snapshot written durably first, so what Prometheus saw is on disk;
+//! - an acknowledgement ([`Persister::durable`]): a push source waits until
+//!   a snapshot taken after its events were counted is on disk before it
+//!   answers its sender (group commit: one write covers every waiter that
+//!   arrived before it started);
+//! - the periodic flush (when something changed) and the flush at shutdown.
+//!
+//! Counters and the last sessions are restored when the persister is
+//! created, before any listener serves, so the first scrape of a new life
+//! already continues the last one.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::state::{StateFile, StateStore, STATE_VERSION};
+
+/// A source's progress, saved with the counters.
+pub trait Progress: Send + Sync {
+    /// The part's slot in the state file (stable across versions).
+    fn slot(&self) -> &'static str;
+
+    /// Takes this part's locks so that nothing it is counting is
+    /// half-recorded, calls `inner` (which takes the next part's locks,
+    /// and finally pauses counting and gathers the counters), and returns
+    /// the progress read under those locks.
+    fn save_under(&self, inner: &mut dyn FnMut()) -> serde_json::Value;
+}
+
+/// The owner of the state store.
+pub struct Persister {
+    store: Arc<dyn StateStore>,
+    ingest: Arc<Ingest>,
+    metrics: Arc<Metrics>,
+    parts: Mutex<Vec<Arc<dyn Progress>>>,
+    /// Slots loaded at start that no part has claimed yet: written back as
+    /// they were, so a source that is off for one life (push only) finds
+    /// its progress again when it is back.
+    unclaimed: Mutex<BTreeMap<String, serde_json::Value>>,
+    /// One write at a time; waiters for durability queue here.
+    write_lock: tokio::sync::Mutex<()>,
+    dirty: AtomicBool,
+    /// Durability requests handed out (see [`Persister::durable`]).
+    requested: AtomicU64,
+    /// Highest request covered by a successful write.
+    durable: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Persister {
+    /// Loads the store (never failing: a missing or unreadable file is a
+    /// first start, reported by the store) and restores the counters and
+    /// the last sessions at once.
+    pub fn load(
+        store: Arc<dyn StateStore>,
+        ingest: Arc<Ingest>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Persister> {
+        let state = store.load();
+        ingest.restore_last_sessions(&state.last_sessions);
+        // Counters resume where the saved state (the last served scrape, a
+        // later acknowledgement or flush) left them; the events after the
+        // saved progress are counted again from there.
+        let skipped = metrics.restore_counters(&state.counters);
+        if !state.counters.is_empty() {
+            tracing::info!(
+                series = state.counters.len() - skipped,
+                skipped,
+                "counters resumed from the saved state"
+            );
+        }
+        // Both outcomes exist from the start (a failure alert needs the
+        // series before the first failure; scrapes keep one shape).
+        for outcome in ["success", "failure"] {
+            let _ = metrics.state_writes.with_label_values(&[outcome]);
+        }
+        Arc::new(Persister {
+            store,
+            ingest,
+            metrics,
+            parts: Mutex::new(Vec::new()),
+            unclaimed: Mutex::new(state.parts),
+            write_lock: tokio::sync::Mutex::new(()),
+            dirty: AtomicBool::new(false),
+            requested: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+        })
+    }
+
+    /// Where the state lives, for messages.
+    pub fn describe(&self) -> String {
+        self.store.describe()
+    }
+
+    /// The progress saved in `slot` (`None` on a first start). Until the
+    /// part registers, snapshots keep writing it as it was.
+    pub fn saved(&self, slot: &str) -> Option<serde_json::Value> {
+        lock(&self.unclaimed).get(slot).cloned()
+    }
+
+    /// Includes `part` in every later snapshot (its slot is then written
+    /// from it).
+    pub fn register(&self, part: Arc<dyn Progress>) {
+        let mut parts = lock(&self.parts);
+        lock(&self.unclaimed).remove(part.slot());
+        parts.retain(|p| p.slot() != part.slot());
+        parts.push(part);
+    }
+
+    /// Something was counted or progressed: the periodic flush writes.
+    pub fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Builds the state from memory, consistently (see the module docs).
+    /// Returns it and the families gathered with it, which a scrape
+    /// answering from this state must serve.
+    fn snapshot(&self) -> (StateFile, Vec<prometheus::proto::MetricFamily>) {
+        // Both read under the parts lock, as `register` changes them: a
+        // slot is written either from its part or as it was loaded.
+        let (parts, mut slots) = {
+            let parts = lock(&self.parts);
+            (parts.clone(), lock(&self.unclaimed).clone())
+        };
+        let mut gathered = None;
+        let mut saved: Vec<(&'static str, serde_json::Value)> = Vec::with_capacity(parts.len());
+        {
+            let mut innermost = || {
+                gathered = Some(self.ingest.quiesced(|| self.metrics.registry().gather()));
+            };
+            nest(&parts, &mut innermost, &mut saved);
+        }
+        let (families, last_sessions) = gathered.unwrap_or_default();
+        for (slot, value) in saved {
+            slots.insert(slot.to_owned(), value);
+        }
+        let state = StateFile {
+            version: STATE_VERSION,
+            saved_at_ms: now_ms(),
+            targets: BTreeMap::new(),
+            parts: slots,
+            last_sessions,
+            counters: crate::metrics::saved_counters(&families),
+        };
+        (state, families)
+    }
+
+    /// Takes a snapshot and writes it durably; returns the families gathered
+    /// with it once the write succeeded. Callers hold the write lock.
+    async fn write(&self) -> anyhow::Result<Vec<prometheus::proto::MetricFamily>> {
+        self.dirty.store(false, Ordering::Release);
+        // Every durability request handed out before the snapshot is
+        // covered by it: its events were counted before it asked.
+        let covers = self.requested.load(Ordering::Acquire);
+        let (snap, families) = self.snapshot();
+        let store = self.store.clone();
+        let result = tokio::task::spawn_blocking(move || store.save(&snap))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r);
+        match result {
+            Ok(()) => {
+                self.durable.fetch_max(covers, Ordering::AcqRel);
+                self.metrics
+                    .state_writes
+                    .with_label_values(&["success"])
+                    .inc();
+                Ok(families)
+            }
+            Err(err) => {
+                self.dirty.store(true, Ordering::Release);
+                self.metrics
+                    .state_writes
+                    .with_label_values(&["failure"])
+                    .inc();
+                tracing::error!(path = %self.store.describe(), error = %err, "writing the state file failed; will retry");
+                Err(anyhow::anyhow!(
+                    "writing state file {}: {err}",
+                    self.store.describe()
+                ))
+            }
+        }
+    }
+
+    /// Writes the state now (periodic flush, shutdown).
+    pub async fn flush(&self) -> anyhow::Result<()> {
+        let _guard = self.write_lock.lock().await;
+        self.write().await.map(|_| ())
+    }
+
+    /// For a scrape: takes a consistent snapshot, writes it durably, and
+    /// returns the families to serve, so that the state on disk is exactly
+    /// the state behind the values in the answer. If the write fails the
+    /// families are still returned (the scrape is answered;
+    /// `state_writes_total{outcome="failure"}` and the log say the guarantee
+    /// is at risk).
+    pub async fn scrape(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let _guard = self.write_lock.lock().await;
+        match self.write().await {
+            Ok(f) => f,
+            Err(_) => self.metrics.registry().gather(),
+        }
+    }
+
+    /// Returns once a snapshot taken after this call began is on disk: a
+    /// push source calls it after its events were counted and before it
+    /// acknowledges them, so an acknowledged event is never lost by a crash
+    /// (the sender does not resend it). Concurrent callers share writes.
+    pub async fn durable(&self) -> anyhow::Result<()> {
+        let mine = self.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        if self.durable.load(Ordering::Acquire) >= mine {
+            return Ok(());
+        }
+        let _guard = self.write_lock.lock().await;
+        // A write that started while this caller waited may cover it.
+        if self.durable.load(Ordering::Acquire) >= mine {
+            return Ok(());
+        }
+        self.write().await.map(|_| ())
+    }
+
+    /// Writes every `every` when something changed, and once more when
+    /// `cancel` fires.
+    pub async fn run_flusher(self: Arc<Self>, every: Duration, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if self.dirty.load(Ordering::Acquire) {
+                let _ = self.flush().await;
+            }
+        }
+    }
+}
+
+/// Calls `parts[0].save_under(parts[1].save_under(... innermost))`,
+/// collecting each part's saved value.
+fn nest(
+    parts: &[Arc<dyn Progress>],
+    innermost: &mut dyn FnMut(),
+    saved: &mut Vec<(&'static str, serde_json::Value)>,
+) {
+    match parts.split_first() {
+        None => innermost(),
+        Some((first, rest)) => {
+            let mut inner_saved = Vec::new();
+            let value = first.save_under(&mut || nest(rest, innermost, &mut inner_saved));
+            saved.push((first.slot(), value));
+            saved.extend(inner_saved);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Limits;
+    use crate::pipeline::PipelineConfig;
+
+    /// A store in memory that keeps every state saved.
+    #[derive(Default)]
+    struct Memory {
+        initial: Mutex<Option<StateFile>>,
+        saved: Mutex<Vec<serde_json::Value>>,
+    }
+
+    impl StateStore for Memory {
+        fn load(&self) -> StateFile {
+            lock(&self.initial).take().unwrap_or_default()
+        }
+        fn save(&self, state: &StateFile) -> std::io::Result<()> {
+            lock(&self.saved).push(serde_json::to_value(state).unwrap());
+            Ok(())
+        }
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+    }
+
+    struct Part(&'static str, Mutex<u32>);
+
+    impl Progress for Part {
+        fn slot(&self) -> &'static str {
+            self.0
+        }
+        fn save_under(&self, inner: &mut dyn FnMut()) -> serde_json::Value {
+            let n = lock(&self.1);
+            inner();
+            serde_json::json!({ "n": *n })
+        }
+    }
+
+    fn persister(initial: StateFile) -> (Arc<Memory>, Arc<Metrics>, Arc<Persister>) {
+        let store = Arc::new(Memory::default());
+        *lock(&store.initial) = Some(initial);
+        let registry = prometheus::Registry::new();
+        let metrics = Arc::new(Metrics::new(&registry, Limits::default()));
+        let ingest = Arc::new(Ingest::new(metrics.clone(), PipelineConfig::default()));
+        let p = Persister::load(store.clone(), ingest, metrics.clone());
+        (store, metrics, p)
+    }
+
+    fn counter(state: &serde_json::Value, name: &str) -> Option<f64> {
+        state["counters"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == name)
+            .and_then(|c| c["value"].as_f64())
+    }
+
+    /// A slot no part claims (a source that is off in this life) is written
+    /// back as it was loaded; a registered part's slot is written from it;
+    /// counters resume from the loaded values at once.
+    #[tokio::test]
+    async fn slots_are_carried_or_written_by_their_part_and_counters_resume() {
+        let mut initial = StateFile {
+            version: STATE_VERSION,
+            ..StateFile::default()
+        };
+        initial
+            .parts
+            .insert("off".into(), serde_json::json!({"keep": [1, 2, 3]}));
+        initial
+            .parts
+            .insert("mine".into(), serde_json::json!({"n": 41}));
+        initial.counters.push(crate::state::SavedCounter {
+            name: "aws_transfer_events_total".into(),
+            labels: [
+                ("server_id".to_owned(), "s-1".to_owned()),
+                ("activity".to_owned(), "CONNECTED".to_owned()),
+            ]
+            .into(),
+            value: 7.0,
+        });
+        let (store, _metrics, p) = persister(initial);
+        assert_eq!(p.saved("mine"), Some(serde_json::json!({"n": 41})));
+        p.flush().await.unwrap();
+        {
+            let saved = lock(&store.saved);
+            assert_eq!(saved[0]["parts"]["mine"], serde_json::json!({"n": 41}));
+            assert_eq!(
+                counter(&saved[0], "aws_transfer_events_total"),
+                Some(7.0),
+                "resumed when loaded"
+            );
+        }
+        p.register(Arc::new(Part("mine", Mutex::new(42))));
+        p.flush().await.unwrap();
+        let saved = lock(&store.saved);
+        assert_eq!(saved[1]["parts"]["mine"], serde_json::json!({"n": 42}));
+        assert_eq!(
+            saved[1]["parts"]["off"],
+            serde_json::json!({"keep": [1, 2, 3]})
+        );
+        assert_eq!(counter(&saved[1], "aws_transfer_events_total"), Some(7.0));
+    }
+
+    /// `durable` returns only after a write that started after the call:
+    /// what was counted before it is on disk; concurrent callers share
+    /// writes (never more writes than callers).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn durable_covers_what_was_counted_before_it_and_shares_writes() {
+        let (store, metrics, p) = persister(StateFile::default());
+        for round in 1..=3u64 {
+            metrics
+                .events
+                .with_label_values(&["s-1", "CONNECTED"])
+                .inc();
+            p.durable().await.unwrap();
+            let saved = lock(&store.saved);
+            let last = saved.last().expect("a write");
+            let v = last["counters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["name"] == "aws_transfer_events_total")
+                .and_then(|c| c["value"].as_f64());
+            assert_eq!(v, Some(round as f64), "round {round}");
+        }
+        let before = lock(&store.saved).len();
+        let calls: Vec<_> = (0..32)
+            .map(|_| {
+                let p = p.clone();
+                tokio::spawn(async move { p.durable().await })
+            })
+            .collect();
+        for c in calls {
+            c.await.unwrap().unwrap();
+        }
+        let writes = lock(&store.saved).len() - before;
+        assert!((1..=32).contains(&writes), "{writes} writes for 32 callers");
+    }
+}
