@@ -14,7 +14,8 @@
 //!   `swept_to`, if older) once, so what became visible while no exporter
 //!   ran is counted at once, and a backlog is not read again by a sweep.
 //! * **Sweeps read each stretch of time once more, after its window has
-//!   closed.** Every `sweep_interval` (P) a sweep reads `[swept_to, now -
+//!   closed.** Every `sweep_interval` (P; every W for a quiet group, see
+//!   [`SWEEP_MIN_EVENTS`]) a sweep reads `[swept_to, now -
 //!   lag]` with `lag = sweep_reach - sweep_interval` (R − P ≥ the late-arrival
 //!   window W), then moves `swept_to` to its end. An event that becomes
 //!   visible within W of its timestamp is therefore visible when the sweep
@@ -80,8 +81,8 @@ pub const OVERLAP_SAFETY_FACTOR: f64 = 1.5;
 pub const DELAY_HALF_LIFE_MS: i64 = 5 * 60_000;
 
 /// Fewer observations than this (after decay) say too little for a 99th
-/// percentile: the overlap stays at its floor (the sweep still catches the
-/// stragglers).
+/// percentile: the poll reads the whole late-arrival window (a group that
+/// quiet costs one call per poll either way).
 pub const DELAY_MIN_SAMPLES: u64 = 20;
 
 /// A sweep runs every sweep interval only when its stretch holds at least
@@ -273,14 +274,18 @@ impl GroupProgress {
 
     /// How far behind its checkpoint the next poll reads: the estimated
     /// 99th percentile of the delay times the safety factor, at least the
-    /// floor, at most the late-arrival window.
+    /// floor, at most the late-arrival window. A group with too few recent
+    /// events for an estimate is read over the whole window, as before: it
+    /// costs no extra call (its events fit one page), and its stragglers are
+    /// counted at the next poll rather than a sweep later.
     pub fn overlap_ms(&self, t: &Timing) -> i64 {
         let w = t.late_window_ms.max(0);
-        let est = self
-            .delay
-            .quantile_ms(DELAY_QUANTILE, w)
-            .map_or(0, |q| (q as f64 * OVERLAP_SAFETY_FACTOR).ceil() as i64);
-        est.max(t.overlap_floor_ms).min(w)
+        match self.delay.quantile_ms(DELAY_QUANTILE, w) {
+            Some(q) => ((q as f64 * OVERLAP_SAFETY_FACTOR).ceil() as i64)
+                .max(t.overlap_floor_ms)
+                .min(w),
+            None => w,
+        }
     }
 
     /// The window the next poll reads: the overlap behind the checkpoint.
@@ -418,10 +423,15 @@ mod tests {
         assert_eq!(p.swept_to_ms, Some(95 * MIN));
         assert_eq!(p.sweep_due(100 * MIN + 10 * SEC, &t), None);
         let w2 = p.window(100 * MIN + 10 * SEC, &t);
+        assert_eq!(w2.start_ms, 95 * MIN, "no delay learned yet: the window");
+        for _ in 0..100 {
+            p.delay.observe(300);
+        }
+        let w2 = p.window(100 * MIN + 10 * SEC, &t);
         assert_eq!(
             (w2.start_ms, w2.end_ms),
             (100 * MIN - 2 * SEC, 100 * MIN + 10 * SEC),
-            "a poll reads the floor of overlap behind its checkpoint, not the window"
+            "fast events: a poll reads the floor of overlap behind its checkpoint"
         );
         // A quiet group is swept once per window...
         assert_eq!(p.sweep_due(101 * MIN, &t), None);
@@ -450,14 +460,14 @@ mod tests {
         let t = defaults();
         // (delays observed, expected overlap)
         let cases: &[(&[(i64, usize)], i64)] = &[
-            (&[], 2 * SEC),                          // nothing learned: the floor
+            (&[], 5 * MIN),                          // nothing learned: the window
             (&[(50, 1000)], 2 * SEC),                // fast group: the floor
             (&[(4 * SEC, 1000)], 7_455),             // 2 s + 99% of (2 s, 5 s], × 1.5
             (&[(50, 990), (4 * SEC, 10)], 2 * SEC),  // the top 1% is left to the sweep
             (&[(50, 900), (40 * SEC, 100)], 85_500), // 10% slow: covered
             (&[(2 * 3_600 * SEC, 100)], 5 * MIN),    // never beyond the window
             (&[(-5 * SEC, 100)], 2 * SEC),           // clock skew counts as no delay
-            (&[(4 * SEC, 19)], 2 * SEC),             // too few samples
+            (&[(4 * SEC, 19)], 5 * MIN),             // too few samples
         ];
         for (obs, want) in cases {
             let mut p = GroupProgress::new(0, 0);
@@ -514,6 +524,9 @@ mod tests {
         p.complete(&w1, ReadKind::Poll, 100 * MIN, &t);
         assert!(p.seen.contains_key("a"), "a is newer than swept_to (95m)");
         assert!(!p.seen.contains_key("b"), "b (91m) is complete: forgotten");
+        for _ in 0..100 {
+            p.delay.observe(300); // learned: fast events, the floor of overlap
+        }
         let w2 = p.window(102 * MIN, &t);
         let poll2: &[Row] = &[
             ("a", 99 * MIN, None, Admit::OutOfWindow), // before this poll's overlap
@@ -660,6 +673,9 @@ mod tests {
             Some(6_010_000 - 5 * MIN),
             "the first poll read from swept_to: it swept"
         );
+        for _ in 0..100 {
+            p.delay.observe(300);
+        }
         let w = p.window(6_020_000, &t);
         assert_eq!(w.start_ms, 6_010_000 - 2 * SEC, "then the overlap");
         let s = p.sweep_due(6_010_000 + 6 * MIN, &t).expect("due");
