@@ -129,6 +129,9 @@ fn main() {
         } else {
             source::DEFAULT_API_RATE_PER_SECOND
         },
+        overlap_floor: source::DEFAULT_OVERLAP_FLOOR,
+        sweep_interval: source::DEFAULT_SWEEP_INTERVAL,
+        sweep_reach: None,
     };
     // Assembled by the app builder, as `main` does, with only the source.
     let args = ServeArgs {

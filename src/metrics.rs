@@ -211,6 +211,11 @@ impl LabelGuard {
 const API_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Histogram buckets for one poll round of one log group, in seconds.
 const POLL_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0];
+/// Histogram buckets for `ingestionTime - timestamp`, in seconds: from the
+/// usual sub-second to beyond any late-arrival window worth configuring.
+const DELAY_BUCKETS: &[f64] = &[
+    0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
 
 /// Every metric family. Fields are public so sources (poller, inventory,
 /// probe) update them directly; the product families with user labels are
@@ -296,6 +301,10 @@ pub struct Metrics {
     pub events_late: IntCounterVec,
     /// `{log_group}` one poll round of one group.
     pub poll_duration: HistogramVec,
+    /// `{log_group}` `ingestionTime - timestamp` of each event when first
+    /// read (counted or reported late), seconds. Per log group like the
+    /// other poll families: the poller's overlap is estimated per group.
+    pub ingestion_delay: HistogramVec,
     /// `{log_group, kind}` failed poll rounds (kind as api outcome).
     pub poll_errors: IntCounterVec,
     /// `{log_group}` now minus the newest event counted, seconds. Set when
@@ -468,6 +477,9 @@ impl Metrics {
                 &["log_group"]),
             poll_duration: histogram(reg, "aws_transfer_exporter_poll_duration_seconds",
                 "Duration of one poll round of one log group.", &["log_group"], POLL_BUCKETS),
+            ingestion_delay: histogram(reg, "aws_transfer_exporter_ingestion_delay_seconds",
+                "How late events became visible: ingestionTime minus the event's timestamp, observed once per event when first read.",
+                &["log_group"], DELAY_BUCKETS),
             poll_errors: counter(reg, group, "aws_transfer_exporter_poll_errors_total",
                 "Failed poll rounds, by log group and error kind.",
                 &["log_group", "kind"]),

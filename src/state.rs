@@ -1,7 +1,7 @@
 //! The state store: what must survive a restart. Today's store is one JSON
 //! file ([`FileStore`]). It holds each source's progress as an opaque value
 //! the source owns, in its slot (the CloudWatch poller's per-group
-//! checkpoints, remembered ids and audit slices, per target; the Firehose
+//! checkpoints, remembered ids and sweep positions, per target; the Firehose
 //! receiver's finished request ids), every counter's value, and the last
 //! session per user (the silent-partner gauge), so the store depends on no
 //! stage of the flow: the stages depend on it. What is written when, and

@@ -18,6 +18,9 @@ pub struct LogEvent {
     pub event_id: String,
     pub log_stream: String,
     pub timestamp_ms: i64,
+    /// When CloudWatch Logs ingested it (`ingestionTime`), if the API said:
+    /// the base of the poller's delay estimate and of its late verdict.
+    pub ingestion_time_ms: Option<i64>,
     pub message: String,
 }
 
@@ -122,6 +125,7 @@ impl LogsApi for SdkLogs {
                     event_id: e.event_id().unwrap_or_default().to_owned(),
                     log_stream: e.log_stream_name().unwrap_or_default().to_owned(),
                     timestamp_ms: e.timestamp().unwrap_or_default(),
+                    ingestion_time_ms: e.ingestion_time(),
                     message: e.message().unwrap_or_default().to_owned(),
                 })
                 .collect();

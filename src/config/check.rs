@@ -499,6 +499,15 @@ pub fn check(
     let mut poll = c.section("poll".into(), v);
     let v = poll.take("enabled");
     let poll_enabled = c.boolean("poll.enabled", v, true);
+    // How each group is read (see `source::checkpoint`): every poll reads a
+    // little behind its checkpoint, a slower sweep reads each stretch once
+    // more after its late-arrival window has closed.
+    let v = poll.take("overlap_floor");
+    let overlap_floor = c.duration("poll.overlap_floor", v, DEFAULT_OVERLAP_FLOOR);
+    let v = poll.take("sweep_interval");
+    let sweep_interval = c.positive_duration("poll.sweep_interval", v, DEFAULT_SWEEP_INTERVAL);
+    let v = poll.take("sweep_reach");
+    let sweep_reach = v.map(|v| c.duration("poll.sweep_reach", Some(v), Duration::ZERO));
     c.finish(poll);
 
     let v = root.take("firehose");
@@ -509,7 +518,36 @@ pub fn check(
     let v = root.take("probe");
     let probe = check_probe(&mut c, v);
     let v = root.take("targets");
-    let targets = check_targets(&mut c, v, env_region);
+    let mut targets = check_targets(&mut c, v, env_region);
+    let most = sweep_interval + MAX_LATE_ARRIVAL_WINDOW;
+    if sweep_reach.is_some_and(|r| r > most) {
+        c.bad(
+            "poll.sweep_reach",
+            format!(
+                "{} is longer than the maximum {} (poll.sweep_interval plus the longest late-arrival window); event ids are remembered over the reach",
+                humantime::format_duration(sweep_reach.unwrap_or_default()),
+                humantime::format_duration(most),
+            ),
+        );
+    }
+    for (i, t) in targets.iter_mut().enumerate() {
+        t.overlap_floor = overlap_floor;
+        t.sweep_interval = sweep_interval;
+        t.sweep_reach = sweep_reach;
+        let least = sweep_interval + t.late_arrival_window;
+        if sweep_reach.is_some_and(|r| r < least) {
+            c.bad(
+                "poll.sweep_reach",
+                format!(
+                    "{} is shorter than poll.sweep_interval ({}) plus targets[{i}].late_arrival_window ({}): events visible late within the window would fall between sweeps; use at least {} or remove the key (the default is exactly that)",
+                    humantime::format_duration(sweep_reach.unwrap_or_default()),
+                    humantime::format_duration(sweep_interval),
+                    humantime::format_duration(t.late_arrival_window),
+                    humantime::format_duration(least),
+                ),
+            );
+        }
+    }
 
     c.finish(root);
     if c.problems.is_empty() {
@@ -917,6 +955,10 @@ fn check_targets(
             discovery_interval,
             page_limit,
             api_rate_per_second,
+            // Set from the `poll` section by the caller.
+            overlap_floor: DEFAULT_OVERLAP_FLOOR,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            sweep_reach: None,
         });
     }
     targets
@@ -1015,6 +1057,42 @@ mod tests {
                 .iter()
                 .any(|e| e.starts_with("probe.targets[0].adress: unknown key")),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn poll_section_sets_every_target_and_checks_the_reach() {
+        let c = section("poll", "overlap_floor: 500ms\nsweep_interval: 30s").unwrap();
+        let t = &c.targets[0];
+        assert_eq!(t.overlap_floor, Duration::from_millis(500));
+        assert_eq!(t.sweep_interval, Duration::from_secs(30));
+        assert_eq!(t.sweep_reach, None);
+        let timing = t.timing();
+        assert_eq!(
+            timing.sweep_reach_ms,
+            (DEFAULT_LATE_ARRIVAL_WINDOW + Duration::from_secs(30)).as_millis() as i64,
+            "the default reach is the window plus the sweep interval"
+        );
+        let c = section("poll", "sweep_reach: 20m").unwrap();
+        assert_eq!(c.targets[0].sweep_reach, Some(Duration::from_secs(1200)));
+        assert_eq!(c.targets[0].overlap_floor, DEFAULT_OVERLAP_FLOOR);
+        assert_eq!(c.targets[0].sweep_interval, DEFAULT_SWEEP_INTERVAL);
+        for (yaml, key) in [
+            ("sweep_reach: 5m", "poll.sweep_reach:"), // < 1 m + the 5 m window
+            ("sweep_interval: 0s", "poll.sweep_interval:"),
+            ("overlap_floor: soon", "poll.overlap_floor:"),
+            ("sweep: 1m", "poll.sweep:"),
+        ] {
+            let errors = problems("poll", yaml);
+            assert!(
+                errors.len() == 1 && errors[0].starts_with(key),
+                "input {yaml:?}: {errors:?}"
+            );
+        }
+        let errors = problems("poll", "sweep_reach: 5m");
+        assert!(
+            errors[0].contains("targets[0].late_arrival_window") && errors[0].contains("6m"),
+            "names the window and the least reach: {errors:?}"
         );
     }
 

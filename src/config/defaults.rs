@@ -25,6 +25,25 @@ pub const DEFAULT_LATE_ARRIVAL_WINDOW: Duration = Duration::from_secs(5 * 60);
 /// the shared budget, so shorter intervals only pay off with few groups.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
+/// The least each poll reads behind its checkpoint, whatever the delay
+/// estimate says. `ingestionTime` does not include the moment between
+/// ingestion and FilterLogEvents returning the event; two seconds covers
+/// that, and at the default 10 s poll interval costs one re-read in five.
+/// Events the overlap misses are still counted, by the sweep.
+pub const DEFAULT_OVERLAP_FLOOR: Duration = Duration::from_secs(2);
+
+/// How often each group's stretch whose late-arrival window has closed is
+/// swept (read once more). Each sweep costs at least one call, a sixth of
+/// what the polls of a minute cost at the default interval; remembered ids
+/// cover about the window plus two sweep intervals, and an event the polls'
+/// overlap missed is counted up to the window plus this after its
+/// timestamp. A minute keeps all three small.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+// The default sweep reach is not a constant: it is each target's
+// late-arrival window plus the sweep interval, the least reach that misses
+// no event visible within the window (`TargetSpec::timing`).
+
 /// How often group prefixes are listed again. New Transfer servers are rare;
 /// five minutes picks them up the same coffee break without spending the
 /// budget (one DescribeLogGroups call per 50 groups per prefix).

@@ -165,6 +165,18 @@ impl Config {
         }
         let _ = writeln!(out, "  web.enable_lifecycle: {}", self.web_enable_lifecycle);
         let _ = writeln!(out, "  poll.enabled: {}", self.poll_enabled);
+        if let Some(t) = self.targets.first() {
+            let _ = writeln!(
+                out,
+                "  poll.overlap_floor: {}\n  poll.sweep_interval: {}\n  poll.sweep_reach: {}",
+                humantime::format_duration(t.overlap_floor),
+                humantime::format_duration(t.sweep_interval),
+                t.sweep_reach.map_or_else(
+                    || "late_arrival_window + sweep_interval".to_owned(),
+                    |r| humantime::format_duration(r).to_string()
+                ),
+            );
+        }
         match &self.firehose {
             Some(f) => {
                 let _ = writeln!(

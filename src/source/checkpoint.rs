@@ -3,55 +3,109 @@
 //!
 //! # The rules
 //!
-//! * **Window.** Each poll reads `[checkpoint - late_window, now]`. The
-//!   checkpoint is the `now` of the last poll whose pagination completed, so
-//!   an event that becomes visible up to `late_window` after its timestamp is
-//!   still inside some later window. A new group starts with
-//!   `checkpoint = floor = now - initial_lookback`, and no window ever reaches
-//!   below the floor.
-//! * **Exactly once within a process.** Every counted event's id is
-//!   remembered with its timestamp; an id seen again is a duplicate. Ids whose
-//!   timestamp is older than the next window start can never be returned
-//!   again, so they are dropped: memory is bounded by the events in one
-//!   window. No order is assumed within or across pages (moto returns events
-//!   grouped by stream, AWS by time).
-//! * **Late beyond the window.** An event that becomes visible more than
-//!   `late_window` after its timestamp is never returned by a window poll. To
-//!   make such losses visible rather than silent, we count how many events we
-//!   counted per [`SLICE_MS`] slice of time; once a slice has been outside the
-//!   window for `audit_delay`, it is read once more (an *audit*) and every
-//!   event found beyond what we counted there is reported as late
-//!   (`aws_transfer_exporter_events_late_total`). Late events are reported,
-//!   never counted in the product metrics: counting them would make a counter
-//!   jump for something that happened long ago.
+//! * **Polls read a little behind the checkpoint.** The checkpoint is the
+//!   `now` of the last poll whose pagination completed. Each poll reads
+//!   `[checkpoint - overlap, now]`, where the overlap comes from how late
+//!   events of this group really become visible: a decaying estimate of the
+//!   99th percentile of `ingestionTime - timestamp`, times a safety factor,
+//!   never below the configured floor nor above the late-arrival window. In
+//!   steady state a poll re-reads only the overlap, not the whole window.
+//!   The first poll in a process reads the whole window (and from
+//!   `swept_to`, if older) once, so what became visible while no exporter
+//!   ran is counted at once, and a backlog is not read again by a sweep.
+//! * **Sweeps read each stretch of time once more, after its window has
+//!   closed.** Every `sweep_interval` (P; every W for a quiet group, see
+//!   [`SWEEP_MIN_EVENTS`]) a sweep reads `[swept_to, now -
+//!   lag]` with `lag = sweep_reach - sweep_interval` (R − P ≥ the late-arrival
+//!   window W), then moves `swept_to` to its end. An event that becomes
+//!   visible within W of its timestamp is therefore visible when the sweep
+//!   of its stretch runs, so a sweep finds whatever the polls' overlap
+//!   missed. A sweep skips everything before `swept_to` (already swept, so
+//!   complete) and everything after `now - lag` (still open: reading it now
+//!   would only have to be repeated), so each event is read by exactly one
+//!   sweep: about one read when new plus one by the sweep.
+//! * **Exactly once within a process.** Every event handled (counted or
+//!   reported late) is remembered by id with its timestamp until no read can
+//!   return it again: ids older than both the next poll's start and
+//!   `swept_to` are dropped (`kept_from_ms`), so memory is bounded by the
+//!   events of about `lag + sweep_interval + poll interval`. No order is
+//!   assumed within or across pages (moto returns events grouped by stream,
+//!   AWS by time).
+//! * **Late beyond the window.** An event whose `ingestionTime` is more than
+//!   W after its timestamp is reported (`aws_transfer_exporter_events_late_total`),
+//!   never counted in the product metrics: counting it would make a counter
+//!   jump for something that happened long ago. Sweeps find such events up
+//!   to `lag` (plus up to one sweep interval) late.
 //!
 //! # Honest limits
 //!
-//! * An event visible later than `late_window + audit_delay` after its
-//!   timestamp (after its slice was audited) is neither counted nor reported.
-//! * An audit reports a *number* of late events per slice, not which ones.
-//! * Events deleted before an audit (retention shorter than the horizon, a
-//!   deleted stream) hide the same number of late events in that slice.
+//! * An event that becomes visible after the sweep of its stretch (more than
+//!   `sweep_reach - sweep_interval` after its timestamp, W with the default
+//!   reach) is neither counted nor reported. Raise `poll.sweep_reach` to
+//!   report later events, at the cost of memory (ids are remembered over the
+//!   reach) and of counting in-window stragglers later.
+//! * An event inside W that the polls' overlap missed is counted when its
+//!   stretch is swept: up to `sweep_reach` after its timestamp.
+//! * Events without an `ingestionTime` are taken as on time.
+//!
+//! # State compatibility
+//!
+//! Progress saved by the window-and-audit poller (fields `slices`,
+//! `audited_to_ms`, no `swept_to_ms`) loads: its ids cover
+//! `[checkpoint - W, checkpoint]`, which becomes both `swept_to_ms` and
+//! `kept_from_ms` on first use ([`GroupProgress::normalize`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Width of the time slices whose counts the late-event audit compares.
-/// Small enough that the slice map for a window of minutes stays tiny, large
-/// enough that a busy group does not need one entry per event.
-pub const SLICE_MS: i64 = 10_000;
+/// Upper bounds of the delay estimate's buckets, milliseconds (the last
+/// bucket is open). Roughly doubling: fine where CloudWatch usually is
+/// (sub-second to seconds), coarse where only the order of magnitude matters.
+pub const DELAY_BOUNDS_MS: &[i64] = &[
+    100, 250, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 60_000, 120_000, 300_000, 600_000,
+    1_800_000, 3_600_000,
+];
+
+/// The quantile of the delay the overlap covers. The rest (1 in 100 at
+/// most) is found by the sweep, later but still exactly once.
+pub const DELAY_QUANTILE: f64 = 0.99;
+
+/// The overlap is this many times the estimated quantile: delays drift
+/// between estimate updates, and the estimate interpolates within buckets.
+pub const OVERLAP_SAFETY_FACTOR: f64 = 1.5;
+
+/// Observations older than this count half as much: the estimate follows a
+/// change in CloudWatch's behaviour within minutes, yet a quiet group keeps
+/// what it learned over a few of them.
+pub const DELAY_HALF_LIFE_MS: i64 = 5 * 60_000;
+
+/// Fewer observations than this (after decay) say too little for a 99th
+/// percentile: the poll reads the whole late-arrival window (a group that
+/// quiet costs one call per poll either way).
+pub const DELAY_MIN_SAMPLES: u64 = 20;
+
+/// A sweep runs every sweep interval only when its stretch holds at least
+/// this many events; a quieter group is swept once per late-arrival window.
+/// A thousand events of ~400 bytes fill about 40% of a 1 MB page, so a busy
+/// group's sweep calls carry real pages while an idle group costs one sweep
+/// call per window (with 100 idle groups, 20 calls a minute instead of 100,
+/// from a default budget of 120).
+pub const SWEEP_MIN_EVENTS: usize = 1000;
 
 /// What happened to one event offered to [`GroupProgress::admit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
-    /// Not seen before: count it.
+    /// Not seen before, visible within the late-arrival window: count it.
     New,
-    /// Its id was already counted in this window.
+    /// Its id was already handled (counted or reported).
     Duplicate,
-    /// Older than the current window start: the API should never return it;
-    /// ignored (it may have been counted already and its id forgotten).
+    /// Older than the range this read may handle: already swept (complete),
+    /// or below the floor. Ignored.
     OutOfWindow,
+    /// Not seen before, but it became visible more than the late-arrival
+    /// window after its timestamp: report it, do not count it.
+    Late,
 }
 
 /// A time range `[start_ms, end_ms]` to read (both inclusive, as
@@ -62,6 +116,97 @@ pub struct Window {
     pub end_ms: i64,
 }
 
+/// Which kind of read a window is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadKind {
+    /// The frequent read from just behind the checkpoint to now.
+    Poll,
+    /// The slower read of a stretch whose late-arrival window has closed.
+    Sweep,
+}
+
+/// The timing the rules use, from the target and the `poll` section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// W: events visible within this of their timestamp are counted.
+    pub late_window_ms: i64,
+    /// The least a poll reads behind its checkpoint.
+    pub overlap_floor_ms: i64,
+    /// P: how often a sweep runs.
+    pub sweep_interval_ms: i64,
+    /// R: how far back from now a sweep reaches (≥ P + W).
+    pub sweep_reach_ms: i64,
+}
+
+impl Timing {
+    /// How far behind now a sweep stops: R − P, never below W.
+    pub fn sweep_lag_ms(&self) -> i64 {
+        (self.sweep_reach_ms - self.sweep_interval_ms).max(self.late_window_ms)
+    }
+}
+
+/// A decaying histogram of `ingestionTime - timestamp`, the base of the
+/// polls' overlap. Counts are halved every [`DELAY_HALF_LIFE_MS`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DelayEstimate {
+    /// Observations per bucket of [`DELAY_BOUNDS_MS`] (+1 open bucket).
+    #[serde(default)]
+    pub counts: Vec<u64>,
+    /// When the counts were last halved, Unix milliseconds.
+    #[serde(default)]
+    pub decayed_at_ms: i64,
+}
+
+impl DelayEstimate {
+    /// Records one delay (negative delays, from clock skew, count as 0).
+    pub fn observe(&mut self, delay_ms: i64) {
+        if self.counts.len() != DELAY_BOUNDS_MS.len() + 1 {
+            self.counts = vec![0; DELAY_BOUNDS_MS.len() + 1];
+        }
+        let i = DELAY_BOUNDS_MS.partition_point(|b| *b < delay_ms.max(0));
+        self.counts[i] += 1;
+    }
+
+    /// Halves the counts once per half-life elapsed since the last decay.
+    pub fn decay(&mut self, now_ms: i64) {
+        if self.decayed_at_ms == 0 || now_ms < self.decayed_at_ms {
+            self.decayed_at_ms = now_ms;
+            return;
+        }
+        let halvings = (now_ms - self.decayed_at_ms) / DELAY_HALF_LIFE_MS;
+        if halvings > 0 {
+            let shift = halvings.min(63) as u32;
+            for c in &mut self.counts {
+                *c >>= shift;
+            }
+            self.decayed_at_ms += halvings * DELAY_HALF_LIFE_MS;
+        }
+    }
+
+    /// The estimated `q` quantile in milliseconds (linear within a bucket;
+    /// the open bucket answers `cap_ms`), or `None` with too few samples.
+    pub fn quantile_ms(&self, q: f64, cap_ms: i64) -> Option<i64> {
+        let total: u64 = self.counts.iter().sum();
+        if total < DELAY_MIN_SAMPLES {
+            return None;
+        }
+        let rank = q * total as f64;
+        let mut below = 0u64;
+        for (i, c) in self.counts.iter().enumerate() {
+            if *c > 0 && (below + c) as f64 >= rank {
+                let Some(&hi) = DELAY_BOUNDS_MS.get(i) else {
+                    return Some(cap_ms);
+                };
+                let lo = if i == 0 { 0 } else { DELAY_BOUNDS_MS[i - 1] };
+                let frac = ((rank - below as f64) / *c as f64).clamp(0.0, 1.0);
+                return Some(lo + ((hi - lo) as f64 * frac).ceil() as i64);
+            }
+            below += c;
+        }
+        Some(cap_ms)
+    }
+}
+
 /// Progress through one log group. Serialized as-is into the state file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupProgress {
@@ -69,19 +214,28 @@ pub struct GroupProgress {
     pub checkpoint_ms: i64,
     /// Nothing older is ever read (the group's initial start position).
     pub floor_ms: i64,
-    /// Ids counted whose timestamp is inside the current window: id -> timestamp.
+    /// Ids handled (counted or reported late) that a read may still
+    /// return: id -> timestamp.
     pub seen: HashMap<String, i64>,
-    /// Events counted per slice (slice start -> count), for slices not yet audited.
-    pub slices: BTreeMap<i64, u64>,
-    /// Every slice before this has been audited (or lies below the floor).
-    pub audited_to_ms: i64,
+    /// Every event stamped before this has been swept: complete. `None` in
+    /// progress saved before sweeps existed (see [`Self::normalize`]).
+    #[serde(default)]
+    pub swept_to_ms: Option<i64>,
+    /// `seen` holds every handled id stamped at or after this; no read
+    /// handles an event stamped before it.
+    #[serde(default)]
+    pub kept_from_ms: Option<i64>,
+    /// How late this group's events become visible.
+    #[serde(default)]
+    pub delay: DelayEstimate,
     /// Timestamp of the newest event counted, if any.
+    #[serde(default)]
     pub newest_event_ms: Option<i64>,
-}
-
-/// Rounds down to a slice boundary.
-pub fn slice_of(ts_ms: i64) -> i64 {
-    ts_ms.div_euclid(SLICE_MS) * SLICE_MS
+    /// A poll of this group completed in this process. Until then polls
+    /// read the whole late-arrival window: whatever became visible while no
+    /// exporter ran is counted at once, not a sweep later. Not saved.
+    #[serde(skip)]
+    pub polled_in_process: bool,
 }
 
 impl GroupProgress {
@@ -92,292 +246,453 @@ impl GroupProgress {
             checkpoint_ms: floor,
             floor_ms: floor,
             seen: HashMap::new(),
-            slices: BTreeMap::new(),
-            audited_to_ms: slice_of(floor),
+            swept_to_ms: Some(floor),
+            kept_from_ms: Some(floor),
+            delay: DelayEstimate::default(),
             newest_event_ms: None,
+            polled_in_process: false,
         }
     }
 
-    /// Start of the next window.
-    pub fn window_start(&self, late_window_ms: i64) -> i64 {
-        (self.checkpoint_ms - late_window_ms).max(self.floor_ms)
+    /// Fills in what progress saved by the window-and-audit poller lacks:
+    /// it read `[checkpoint - W, now]` every poll and remembered the ids of
+    /// that range, so that range's start is where sweeping resumes and what
+    /// the ids cover. Idempotent.
+    pub fn normalize(&mut self, t: &Timing) {
+        let old_start = (self.checkpoint_ms - t.late_window_ms.max(0)).max(self.floor_ms);
+        let swept = *self.swept_to_ms.get_or_insert(old_start);
+        self.kept_from_ms.get_or_insert(old_start.min(swept));
     }
 
-    /// The window the next poll reads.
-    pub fn window(&self, now_ms: i64, late_window_ms: i64) -> Window {
-        let start_ms = self.window_start(late_window_ms);
+    fn swept_to(&self) -> i64 {
+        self.swept_to_ms.unwrap_or(self.floor_ms)
+    }
+
+    fn kept_from(&self) -> i64 {
+        self.kept_from_ms.unwrap_or(self.floor_ms)
+    }
+
+    /// How far behind its checkpoint the next poll reads: the estimated
+    /// 99th percentile of the delay times the safety factor, at least the
+    /// floor, at most the late-arrival window. A group with too few recent
+    /// events for an estimate is read over the whole window, as before: it
+    /// costs no extra call (its events fit one page), and its stragglers are
+    /// counted at the next poll rather than a sweep later.
+    pub fn overlap_ms(&self, t: &Timing) -> i64 {
+        let w = t.late_window_ms.max(0);
+        match self.delay.quantile_ms(DELAY_QUANTILE, w) {
+            Some(q) => ((q as f64 * OVERLAP_SAFETY_FACTOR).ceil() as i64)
+                .max(t.overlap_floor_ms)
+                .min(w),
+            None => w,
+        }
+    }
+
+    /// The window the next poll reads: the overlap behind the checkpoint.
+    /// The first poll in a process reads the whole late-arrival window, and
+    /// from where sweeping stopped if that is older: it then also does the
+    /// sweep's work, so a backlog after downtime is read once, not twice.
+    pub fn window(&self, now_ms: i64, t: &Timing) -> Window {
+        let from = if self.polled_in_process {
+            self.checkpoint_ms - self.overlap_ms(t)
+        } else {
+            (self.checkpoint_ms - t.late_window_ms.max(0)).min(self.swept_to())
+        };
+        let start_ms = from.max(self.kept_from()).max(self.floor_ms);
         Window {
             start_ms,
             end_ms: now_ms.max(start_ms),
         }
     }
 
-    /// Decides about one event returned for `window`, remembering it if new.
-    pub fn admit(&mut self, window: &Window, event_id: &str, ts_ms: i64) -> Admit {
-        if ts_ms < window.start_ms {
+    /// The stretch to sweep now, if one is due: from where the last sweep
+    /// ended to `now - lag`, once that spans at least a sweep interval and
+    /// either holds [`SWEEP_MIN_EVENTS`] handled events or spans a
+    /// late-arrival window (a quiet group is swept every window, not every
+    /// sweep interval: a sweep costs a call however few events it returns).
+    /// Stretches are contiguous whatever their length, so every event is
+    /// swept once, at least `lag` after its timestamp.
+    pub fn sweep_due(&self, now_ms: i64, t: &Timing) -> Option<Window> {
+        let start_ms = self.swept_to();
+        let end_ms = now_ms - t.sweep_lag_ms();
+        let span = end_ms - start_ms;
+        if span < t.sweep_interval_ms.max(1) {
+            return None;
+        }
+        let busy = || {
+            self.seen
+                .values()
+                .filter(|ts| (start_ms..=end_ms).contains(*ts))
+                .take(SWEEP_MIN_EVENTS)
+                .count()
+                >= SWEEP_MIN_EVENTS
+        };
+        (span >= t.late_window_ms || busy()).then_some(Window { start_ms, end_ms })
+    }
+
+    /// Decides about one event returned for `window`, remembering it if it
+    /// was not handled before. `ingestion_ms` is the event's
+    /// `ingestionTime`. With `late_after_ms` (sweeps: the late-arrival
+    /// window), an event ingested more than that after its timestamp is
+    /// [`Admit::Late`]. Polls pass `None`: what a poll's window returns is
+    /// counted, as the window poller always did (an event stamped before
+    /// the exporter's first read, or visible while it was down, is not late
+    /// for having waited for it).
+    pub fn admit(
+        &mut self,
+        window: &Window,
+        event_id: &str,
+        ts_ms: i64,
+        ingestion_ms: Option<i64>,
+        late_after_ms: Option<i64>,
+    ) -> Admit {
+        if ts_ms < window.start_ms || ts_ms < self.kept_from() {
             return Admit::OutOfWindow;
         }
         if self.seen.contains_key(event_id) {
             return Admit::Duplicate;
         }
         self.seen.insert(event_id.to_owned(), ts_ms);
-        *self.slices.entry(slice_of(ts_ms)).or_insert(0) += 1;
+        let delay = ingestion_ms.map(|i| i - ts_ms);
+        if let Some(d) = delay {
+            self.delay.observe(d);
+            if late_after_ms.is_some_and(|w| d > w) {
+                return Admit::Late;
+            }
+        }
         if self.newest_event_ms.is_none_or(|n| ts_ms > n) {
             self.newest_event_ms = Some(ts_ms);
         }
         Admit::New
     }
 
-    /// Pagination of `window` completed: move the checkpoint to its end and
-    /// forget the ids that can no longer be returned.
-    pub fn complete(&mut self, window: &Window, late_window_ms: i64) {
-        if window.end_ms > self.checkpoint_ms {
-            self.checkpoint_ms = window.end_ms;
+    /// Pagination of `window` (a poll's or a sweep's, started at
+    /// `read_at_ms`) completed: move the checkpoint (polls), move `swept_to`
+    /// (a read that started at or before it saw, at `read_at_ms`, every
+    /// event visible by then: what is older than `read_at_ms - lag` is
+    /// complete), and forget the ids no later read can return.
+    pub fn complete(&mut self, window: &Window, kind: ReadKind, read_at_ms: i64, t: &Timing) {
+        if kind == ReadKind::Poll {
+            self.polled_in_process = true;
+            if window.end_ms > self.checkpoint_ms {
+                self.checkpoint_ms = window.end_ms;
+            }
         }
-        let keep_from = self.window_start(late_window_ms);
-        self.seen.retain(|_, ts| *ts >= keep_from);
-    }
-
-    /// The range to audit now, if one is due: every whole slice that has
-    /// been outside the window for at least `audit_delay_ms`, provided the
-    /// range spans at least `min_span_ms` (to batch audits into few calls).
-    pub fn audit_due(
-        &self,
-        late_window_ms: i64,
-        audit_delay_ms: i64,
-        min_span_ms: i64,
-    ) -> Option<Window> {
-        let end = slice_of(self.window_start(late_window_ms) - audit_delay_ms);
-        if end - self.audited_to_ms >= min_span_ms.max(SLICE_MS) {
-            // end is exclusive; FilterLogEvents' endTime is inclusive.
-            Some(Window {
-                start_ms: self.audited_to_ms,
-                end_ms: end - 1,
-            })
-        } else {
-            None
+        let swept = self.swept_to();
+        if window.start_ms <= swept {
+            let to = window.end_ms.min(read_at_ms - t.sweep_lag_ms());
+            if to > swept {
+                self.swept_to_ms = Some(to);
+            }
         }
-    }
-
-    /// Records an audit of `range` (from [`Self::audit_due`]) that found
-    /// `observed` distinct events per slice. Returns the number of late
-    /// events: those found beyond what was counted, summed over slices.
-    pub fn audit_done(&mut self, range: &Window, observed: &BTreeMap<i64, u64>) -> u64 {
-        let end = range.end_ms + 1;
-        let mut late = 0;
-        for (slice, found) in observed.range(range.start_ms..end) {
-            let counted = self.slices.get(slice).copied().unwrap_or(0);
-            late += found.saturating_sub(counted);
-        }
-        self.slices = self.slices.split_off(&end);
-        if end > self.audited_to_ms {
-            self.audited_to_ms = end;
-        }
-        late
-    }
-}
-
-/// Counts distinct events per slice for an audit. Ids are deduplicated in
-/// case a retried page returns an event twice.
-#[derive(Debug, Default)]
-pub struct AuditTally {
-    ids: HashSet<String>,
-    pub per_slice: BTreeMap<i64, u64>,
-}
-
-impl AuditTally {
-    pub fn add(&mut self, event_id: &str, ts_ms: i64) {
-        if self.ids.insert(event_id.to_owned()) {
-            *self.per_slice.entry(slice_of(ts_ms)).or_insert(0) += 1;
-        }
+        self.delay.decay(read_at_ms);
+        let next_poll_start = (self.checkpoint_ms - self.overlap_ms(t)).max(self.floor_ms);
+        let keep = self.swept_to().min(next_poll_start).max(self.kept_from());
+        self.kept_from_ms = Some(keep);
+        self.seen.retain(|_, ts| *ts >= keep);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
+    const SEC: i64 = 1_000;
     const MIN: i64 = 60_000;
 
-    #[test]
-    fn new_group_starts_at_initial_lookback_and_never_reads_below_it() {
-        let p = GroupProgress::new(100 * MIN, 10 * MIN);
-        let w = p.window(100 * MIN, 5 * MIN);
-        assert_eq!(
-            w,
-            Window {
-                start_ms: 90 * MIN,
-                end_ms: 100 * MIN
-            }
-        );
+    /// W 5 min, floor 2 s, P 1 min, R = P + W (the defaults).
+    fn defaults() -> Timing {
+        Timing {
+            late_window_ms: 5 * MIN,
+            overlap_floor_ms: 2 * SEC,
+            sweep_interval_ms: MIN,
+            sweep_reach_ms: 6 * MIN,
+        }
     }
 
     #[test]
-    fn window_reaches_back_by_the_late_window_after_a_poll() {
+    fn new_group_reads_from_the_lookback_then_only_the_overlap() {
+        let t = defaults();
         let mut p = GroupProgress::new(100 * MIN, 10 * MIN);
-        let w = p.window(100 * MIN, 5 * MIN);
-        p.complete(&w, 5 * MIN);
-        let w2 = p.window(101 * MIN, 5 * MIN);
+        let w = p.window(100 * MIN, &t);
+        assert_eq!((w.start_ms, w.end_ms), (90 * MIN, 100 * MIN));
+        p.complete(&w, ReadKind::Poll, 100 * MIN, &t);
+        // The first read covered the lookback: everything older than
+        // now - W is complete, and no sweep is due for a sweep interval.
+        assert_eq!(p.swept_to_ms, Some(95 * MIN));
+        assert_eq!(p.sweep_due(100 * MIN + 10 * SEC, &t), None);
+        let w2 = p.window(100 * MIN + 10 * SEC, &t);
+        assert_eq!(w2.start_ms, 95 * MIN, "no delay learned yet: the window");
+        for _ in 0..100 {
+            p.delay.observe(300);
+        }
+        let w2 = p.window(100 * MIN + 10 * SEC, &t);
         assert_eq!(
-            w2,
-            Window {
+            (w2.start_ms, w2.end_ms),
+            (100 * MIN - 2 * SEC, 100 * MIN + 10 * SEC),
+            "fast events: a poll reads the floor of overlap behind its checkpoint"
+        );
+        // A quiet group is swept once per window...
+        assert_eq!(p.sweep_due(101 * MIN, &t), None);
+        assert_eq!(
+            p.sweep_due(105 * MIN, &t),
+            Some(Window {
                 start_ms: 95 * MIN,
-                end_ms: 101 * MIN
-            }
+                end_ms: 100 * MIN
+            })
+        );
+        // ... a busy one every sweep interval.
+        for i in 0..SWEEP_MIN_EVENTS as i64 {
+            p.seen.insert(i.to_string(), 95 * MIN + i);
+        }
+        assert_eq!(
+            p.sweep_due(101 * MIN, &t),
+            Some(Window {
+                start_ms: 95 * MIN,
+                end_ms: 96 * MIN
+            })
         );
     }
 
-    /// Table: a sequence of (event id, timestamp) offered across two polls,
-    /// with what each must yield. Covers repeats within a page, across pages,
-    /// across polls, out-of-order timestamps, shared milliseconds, and
-    /// events before the window.
+    #[test]
+    fn overlap_follows_the_delay_estimate_between_floor_and_window() {
+        let t = defaults();
+        // (delays observed, expected overlap)
+        let cases: &[(&[(i64, usize)], i64)] = &[
+            (&[], 5 * MIN),                          // nothing learned: the window
+            (&[(50, 1000)], 2 * SEC),                // fast group: the floor
+            (&[(4 * SEC, 1000)], 7_455),             // 2 s + 99% of (2 s, 5 s], × 1.5
+            (&[(50, 990), (4 * SEC, 10)], 2 * SEC),  // the top 1% is left to the sweep
+            (&[(50, 900), (40 * SEC, 100)], 85_500), // 10% slow: covered
+            (&[(2 * 3_600 * SEC, 100)], 5 * MIN),    // never beyond the window
+            (&[(-5 * SEC, 100)], 2 * SEC),           // clock skew counts as no delay
+            (&[(4 * SEC, 19)], 5 * MIN),             // too few samples
+        ];
+        for (obs, want) in cases {
+            let mut p = GroupProgress::new(0, 0);
+            for (d, n) in *obs {
+                for _ in 0..*n {
+                    p.delay.observe(*d);
+                }
+            }
+            assert_eq!(p.overlap_ms(&t), *want, "observed {obs:?}");
+        }
+    }
+
+    #[test]
+    fn delay_estimate_halves_per_half_life() {
+        let mut e = DelayEstimate::default();
+        for _ in 0..64 {
+            e.observe(1);
+        }
+        e.decay(1_000); // first call only starts the clock
+        e.decay(1_000 + DELAY_HALF_LIFE_MS - 1);
+        assert_eq!(e.counts.iter().sum::<u64>(), 64);
+        e.decay(1_000 + 2 * DELAY_HALF_LIFE_MS);
+        assert_eq!(e.counts.iter().sum::<u64>(), 16);
+        e.decay(1_000 + 100 * DELAY_HALF_LIFE_MS);
+        assert_eq!(e.counts.iter().sum::<u64>(), 0);
+    }
+
+    /// Table: events offered across two reads, with what each must yield:
+    /// repeats within and across reads, out of order, shared milliseconds,
+    /// before the window, late beyond the window, no ingestion time.
     #[test]
     fn admit_table() {
-        let late = 5 * MIN;
+        let t = defaults();
+        let poll = None;
+        let sweep = Some(t.late_window_ms);
         let mut p = GroupProgress::new(100 * MIN, 10 * MIN);
-        let w1 = p.window(100 * MIN, late);
-        let poll1: &[(&str, i64, Admit)] = &[
-            ("a", 99 * MIN, Admit::New),
-            ("b", 91 * MIN, Admit::New),         // out of order
-            ("c", 91 * MIN, Admit::New),         // same millisecond as b
-            ("a", 99 * MIN, Admit::Duplicate),   // repeated in a later page
-            ("z", 89 * MIN, Admit::OutOfWindow), // below the window
+        let w1 = p.window(100 * MIN, &t);
+        type Row = (&'static str, i64, Option<i64>, Admit);
+        let poll1: &[Row] = &[
+            ("a", 99 * MIN, Some(99 * MIN + 1), Admit::New),
+            ("b", 91 * MIN, Some(91 * MIN), Admit::New), // out of order
+            ("c", 91 * MIN, None, Admit::New),           // same ms, no ingestion time
+            ("a", 99 * MIN, Some(99 * MIN + 1), Admit::Duplicate), // a later page
+            ("z", 89 * MIN, Some(89 * MIN), Admit::OutOfWindow), // below the floor
+            ("o", 92 * MIN, Some(99 * MIN), Admit::New), // backfilled before the first read
         ];
-        for (id, ts, want) in poll1 {
-            assert_eq!(p.admit(&w1, id, *ts), *want, "poll 1: id={id} ts={ts}");
+        for (id, ts, ing, want) in poll1 {
+            assert_eq!(
+                p.admit(&w1, id, *ts, *ing, poll),
+                *want,
+                "poll 1: id={id} ts={ts}"
+            );
         }
-        p.complete(&w1, late);
-        assert!(p.seen.contains_key("a"), "a is inside the next window");
-        assert!(
-            !p.seen.contains_key("b"),
-            "b (91m) is older than the next window (95m)"
-        );
-        let w2 = p.window(102 * MIN, late);
-        let poll2: &[(&str, i64, Admit)] = &[
-            ("a", 99 * MIN, Admit::Duplicate), // returned again by the overlap
-            ("d", 96 * MIN, Admit::New),       // became visible late, inside the window
-            ("e", 101 * MIN, Admit::New),
-            ("b", 91 * MIN, Admit::OutOfWindow),
+        p.complete(&w1, ReadKind::Poll, 100 * MIN, &t);
+        assert!(p.seen.contains_key("a"), "a is newer than swept_to (95m)");
+        assert!(!p.seen.contains_key("b"), "b (91m) is complete: forgotten");
+        for _ in 0..100 {
+            p.delay.observe(300); // learned: fast events, the floor of overlap
+        }
+        let w2 = p.window(102 * MIN, &t);
+        let poll2: &[Row] = &[
+            ("a", 99 * MIN, None, Admit::OutOfWindow), // before this poll's overlap
+            ("f", 100 * MIN - 1_000, Some(100 * MIN + 500), Admit::New),
+            ("g", 101 * MIN, Some(101 * MIN), Admit::New),
         ];
-        for (id, ts, want) in poll2 {
-            assert_eq!(p.admit(&w2, id, *ts), *want, "poll 2: id={id} ts={ts}");
+        for (id, ts, ing, want) in poll2 {
+            assert_eq!(
+                p.admit(&w2, id, *ts, *ing, poll),
+                *want,
+                "poll 2: id={id} ts={ts}"
+            );
+        }
+        p.complete(&w2, ReadKind::Poll, 102 * MIN, &t);
+        let s = p.sweep_due(100 * MIN + 5 * MIN, &t).expect("due");
+        assert_eq!((s.start_ms, s.end_ms), (95 * MIN, 100 * MIN));
+        let sweep1: &[Row] = &[
+            ("l", 95 * MIN, Some(100 * MIN + 1), Admit::Late), // visible W + 1 ms late
+            ("l", 95 * MIN, Some(100 * MIN + 1), Admit::Duplicate), // reported once
+            ("e", 96 * MIN, Some(101 * MIN), Admit::New),      // exactly W late: inside
+            ("m", 95 * MIN + 1, None, Admit::New),             // no ingestion time: on time
+        ];
+        for (id, ts, ing, want) in sweep1 {
+            assert_eq!(
+                p.admit(&s, id, *ts, *ing, sweep),
+                *want,
+                "sweep: id={id} ts={ts}"
+            );
         }
         assert_eq!(p.newest_event_ms, Some(101 * MIN));
     }
 
     #[test]
-    fn failed_poll_keeps_checkpoint_so_the_window_is_read_again() {
-        let late = 5 * MIN;
+    fn failed_read_keeps_its_range_so_it_is_read_again() {
+        let t = defaults();
         let mut p = GroupProgress::new(100 * MIN, 10 * MIN);
-        let w1 = p.window(100 * MIN, late);
-        assert_eq!(p.admit(&w1, "a", 92 * MIN), Admit::New);
+        let w1 = p.window(100 * MIN, &t);
+        assert_eq!(p.admit(&w1, "a", 92 * MIN, None, None), Admit::New);
         // no complete(): pagination failed half way
-        let w2 = p.window(103 * MIN, late);
-        assert_eq!(
-            w2.start_ms,
-            90 * MIN,
-            "window still starts at the old position"
-        );
-        assert_eq!(p.admit(&w2, "a", 92 * MIN), Admit::Duplicate);
-        assert_eq!(p.admit(&w2, "b", 93 * MIN), Admit::New);
+        let w2 = p.window(103 * MIN, &t);
+        assert_eq!(w2.start_ms, 90 * MIN, "the next poll starts where it did");
+        assert_eq!(p.admit(&w2, "a", 92 * MIN, None, None), Admit::Duplicate);
+        assert_eq!(p.admit(&w2, "b", 93 * MIN, None, None), Admit::New);
     }
 
+    /// A simulated group against the rules: events every 100 ms, most
+    /// visible after 50 ms, 1 in 200 after 3 s (beyond the overlap, inside
+    /// the window), 1 in 300 after 15 s (beyond the window W = 10 s, within
+    /// the sweep lag 20 s); polls every 2 s, sweeps every 5 s. Every event
+    /// inside the window is counted exactly once, every later one reported
+    /// exactly once, reads stay near 1 + overlap/interval + 1 per event,
+    /// and remembered ids stay bounded by the sweep reach.
     #[test]
-    fn remembered_ids_stay_bounded_by_the_window() {
-        let late = MIN;
-        let mut p = GroupProgress::new(0, 0);
-        for round in 1..=100i64 {
-            let now = round * MIN;
-            let w = p.window(now, late);
-            for i in 0..50 {
-                let id = format!("{round}-{i}");
-                p.admit(&w, &id, now - i * 1000);
+    fn simulated_group_reads_each_event_about_twice_and_counts_it_once() {
+        let t = Timing {
+            late_window_ms: 10 * SEC,
+            overlap_floor_ms: SEC,
+            sweep_interval_ms: 5 * SEC,
+            sweep_reach_ms: 25 * SEC,
+        };
+        let delay = |i: i64| {
+            if i % 300 == 7 {
+                15 * SEC
+            } else if i % 200 == 3 {
+                3 * SEC
+            } else {
+                50
             }
-            p.complete(&w, late);
-            assert!(p.seen.len() <= 100, "round {round}: {} ids", p.seen.len());
-        }
-    }
-
-    #[test]
-    fn audit_is_due_only_after_the_delay_and_min_span() {
-        let late = MIN;
-        let mut p = GroupProgress::new(10 * MIN, 10 * MIN); // floor 0
-        let w = p.window(10 * MIN, late);
-        p.complete(&w, late); // window start now 9m
-                              // delay 2m: slices before 7m are due
-        assert_eq!(
-            p.audit_due(late, 2 * MIN, MIN),
-            Some(Window {
-                start_ms: 0,
-                end_ms: 7 * MIN - 1
+        };
+        let n_events = 6_000i64; // 10 minutes
+        let events: Vec<(String, i64, i64)> = (0..n_events)
+            .map(|i| {
+                (
+                    i.to_string(),
+                    1_000_000 + i * 100,
+                    1_000_000 + i * 100 + delay(i),
+                )
             })
-        );
-        assert_eq!(p.audit_due(late, 2 * MIN, 8 * MIN), None, "span too short");
-        assert_eq!(p.audit_due(late, 10 * MIN, 0), None, "nothing old enough");
-    }
-
-    /// Table: (counted per slice, observed per slice, expected late).
-    #[test]
-    fn audit_table() {
-        type Slices = &'static [(i64, u64)];
-        let cases: &[(Slices, Slices, u64)] = &[
-            (&[], &[], 0),
-            (&[(0, 3)], &[(0, 3)], 0),
-            (&[(0, 3)], &[(0, 5)], 2),
-            (&[(0, 3), (10_000, 1)], &[(0, 3), (10_000, 4)], 3),
-            (&[], &[(20_000, 7)], 7),  // a slice we never counted in
-            (&[(0, 3)], &[(0, 2)], 0), // deleted events never go negative
-            (&[(0, 1)], &[(0, 1), (60_000, 9)], 0), // outside the audited range
-        ];
-        for (counted, observed, want) in cases {
-            let mut p = GroupProgress::new(0, 0);
-            p.slices = counted.iter().copied().collect();
-            let range = Window {
-                start_ms: 0,
-                end_ms: 30_000 - 1,
+            .collect();
+        let mut p = GroupProgress::new(1_000_000, 0);
+        let mut outcome: BTreeMap<&str, Vec<Admit>> = BTreeMap::new();
+        let mut reads = 0u64;
+        let mut max_seen = 0;
+        let mut read = |p: &mut GroupProgress, w: Window, now: i64, kind: ReadKind| {
+            for (id, ts, vis) in &events {
+                if *vis <= now && *ts >= w.start_ms && *ts <= w.end_ms {
+                    reads += 1;
+                    let judge = (kind == ReadKind::Sweep).then_some(t.late_window_ms);
+                    let a = p.admit(&w, id, *ts, Some(*vis), judge);
+                    if matches!(a, Admit::New | Admit::Late) {
+                        outcome.entry(id.as_str()).or_default().push(a);
+                    }
+                }
+            }
+            p.complete(&w, kind, now, &t);
+        };
+        let end = 1_000_000 + n_events * 100 + 60 * SEC;
+        let mut now = 1_000_000;
+        while now < end {
+            now += 2 * SEC;
+            let w = p.window(now, &t);
+            read(&mut p, w, now, ReadKind::Poll);
+            if let Some(s) = p.sweep_due(now, &t) {
+                read(&mut p, s, now, ReadKind::Sweep);
+            }
+            max_seen = max_seen.max(p.seen.len());
+        }
+        for (i, (id, _, _)) in events.iter().enumerate() {
+            let want = if delay(i as i64) > t.late_window_ms {
+                Admit::Late
+            } else {
+                Admit::New
             };
-            let obs: BTreeMap<i64, u64> = observed.iter().copied().collect();
-            let got = p.audit_done(&range, &obs);
-            assert_eq!(got, *want, "counted={counted:?} observed={observed:?}");
-            assert!(
-                p.slices.keys().all(|s| *s >= 30_000),
-                "audited slices forgotten"
-            );
-            assert_eq!(p.audited_to_ms, 30_000);
+            assert_eq!(outcome.get(id.as_str()), Some(&vec![want]), "event {i}");
         }
+        let ratio = reads as f64 / n_events as f64;
+        assert!(ratio <= 2.6, "reads per event {ratio}");
+        // ids of lag + P + two poll intervals of events (100 ms apart)
+        assert!(max_seen <= 300, "remembered ids {max_seen}");
     }
 
+    /// Progress saved by the window-and-audit poller loads, and resumes
+    /// sweeping where its window began (which its ids cover).
     #[test]
-    fn late_event_beyond_the_window_is_found_by_the_audit() {
-        let late = MIN;
-        let mut p = GroupProgress::new(0, 0);
-        // poll at 1m: events at 10s and 20s
-        let w = p.window(MIN, late);
-        p.admit(&w, "1", 10_000);
-        p.admit(&w, "2", 20_000);
-        p.complete(&w, late);
-        // time passes; an event stamped 15s becomes visible at 3m (too late)
-        for now in [2 * MIN, 3 * MIN, 4 * MIN] {
-            let w = p.window(now, late);
-            p.complete(&w, late);
+    fn progress_from_before_sweeps_loads() {
+        let t = defaults();
+        let old = r#"{"checkpoint_ms":6000000,"floor_ms":0,"seen":{"7":5900000},
+            "slices":{"5890000":1},"audited_to_ms":5000000,"newest_event_ms":5900000}"#;
+        let mut p: GroupProgress = serde_json::from_str(old).unwrap();
+        p.normalize(&t);
+        assert!(!p.polled_in_process);
+        assert_eq!(p.swept_to_ms, Some(6_000_000 - 5 * MIN));
+        assert_eq!(p.kept_from_ms, Some(6_000_000 - 5 * MIN));
+        let w = p.window(6_010_000, &t);
+        assert_eq!(
+            w.start_ms,
+            6_000_000 - 5 * MIN,
+            "first poll: the whole window"
+        );
+        assert_eq!(p.admit(&w, "7", 5_900_000, None, None), Admit::Duplicate);
+        p.complete(&w, ReadKind::Poll, 6_010_000, &t);
+        assert_eq!(
+            p.swept_to_ms,
+            Some(6_010_000 - 5 * MIN),
+            "the first poll read from swept_to: it swept"
+        );
+        for _ in 0..100 {
+            p.delay.observe(300);
         }
-        let range = p.audit_due(late, MIN, 0).expect("due");
-        let mut tally = AuditTally::default();
-        for (id, ts) in [("1", 10_000), ("2", 20_000), ("3", 15_000), ("3", 15_000)] {
-            tally.add(id, ts);
-        }
-        assert_eq!(p.audit_done(&range, &tally.per_slice), 1);
-        assert_eq!(p.audit_due(late, MIN, 0), None, "audited once");
+        let w = p.window(6_020_000, &t);
+        assert_eq!(w.start_ms, 6_010_000 - 2 * SEC, "then the overlap");
+        let s = p.sweep_due(6_010_000 + 6 * MIN, &t).expect("due");
+        assert_eq!(s.start_ms, 6_010_000 - 5 * MIN);
     }
 
     #[test]
     fn progress_roundtrips_through_json() {
+        let t = defaults();
         let mut p = GroupProgress::new(100 * MIN, 10 * MIN);
-        let w = p.window(100 * MIN, MIN);
+        let w = p.window(100 * MIN, &t);
         p.admit(
             &w,
             "49712345678901234567890123456789012345678901234567890123",
             95 * MIN,
+            Some(95 * MIN + 700),
+            None,
         );
         let s = serde_json::to_string(&p).unwrap();
         let back: GroupProgress = serde_json::from_str(&s).unwrap();

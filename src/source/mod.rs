@@ -13,7 +13,7 @@
 //! group, taken under every group's progress lock.
 //!
 //! Files: [`cloudwatch`] (narrow trait + SDK), [`ratelimit`] (budget,
-//! backoff), [`checkpoint`] (pure window/dedup/audit rules), [`poller`] (one
+//! backoff), [`checkpoint`] (pure overlap/sweep/dedup rules), [`poller`] (one
 //! poll of one group), [`discovery`] (group listing), [`state`] (the file).
 
 pub mod checkpoint;
@@ -42,10 +42,12 @@ pub use crate::config::defaults::DEFAULT_DISCOVERY_INTERVAL;
 pub use crate::config::defaults::DEFAULT_GROUP_PREFIX;
 pub use crate::config::defaults::DEFAULT_INITIAL_LOOKBACK;
 pub use crate::config::defaults::DEFAULT_LATE_ARRIVAL_WINDOW;
+pub use crate::config::defaults::DEFAULT_OVERLAP_FLOOR;
 pub use crate::config::defaults::DEFAULT_PAGE_LIMIT;
 pub use crate::config::defaults::DEFAULT_POLL_INTERVAL;
 pub use crate::config::defaults::DEFAULT_STATE_FLUSH_INTERVAL;
 pub use crate::config::defaults::DEFAULT_STATE_PATH;
+pub use crate::config::defaults::DEFAULT_SWEEP_INTERVAL;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 use crate::persist::{Persister, Progress};
@@ -54,12 +56,6 @@ use crate::state::CLOUDWATCH_SLOT;
 /// Groups of one target polled at once. The token bucket sets the call rate;
 /// a little concurrency only hides the latency of slow responses.
 pub const POLL_CONCURRENCY: usize = 4;
-
-/// How long a slice must have been outside the late-arrival window before
-/// it is audited for late events, as a multiple of that window: events up to
-/// (1 + this) windows late are reported by `events_late` (20 minutes with
-/// the defaults).
-pub const AUDIT_DELAY_WINDOWS: u32 = 3;
 
 /// One CloudWatch Logs target: an account+Region (+ optional role) and the
 /// groups to poll there.
@@ -80,6 +76,32 @@ pub struct TargetSpec {
     pub discovery_interval: Duration,
     pub page_limit: i32,
     pub api_rate_per_second: f64,
+    /// The least a poll reads behind its checkpoint (`poll.overlap_floor`).
+    pub overlap_floor: Duration,
+    /// How often a sweep re-reads a stretch whose late-arrival window has
+    /// closed (`poll.sweep_interval`).
+    pub sweep_interval: Duration,
+    /// How far back a sweep reaches (`poll.sweep_reach`); `None`: the
+    /// late-arrival window plus the sweep interval, the least that misses
+    /// nothing.
+    pub sweep_reach: Option<Duration>,
+}
+
+impl TargetSpec {
+    /// The poller's timing for this target.
+    pub fn timing(&self) -> checkpoint::Timing {
+        let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
+        let late_window_ms = ms(self.late_arrival_window);
+        let sweep_interval_ms = ms(self.sweep_interval).max(1);
+        checkpoint::Timing {
+            late_window_ms,
+            overlap_floor_ms: ms(self.overlap_floor),
+            sweep_interval_ms,
+            sweep_reach_ms: self
+                .sweep_reach
+                .map_or(late_window_ms + sweep_interval_ms, ms),
+        }
+    }
 }
 
 /// What the landing page shows per group.
@@ -781,7 +803,6 @@ async fn poll_one(
     g: &GroupRt,
     cancel: &CancellationToken,
 ) -> Option<ErrorKind> {
-    let late_ms = t.spec.late_arrival_window.as_millis() as i64;
     let ctx = PollCtx {
         api: t.api.as_ref(),
         calls: &t.calls,
@@ -789,9 +810,8 @@ async fn poll_one(
         ingest: &shared.ingest,
         cancel,
         page_limit: t.spec.page_limit,
-        late_window_ms: late_ms,
-        audit_delay_ms: late_ms * AUDIT_DELAY_WINDOWS as i64,
-        audit_min_span_ms: late_ms,
+        timing: t.spec.timing(),
+        clock: &now_ms,
     };
     let result = poller::poll_group(&ctx, &g.name, &g.progress).await;
     match result {

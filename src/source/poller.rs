@@ -1,7 +1,8 @@
-//! One poll of one log group: read the window page by page (following
+//! One poll of one log group: read the poll window page by page (following
 //! `nextToken` until it is absent; pages may be empty while a token
-//! remains), skip ids already counted, feed the rest to the pipeline, then
-//! move the checkpoint. And the late-event audit (see [`super::checkpoint`]).
+//! remains), skip ids already handled, feed the rest to the pipeline, then
+//! move the checkpoint; then, when one is due, the sweep of a stretch whose
+//! late-arrival window has closed (see [`super::checkpoint`] for the rules).
 
 use std::sync::{Arc, Mutex};
 
@@ -9,16 +10,16 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{Admit, AuditTally, GroupProgress, Window};
+use super::checkpoint::{Admit, GroupProgress, ReadKind, Timing, Window};
 use super::cloudwatch::{LogsApi, OP_FILTER};
 use super::ratelimit::{CallError, Caller};
 use crate::event::RawEvent;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
 
-/// Pages followed in one poll before the poll is abandoned as runaway (the
-/// checkpoint does not move, so nothing is lost). At the default page limit
-/// that is ten million events in one window.
+/// Pages followed in one read before it is abandoned as runaway (its range
+/// stays, so nothing is lost). At the default page limit that is ten million
+/// events in one range.
 pub const MAX_PAGES_PER_POLL: usize = 1000;
 
 /// Current time in Unix milliseconds.
@@ -37,12 +38,14 @@ pub struct PollCtx<'a> {
     pub ingest: &'a Ingest,
     pub cancel: &'a CancellationToken,
     pub page_limit: i32,
-    pub late_window_ms: i64,
-    pub audit_delay_ms: i64,
-    pub audit_min_span_ms: i64,
+    /// Late-arrival window, overlap floor, sweep interval and reach.
+    pub timing: Timing,
+    /// The clock (Unix milliseconds): [`now_ms`] in the daemon; benchmarks
+    /// pass a simulated one to run hours of traffic in seconds.
+    pub clock: &'a (dyn Fn() -> i64 + Sync),
 }
 
-/// What one poll did.
+/// What one poll did (its sweep included).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct PollSummary {
     pub pages: usize,
@@ -51,28 +54,80 @@ pub struct PollSummary {
     pub duplicate: u64,
     pub late: u64,
     pub api_calls: usize,
+    /// A sweep ran (and completed) after the poll.
+    pub swept: bool,
 }
 
-/// Polls `group` once: one window, every page. On error the checkpoint
-/// stays (the next poll reads the same window again; ids already counted
-/// are remembered, so nothing is counted twice).
+/// Polls `group` once, then sweeps if a sweep is due. On error the range
+/// being read stays (the next poll reads it again; ids already handled are
+/// remembered, so nothing is counted twice).
 pub async fn poll_group(
     ctx: &PollCtx<'_>,
     group: &str,
     progress: &Arc<Mutex<GroupProgress>>,
 ) -> Result<PollSummary, CallError> {
     let started = Instant::now();
-    let now = now_ms();
-    let window = lock(progress).window(now, ctx.late_window_ms);
+    let now = (ctx.clock)();
+    let window = {
+        let mut p = lock(progress);
+        p.normalize(&ctx.timing);
+        p.window(now, &ctx.timing)
+    };
     let mut s = PollSummary::default();
+    read_range(ctx, group, progress, &window, ReadKind::Poll, now, &mut s).await?;
+    let newest = lock(progress).newest_event_ms;
+    ctx.metrics
+        .poll_duration
+        .with_label_values(&[group])
+        .observe(started.elapsed().as_secs_f64());
+    let now_s = (ctx.clock)() as f64 / 1000.0;
+    ctx.metrics
+        .last_successful_poll
+        .with_label_values(&[group])
+        .set(now_s);
+    // The lag is not set here: it is computed when scraped
+    // (`Sources::refresh_scrape_time_gauges`), so it keeps growing while
+    // polls fail instead of freezing at the last success.
+    if let Some(n) = newest {
+        ctx.metrics
+            .log_group_last_event
+            .with_label_values(&[group])
+            .set(n as f64 / 1000.0);
+    }
+    // The sweep runs after a successful poll, so a failing group spends its
+    // budget on catching up first.
+    let now = (ctx.clock)();
+    let due = lock(progress).sweep_due(now, &ctx.timing);
+    if let Some(range) = due {
+        read_range(ctx, group, progress, &range, ReadKind::Sweep, now, &mut s).await?;
+        s.swept = true;
+    }
+    Ok(s)
+}
+
+/// Reads `window` (started at `read_at_ms`) page by page, counting what is
+/// new, reporting what is late, and completes it in the group's progress.
+async fn read_range(
+    ctx: &PollCtx<'_>,
+    group: &str,
+    progress: &Arc<Mutex<GroupProgress>>,
+    window: &Window,
+    kind: ReadKind,
+    read_at_ms: i64,
+    s: &mut PollSummary,
+) -> Result<(), CallError> {
+    let late_ms = ctx.timing.late_window_ms;
+    let late_after = (kind == ReadKind::Sweep).then_some(late_ms);
     let mut token: Option<String> = None;
     let read_c = ctx.metrics.events_read.with_label_values(&[group]);
     let dup_c = ctx.metrics.events_duplicate.with_label_values(&[group]);
-    loop {
-        if s.pages >= MAX_PAGES_PER_POLL {
+    let delay_h = ctx.metrics.ingestion_delay.with_label_values(&[group]);
+    let mut late = 0u64;
+    for pages in 0.. {
+        if pages >= MAX_PAGES_PER_POLL {
             return Err(CallError::Api(super::cloudwatch::ApiError::new(
                 super::cloudwatch::ErrorKind::Other,
-                format!("more than {MAX_PAGES_PER_POLL} pages in one window; will retry"),
+                format!("more than {MAX_PAGES_PER_POLL} pages in one range; will retry"),
             )));
         }
         let page = ctx
@@ -92,13 +147,26 @@ pub async fn poll_group(
         let page_len = page.events.len() as u64;
         s.read += page_len;
         if !page.events.is_empty() {
-            let dup_before = s.duplicate;
+            let (dup_before, late_before) = (s.duplicate, late);
             // Admit and process under the group's lock, so a state-file
             // snapshot never records an id whose event was not yet counted.
             let mut p = lock(progress);
             let mut fresh = Vec::with_capacity(page.events.len());
             for e in page.events {
-                match p.admit(&window, &e.event_id, e.timestamp_ms) {
+                let admit = p.admit(
+                    window,
+                    &e.event_id,
+                    e.timestamp_ms,
+                    e.ingestion_time_ms,
+                    late_after,
+                );
+                if matches!(admit, Admit::New | Admit::Late) {
+                    // Each event once, when first handled (not per read).
+                    if let Some(i) = e.ingestion_time_ms {
+                        delay_h.observe((i - e.timestamp_ms).max(0) as f64 / 1000.0);
+                    }
+                }
+                match admit {
                     Admit::New => fresh.push(RawEvent {
                         log_group: group.to_owned(),
                         log_stream: e.log_stream,
@@ -107,8 +175,9 @@ pub async fn poll_group(
                         message: e.message,
                     }),
                     Admit::Duplicate => s.duplicate += 1,
+                    Admit::Late => late += 1,
                     Admit::OutOfWindow => {
-                        tracing::debug!(log_group = group, event_id = %e.event_id, "event before the window ignored")
+                        tracing::debug!(log_group = group, event_id = %e.event_id, "event before the range ignored")
                     }
                 }
             }
@@ -117,100 +186,35 @@ pub async fn poll_group(
             // is released): the ingest boundary's contract.
             ctx.ingest.submit(&fresh);
             drop(p);
-            // Counted per page, together, so read = new + duplicate holds
-            // between pages too.
+            // Counted per page, together, so read = new + duplicate + late
+            // (+ ignored) holds between pages too.
             read_c.inc_by(page_len);
             dup_c.inc_by(s.duplicate - dup_before);
+            if late > late_before {
+                ctx.metrics
+                    .events_late
+                    .with_label_values(&[group])
+                    .inc_by(late - late_before);
+            }
         }
         match page.next_token {
             Some(t) => token = Some(t),
             None => break,
         }
     }
-    let newest = {
-        let mut p = lock(progress);
-        p.complete(&window, ctx.late_window_ms);
-        p.newest_event_ms
-    };
-    ctx.metrics
-        .poll_duration
-        .with_label_values(&[group])
-        .observe(started.elapsed().as_secs_f64());
-    let now_s = now_ms() as f64 / 1000.0;
-    ctx.metrics
-        .last_successful_poll
-        .with_label_values(&[group])
-        .set(now_s);
-    // The lag is not set here: it is computed when scraped
-    // (`Sources::refresh_scrape_time_gauges`), so it keeps growing while
-    // polls fail instead of freezing at the last success.
-    if let Some(n) = newest {
-        ctx.metrics
-            .log_group_last_event
-            .with_label_values(&[group])
-            .set(n as f64 / 1000.0);
-    }
-    // The audit runs after a successful poll, so its counts compare with a
-    // window that is complete.
-    s.late = audit_group(ctx, group, progress, &mut s.api_calls).await?;
-    Ok(s)
-}
-
-/// Re-reads the slices that have left the window, if an audit is due, and
-/// counts what it finds beyond what was counted as late. Returns that number.
-async fn audit_group(
-    ctx: &PollCtx<'_>,
-    group: &str,
-    progress: &Arc<Mutex<GroupProgress>>,
-    api_calls: &mut usize,
-) -> Result<u64, CallError> {
-    let range: Window = match lock(progress).audit_due(
-        ctx.late_window_ms,
-        ctx.audit_delay_ms,
-        ctx.audit_min_span_ms,
-    ) {
-        Some(r) => r,
-        None => return Ok(0),
-    };
-    let mut tally = AuditTally::default();
-    let mut token: Option<String> = None;
-    for _ in 0..MAX_PAGES_PER_POLL {
-        let page = ctx
-            .calls
-            .call(OP_FILTER, ctx.cancel, || {
-                ctx.api.filter_page(
-                    group,
-                    range.start_ms,
-                    range.end_ms,
-                    token.clone(),
-                    ctx.page_limit,
-                )
-            })
-            .await?;
-        *api_calls += 1;
-        for e in &page.events {
-            tally.add(&e.event_id, e.timestamp_ms);
-        }
-        match page.next_token {
-            Some(t) => token = Some(t),
-            None => break,
-        }
-    }
-    let late = lock(progress).audit_done(&range, &tally.per_slice);
+    lock(progress).complete(window, kind, read_at_ms, &ctx.timing);
+    s.late += late;
     if late > 0 {
-        ctx.metrics
-            .events_late
-            .with_label_values(&[group])
-            .inc_by(late);
         tracing::warn!(
             log_group = group,
             late,
-            from_ms = range.start_ms,
-            to_ms = range.end_ms,
+            from_ms = window.start_ms,
+            to_ms = window.end_ms,
+            late_arrival_window_ms = late_ms,
             "events became visible after the late-arrival window; they are not counted (raise the late-arrival window if this repeats)"
         );
     }
-    Ok(late)
+    Ok(())
 }
 
 /// Locks, recovering from a poisoned mutex (a panic elsewhere must not stop

@@ -28,4 +28,5 @@ mod source_faults;
 mod source_harness;
 mod source_outage;
 mod source_poll;
+mod source_reads;
 mod web_edge;

@@ -33,6 +33,11 @@ pub fn target(endpoint: &str, prefixes: &[&str], groups: &[&str]) -> TargetSpec 
         discovery_interval: Duration::from_secs(2),
         page_limit: 10_000,
         api_rate_per_second: 50.0,
+        // Short sweeps keep tests short; the reach defaults to the
+        // window plus the sweep interval.
+        overlap_floor: Duration::from_millis(500),
+        sweep_interval: Duration::from_secs(2),
+        sweep_reach: None,
     }
 }
 
