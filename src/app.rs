@@ -183,6 +183,8 @@ struct DaemonView {
     /// The push receiver, when on.
     firehose: Option<firehose::Receiver>,
     started: SystemTime,
+    /// The running configuration's targets, for the landing page.
+    targets: RwLock<Vec<TargetRow>>,
 }
 
 fn unix(t: SystemTime) -> f64 {
@@ -197,6 +199,19 @@ impl DaemonView {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    fn set_targets(&self, targets: &[config::Target]) {
+        let rows = targets
+            .iter()
+            .map(|t| TargetRow {
+                name: t.name.clone(),
+                region: t.region.clone(),
+                endpoint_url: t.endpoint_url.clone(),
+                role_arn: t.role_arn.clone(),
+            })
+            .collect();
+        *self.targets.write().unwrap_or_else(|e| e.into_inner()) = rows;
     }
 
     fn set_sources(&self, sources: Option<Arc<Sources>>) {
@@ -298,6 +313,13 @@ impl View for DaemonView {
 
     fn started_unix(&self) -> Option<f64> {
         Some(unix(self.started))
+    }
+
+    fn targets(&self) -> Vec<TargetRow> {
+        self.targets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn scrape(&self) -> http::BoxFuture<'_, Option<crate::metrics::Snapshot>> {
@@ -460,7 +482,9 @@ impl App {
             health: Arc::new(Health::new()),
             firehose: firehose.as_ref().map(|(_, r)| r.clone()),
             started: SystemTime::now(),
+            targets: RwLock::new(Vec::new()),
         });
+        view.set_targets(&cfg.targets);
         let (reload_handle, reload_requests) = reload::Handle::new(cfg.web_enable_lifecycle);
         if sighup {
             tokio::spawn(reload::on_sighup(reload_handle.clone(), cancel.clone()));
@@ -634,16 +658,6 @@ async fn serve(
     let state = Arc::new(AppState {
         registry: deps.registry.clone(),
         telemetry_path: cfg.telemetry_path.clone(),
-        targets: cfg
-            .targets
-            .iter()
-            .map(|t| TargetRow {
-                name: t.name.clone(),
-                region: t.region.clone(),
-                endpoint_url: t.endpoint_url.clone(),
-                role_arn: t.role_arn.clone(),
-            })
-            .collect(),
         view: deps.view.clone(),
         web: edge.clone(),
         reload: Some(deps.reload.handle.clone()),
@@ -1008,6 +1022,7 @@ async fn reload_once(
         restart_needed = %at_restart.join(","),
         "configuration reloaded"
     );
+    deps.view.set_targets(&new.targets);
     *running = new;
     Ok(reload::Applied { at_restart })
 }

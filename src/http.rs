@@ -60,6 +60,10 @@ pub trait View: Send + Sync + 'static {
     fn api_status(&self) -> Vec<ApiRow> {
         Vec::new()
     }
+    /// The targets of the running configuration (a reload changes them).
+    fn targets(&self) -> Vec<TargetRow> {
+        Vec::new()
+    }
     /// The Firehose push receiver, when it is on.
     fn push_status(&self) -> Option<PushRow> {
         None
@@ -84,7 +88,6 @@ pub trait View: Send + Sync + 'static {
 pub struct AppState {
     pub registry: Registry,
     pub telemetry_path: String,
-    pub targets: Vec<TargetRow>,
     pub view: Arc<dyn View>,
     /// TLS, basic auth and response headers, shared by every listener.
     pub web: Arc<web::Edge>,
@@ -245,7 +248,7 @@ pub fn landing_page(state: &AppState, now: f64) -> String {
         revision: crate::metrics::REVISION.to_owned(),
         ready: v.is_ready(),
         started_unix: v.started_unix(),
-        targets: state.targets.clone(),
+        targets: v.targets(),
         causes: v.cause_summary(),
         failures: v.recent_failures(),
         apis: v.api_status(),
@@ -301,6 +304,14 @@ mod tests {
                 }],
             }]
         }
+        fn targets(&self) -> Vec<TargetRow> {
+            vec![TargetRow {
+                name: "default".into(),
+                region: "eu-west-1".into(),
+                endpoint_url: None,
+                role_arn: None,
+            }]
+        }
         fn push_status(&self) -> Option<PushRow> {
             Some(PushRow {
                 listen_address: "127.0.0.1:9".into(),
@@ -315,12 +326,6 @@ mod tests {
         AppState {
             registry: Registry::new(),
             telemetry_path: "/metrics".into(),
-            targets: vec![TargetRow {
-                name: "default".into(),
-                region: "eu-west-1".into(),
-                endpoint_url: None,
-                role_arn: None,
-            }],
             view: Arc::new(Fake { ready }),
             web: Arc::new(web::Edge::plain()),
             reload: None,
