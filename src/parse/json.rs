@@ -14,6 +14,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 
+use super::scan;
 use crate::event::{
     Activity, As2Event, ConnectorEvent, Format, ParseError, Parsed, ServerEvent, WorkflowEvent,
 };
@@ -193,9 +194,86 @@ struct Wire<'a> {
     details: Obj<Details<'a>>,
 }
 
-/// Parses a message that starts with `{`.
+/// Parses a message that starts with `{`: the fast scanner reads it when it
+/// can vouch for it (nearly always), `serde_json` otherwise; both fill the
+/// same [`Wire`], so the result does not depend on which one read it.
 pub fn parse(message: &str) -> Result<Parsed<'_>, ParseError> {
-    let w: Wire = serde_json::from_str(message).map_err(|_| ParseError::InvalidJson)?;
+    let w = match fast(message) {
+        Some(w) => w,
+        None => slow(message)?,
+    };
+    from_wire(w)
+}
+
+/// [`parse`] through `serde_json` alone, never the scanner: the reference
+/// the benchmarks compare the fast path with (`benches/pipeline.rs`).
+pub fn parse_with_serde_only(message: &str) -> Result<Parsed<'_>, ParseError> {
+    from_wire(slow(message)?)
+}
+
+/// The `serde_json` path: decides validity and reads escapes, floats,
+/// nested objects, everything the scanner declines.
+fn slow(message: &str) -> Result<Wire<'_>, ParseError> {
+    serde_json::from_str(message).map_err(|_| ParseError::InvalidJson)
+}
+
+/// The scanner path ([`super::scan`]): `None` when the scanner declines the
+/// message, or a key we read appears twice or holds a value whose text
+/// `serde_json` would spell differently (a fraction, a sign), or is one of
+/// the two objects (`transferDetails`, `details`) read through
+/// `serde_json`'s `Value`; the slow path then reads it.
+fn fast(message: &str) -> Option<Wire<'_>> {
+    let mut w = Wire::default();
+    // Keys seen, by field: `serde` rejects a duplicate field, so must we.
+    let mut seen: u32 = 0;
+    super::scan::object(message, |key, value| {
+        let (bit, field) = match key {
+            "activity-type" => (0, &mut w.activity_type),
+            "resource-arn" => (1, &mut w.resource_arn),
+            "session-id" => (2, &mut w.session_id),
+            "user" => (3, &mut w.user),
+            "source-ip" => (4, &mut w.source_ip),
+            "method" => (5, &mut w.method),
+            "message" => (6, &mut w.message),
+            "operation" => (7, &mut w.operation),
+            "path" => (8, &mut w.path),
+            "bytes-in" => (9, &mut w.bytes_in),
+            "bytes-out" => (10, &mut w.bytes_out),
+            "connector-id" => (11, &mut w.connector_id),
+            "connectorId" => (12, &mut w.connector_id_camel),
+            "status-code" => (13, &mut w.status_code),
+            "failure-code" => (14, &mut w.failure_code),
+            "failure-message" => (15, &mut w.failure_message),
+            "bytes" => (16, &mut w.bytes),
+            "account-id" => (17, &mut w.account_id),
+            "as2-message-id" => (18, &mut w.as2_message_id),
+            "server-id" => (19, &mut w.server_id),
+            "transfer-size" => (20, &mut w.transfer_size),
+            "type" => (21, &mut w.kind),
+            "workflowId" => (22, &mut w.workflow_id),
+            "executionId" => (23, &mut w.execution_id),
+            "transferDetails" | "details" => return false,
+            _ => return true,
+        };
+        if seen & (1 << bit) != 0 {
+            return false;
+        }
+        seen |= 1 << bit;
+        // What `Text`'s visitor makes of each: the integer and the literal
+        // print back as written, so they are borrowed like strings.
+        field.0 = match value {
+            scan::Value::Str(s) | scan::Value::Int(s) | scan::Value::Bool(s) => {
+                Some(Cow::Borrowed(s))
+            }
+            scan::Value::Null | scan::Value::Nested(_) => None,
+            scan::Value::OtherNumber => return false,
+        };
+        true
+    })?;
+    Some(w)
+}
+
+fn from_wire(w: Wire<'_>) -> Result<Parsed<'_>, ParseError> {
     if let Some(activity) = w.activity_type.as_str() {
         let activity = Activity::from_wire(activity);
         return Ok(Parsed::Server {
@@ -293,5 +371,151 @@ fn normalize_server_id(id: &str) -> String {
         format!("s-{id}")
     } else {
         id.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Both paths agree wherever the fast one answers: the same `Parsed`.
+    fn agree(message: &str) -> Result<bool, String> {
+        let Some(fast) = fast(message) else {
+            return Ok(false);
+        };
+        let slow = slow(message)
+            .map_err(|_| format!("scanner accepted what serde_json rejects: {message}"))?;
+        let (fast, slow) = (from_wire(fast), from_wire(slow));
+        if fast != slow {
+            return Err(format!(
+                "paths differ on {message}\nfast: {fast:?}\nslow: {slow:?}"
+            ));
+        }
+        Ok(true)
+    }
+
+    /// The benchmark corpus and the reference's verbatim events: the fast
+    /// path reads nearly all of them, and reads them as serde_json does.
+    #[test]
+    fn fast_path_matches_serde_on_the_corpus_and_the_fixtures() {
+        let fixtures = include_str!("../../tests/data/sample.jsonl");
+        let mut messages: Vec<String> = fixtures
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v.get("message")?.as_str().map(str::to_owned))
+            .collect();
+        assert!(messages.len() > 10, "fixtures read");
+        messages.extend(crate::corpus::mixed(5_000, 7).into_iter().map(|e| e.message));
+        let (mut json, mut fast_hits) = (0, 0);
+        for m in &messages {
+            let m = m.trim();
+            if !m.starts_with('{') {
+                continue;
+            }
+            json += 1;
+            fast_hits += usize::from(agree(m).unwrap_or_else(|e| panic!("{e}")));
+        }
+        assert!(fast_hits * 10 >= json * 9, "{fast_hits} of {json} on the fast path");
+    }
+
+    #[test]
+    fn fast_path_declines_what_it_would_read_differently() {
+        let cases = [
+            // escapes, floats and signs are the slow path's
+            r#"{"activity-type":"ERROR","message":"Access \u0064enied"}"#,
+            r#"{"activity-type":"CLOSE","bytes-in":12.0}"#,
+            r#"{"activity-type":"CLOSE","bytes-in":-5}"#,
+            r#"{"activity-type":"CLOSE","bytes-in":1e400}"#,
+            // duplicate fields are an error to serde
+            r#"{"activity-type":"CLOSE","activity-type":"OPEN"}"#,
+            r#"{"user":null,"activity-type":"CLOSE","user":"x"}"#,
+            // objects read through Value
+            r#"{"type":"StepErrored","workflowId":"w-1","transferDetails":{"serverId":"0123456789abcdef0"}}"#,
+        ];
+        for m in cases {
+            assert!(fast(m).is_none(), "{m}");
+        }
+        // Unknown keys may repeat, as for serde.
+        assert!(agree(r#"{"x":1,"x":2,"activity-type":"OPEN"}"#).unwrap());
+        assert!(agree(r#"{"user":{"a":[1,2]},"activity-type":"OPEN","message":[true]}"#).unwrap());
+        assert!(agree(r#"{"user":12345,"activity-type":"OPEN","bytes-out":29238420042,"message":false}"#).unwrap());
+    }
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            any::<String>().prop_map(serde_json::Value::from),
+            "[a-zA-Z0-9 :/._-]{0,12}".prop_map(serde_json::Value::from),
+            any::<u64>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(|f| serde_json::json!(f)),
+            any::<bool>().prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                proptest::collection::btree_map("[a-z]{1,3}", inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    const KEYS: &[&str] = &[
+        "activity-type", "resource-arn", "session-id", "user", "source-ip", "method",
+        "message", "operation", "path", "bytes-in", "bytes-out", "connector-id",
+        "connectorId", "status-code", "failure-code", "failure-message", "bytes",
+        "account-id", "as2-message-id", "server-id", "transfer-size", "type", "workflowId",
+        "executionId", "transferDetails", "details", "x",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(2000),
+            .. ProptestConfig::default()
+        })]
+
+        /// Objects of the keys we read (repeats allowed) with any values,
+        /// written compactly or with odd whitespace: the paths agree.
+        #[test]
+        fn arbitrary_objects_read_the_same_on_both_paths(
+            fields in proptest::collection::vec((prop::sample::select(KEYS), json_value()), 0..8),
+            pretty in any::<bool>(),
+        ) {
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| {
+                    let v = if pretty { serde_json::to_string_pretty(v) } else { serde_json::to_string(v) };
+                    format!("{}:{}", serde_json::to_string(k).unwrap(), v.unwrap())
+                })
+                .collect();
+            let sep = if pretty { " ,\n\t" } else { "," };
+            let m = format!("{{{}}}", body.join(sep));
+            agree(&m).map_err(TestCaseError::fail)?;
+        }
+
+        /// Random edits of a real message (cut, byte replaced, text
+        /// inserted): whatever the scanner accepts, serde_json reads the same.
+        #[test]
+        fn mangled_messages_read_the_same_on_both_paths(
+            which in 0usize..200,
+            cut in any::<prop::sample::Index>(),
+            insert in prop_oneof![Just(String::new()), "[{}\\[\\],:\"\\\\ 0-9a-z.eE+-]{1,4}"],
+            replace in any::<bool>(),
+        ) {
+            let events = crate::corpus::mixed(200, 3);
+            let m = &events[which].message;
+            let at = cut.index(m.len() + 1);
+            if !m.is_char_boundary(at) { return Ok(()); }
+            let mut s = m[..at].to_owned();
+            s.push_str(&insert);
+            let rest = &m[at..];
+            let skip = if replace { rest.chars().next().map_or(0, char::len_utf8) } else { 0 };
+            s.push_str(&rest[skip..]);
+            let s = s.trim();
+            if s.starts_with('{') {
+                agree(s).map_err(TestCaseError::fail)?;
+            }
+        }
     }
 }

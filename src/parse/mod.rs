@@ -12,6 +12,7 @@
 
 pub mod json;
 pub mod legacy;
+pub mod scan;
 
 use crate::event::{ParseError, Parsed};
 

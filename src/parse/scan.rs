@@ -1,0 +1,342 @@
+//! The fast path of JSON parsing: a strict scanner for the part of JSON that
+//! Transfer Family writes, handing each top-level key and its value to a
+//! callback without building anything.
+//!
+//! It accepts only what it can vouch for: one object, keys and strings
+//! without escapes or control characters, scalars, and nested values it
+//! checks and skips (at most [`MAX_DEPTH`] deep). Whatever it meets outside
+//! that subset (an escape, a malformed token, trailing text, a value the
+//! callback declines) makes it answer `None`, and the caller parses the
+//! message with `serde_json` instead, which decides validity and reads
+//! everything else. So a `Some` is always an input `serde_json` accepts, and
+//! the values reported are the ones it would produce; the table tests and
+//! proptests in [`super::json`] compare the two paths on every kind of input.
+//!
+//! Why: messages are small (≈ 250 bytes), mostly flat objects of plain
+//! strings, and classification reads a handful of keys. A typed `serde`
+//! visitor pays per byte and per key for generality this input never uses;
+//! this scanner finds string ends with `memchr` and compares keys once.
+
+/// Nesting deeper than this is left to `serde_json` (which has its own
+/// limit); real messages nest two levels at most.
+pub const MAX_DEPTH: usize = 32;
+
+/// A top-level value, as the scanner reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// A string without escapes: its text, quotes excluded.
+    Str(&'a str),
+    /// A non-negative integer of at most 19 digits, as written (no sign,
+    /// no leading zero, no fraction or exponent): the text `serde_json`'s
+    /// `u64` would print back.
+    Int(&'a str),
+    /// `true` or `false`, as written.
+    Bool(&'a str),
+    Null,
+    /// Any other number (negative, fractional, exponent, or long): checked
+    /// against the JSON grammar, not interpreted.
+    OtherNumber,
+    /// An object or an array: checked and skipped; the raw text.
+    Nested(&'a str),
+}
+
+/// Scans `s`, which must hold exactly one JSON object (and whitespace), and
+/// calls `field(key, value)` for each of its top-level members in order.
+/// `field` returns `false` to give up. `None` when the scanner gave up or
+/// cannot vouch for the input (see the module docs).
+pub fn object<'a>(s: &'a str, mut field: impl FnMut(&'a str, Value<'a>) -> bool) -> Option<()> {
+    let mut c = Cursor { s, i: 0 };
+    c.ws();
+    c.eat(b'{')?;
+    c.ws();
+    if c.peek() == Some(b'}') {
+        c.i += 1;
+    } else {
+        loop {
+            c.eat(b'"')?;
+            let key = c.string_body()?;
+            c.ws();
+            c.eat(b':')?;
+            c.ws();
+            let value = c.value()?;
+            if !field(key, value) {
+                return None;
+            }
+            c.ws();
+            match c.next()? {
+                b',' => c.ws(),
+                b'}' => break,
+                _ => return None,
+            }
+        }
+    }
+    c.ws();
+    (c.i == s.len()).then_some(())
+}
+
+struct Cursor<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.s.as_bytes()
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes().get(self.i).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.i += 1;
+        Some(b)
+    }
+
+    fn eat(&mut self, want: u8) -> Option<()> {
+        (self.next()? == want).then_some(())
+    }
+
+    /// JSON whitespace (exactly the four bytes RFC 8259 allows).
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// After an opening quote: the string's text up to the closing quote,
+    /// which is consumed. `None` at an escape, a control character or the
+    /// end of input.
+    fn string_body(&mut self) -> Option<&'a str> {
+        let rest = &self.bytes()[self.i..];
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest[end] != b'"' || rest[..end].iter().any(|&b| b < 0x20) {
+            return None;
+        }
+        let start = self.i;
+        self.i += end + 1;
+        // Both ends sit next to an ASCII quote, so this is a char boundary.
+        Some(&self.s[start..start + end])
+    }
+
+    fn literal(&mut self, word: &'static str) -> Option<&'a str> {
+        let start = self.i;
+        self.s[start..].starts_with(word).then(|| {
+            self.i += word.len();
+            &self.s[start..self.i]
+        })
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// A number by the JSON grammar (the one `serde_json` checks).
+    fn number(&mut self) -> Option<Value<'a>> {
+        let start = self.i;
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.i += 1;
+        }
+        let int_start = self.i;
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        let int_len = self.i - int_start;
+        let mut plain = !negative && int_len <= 19;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+            plain = false;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+            plain = false;
+        }
+        Some(if plain {
+            Value::Int(&self.s[start..self.i])
+        } else {
+            Value::OtherNumber
+        })
+    }
+
+    fn value(&mut self) -> Option<Value<'a>> {
+        match self.peek()? {
+            b'"' => {
+                self.i += 1;
+                self.string_body().map(Value::Str)
+            }
+            b't' => self.literal("true").map(Value::Bool),
+            b'f' => self.literal("false").map(Value::Bool),
+            b'n' => self.literal("null").map(|_| Value::Null),
+            b'-' | b'0'..=b'9' => self.number(),
+            b'{' | b'[' => {
+                let start = self.i;
+                self.skip_nested(0)?;
+                Some(Value::Nested(&self.s[start..self.i]))
+            }
+            _ => None,
+        }
+    }
+
+    /// Checks and skips an object or array starting at the cursor.
+    fn skip_nested(&mut self, depth: usize) -> Option<()> {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        let close = match self.next()? {
+            b'{' => b'}',
+            b'[' => b']',
+            _ => return None,
+        };
+        self.ws();
+        if self.peek() == Some(close) {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            if close == b'}' {
+                self.eat(b'"')?;
+                self.string_body()?;
+                self.ws();
+                self.eat(b':')?;
+                self.ws();
+            }
+            match self.peek()? {
+                b'{' | b'[' => self.skip_nested(depth + 1)?,
+                _ => {
+                    self.value()?;
+                }
+            }
+            self.ws();
+            match self.next()? {
+                b',' => self.ws(),
+                b if b == close => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(s: &str) -> Option<Vec<(&str, Value<'_>)>> {
+        let mut v = Vec::new();
+        object(s, |k, x| {
+            v.push((k, x));
+            true
+        })
+        .map(|()| v)
+    }
+
+    #[test]
+    fn accepts_the_plain_subset() {
+        use Value::*;
+        let cases: &[(&str, &[(&str, Value)])] = &[
+            ("{}", &[]),
+            (" { } ", &[]),
+            (
+                r#"{"a":"x","b":12,"c":true,"d":false,"e":null}"#,
+                &[
+                    ("a", Str("x")),
+                    ("b", Int("12")),
+                    ("c", Bool("true")),
+                    ("d", Bool("false")),
+                    ("e", Null),
+                ],
+            ),
+            (
+                "{ \"a\" :\t\"é ü\" ,\r\n\"b\":0 }",
+                &[("a", Str("é ü")), ("b", Int("0"))],
+            ),
+            (
+                r#"{"n":-1,"f":1.5,"x":2e10,"y":0.0E-1,"big":12345678901234567890}"#,
+                &[
+                    ("n", OtherNumber),
+                    ("f", OtherNumber),
+                    ("x", OtherNumber),
+                    ("y", OtherNumber),
+                    ("big", OtherNumber),
+                ],
+            ),
+            (
+                r#"{"o":{"a":[1,{"b":null},"s",[]],"c":{}},"z":"last"}"#,
+                &[
+                    ("o", Nested(r#"{"a":[1,{"b":null},"s",[]],"c":{}}"#)),
+                    ("z", Str("last")),
+                ],
+            ),
+            (r#"{"a":1,"a":2}"#, &[("a", Int("1")), ("a", Int("2"))]),
+        ];
+        for (input, want) in cases {
+            assert_eq!(fields(input).as_deref(), Some(*want), "input: {input}");
+            // Everything accepted is JSON to serde_json as well.
+            assert!(
+                serde_json::from_str::<serde_json::Value>(input).is_ok(),
+                "{input}"
+            );
+        }
+    }
+
+    /// Broken JSON and everything outside the subset: no answer, so the
+    /// caller asks serde_json.
+    #[test]
+    fn declines_everything_else() {
+        let cases = [
+            "",
+            "{",
+            "{\"a\"}",
+            "{\"a\":}",
+            "{\"a\":1,}",
+            "{,}",
+            "{\"a\":1 \"b\":2}",
+            "{\"a\":1}x",
+            "{\"a\":1}{}",
+            "[1]",
+            "{\"a\":\"x\\\"y\"}",
+            "{\"a\\u0062\":1}",
+            "{\"a\":\"tab\there\"}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":.5}",
+            "{\"a\":1e}",
+            "{\"a\":-}",
+            "{\"a\":+1}",
+            "{\"a\":tru}",
+            "{\"a\":nul}",
+            "{\"a\":NaN}",
+            "{\"a\":[1,]}",
+            "{\"a\":[1 2]}",
+            "{\"a\":{\"b\"}}",
+            "{\"a\":{\"b\":1,}}",
+            "{\"a\":\"unterminated}",
+            "{\"a\":1\u{a0}}",
+            "{'a':1}",
+        ];
+        for input in cases {
+            assert_eq!(fields(input), None, "input: {input:?}");
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(40), "]".repeat(40));
+        assert_eq!(fields(&deep), None, "too deep for the fast path");
+        assert_eq!(object(r#"{"a":1,"b":2}"#, |k, _| k != "b"), None);
+    }
+}
