@@ -219,7 +219,8 @@ fn slow(message: &str) -> Result<Wire<'_>, ParseError> {
 
 /// The scanner path ([`super::scan`]): `None` when the scanner declines the
 /// message, or a key we read appears twice or holds a value whose text
-/// `serde_json` would spell differently (a fraction, a sign), or is one of
+/// `serde_json` would spell differently (a fraction, a sign) or reject (a
+/// lone surrogate escape), or is one of
 /// the two objects (`transferDetails`, `details`) read through
 /// `serde_json`'s `Value`; the slow path then reads it.
 fn fast(message: &str) -> Option<Wire<'_>> {
@@ -264,6 +265,13 @@ fn fast(message: &str) -> Option<Wire<'_>> {
         field.0 = match value {
             scan::Value::Str(s) | scan::Value::Int(s) | scan::Value::Bool(s) => {
                 Some(Cow::Borrowed(s))
+            }
+            scan::Value::Escaped(raw) => {
+                let mut text = String::with_capacity(raw.len());
+                if scan::unescape(raw, &mut text).is_none() {
+                    return false;
+                }
+                Some(Cow::Owned(text))
             }
             scan::Value::Null | scan::Value::Nested(_) => None,
             scan::Value::OtherNumber => return false,
@@ -422,8 +430,8 @@ mod tests {
     #[test]
     fn fast_path_declines_what_it_would_read_differently() {
         let cases = [
-            // escapes, floats and signs are the slow path's
-            r#"{"activity-type":"ERROR","message":"Access \u0064enied"}"#,
+            // floats, signs and lone surrogates are the slow path's
+            r#"{"activity-type":"ERROR","message":"Access \ud800enied"}"#,
             r#"{"activity-type":"CLOSE","bytes-in":12.0}"#,
             r#"{"activity-type":"CLOSE","bytes-in":-5}"#,
             r#"{"activity-type":"CLOSE","bytes-in":1e400}"#,
@@ -439,6 +447,7 @@ mod tests {
         // Unknown keys may repeat, as for serde.
         assert!(agree(r#"{"x":1,"x":2,"activity-type":"OPEN"}"#).unwrap());
         assert!(agree(r#"{"user":{"a":[1,2]},"activity-type":"OPEN","message":[true]}"#).unwrap());
+        assert!(agree(r#"{"activity-type":"ERROR","message":"Access \u0064enied \"x\""}"#).unwrap());
         assert!(agree(r#"{"user":12345,"activity-type":"OPEN","bytes-out":29238420042,"message":false}"#).unwrap());
     }
 

@@ -2,9 +2,10 @@
 //! Transfer Family writes, handing each top-level key and its value to a
 //! callback without building anything.
 //!
-//! It accepts only what it can vouch for: one object, keys and strings
-//! without escapes or control characters, scalars, and nested values it
-//! checks and skips (at most [`MAX_DEPTH`] deep). Whatever it meets outside
+//! It accepts only what it can vouch for: one object, keys without escapes,
+//! strings without control characters (escapes are checked and reported,
+//! [`unescape`] decodes them), scalars, and nested values it checks and
+//! skips (at most [`MAX_DEPTH`] deep). Whatever it meets outside
 //! that subset (an escape, a malformed token, trailing text, a value the
 //! callback declines) makes it answer `None`, and the caller parses the
 //! message with `serde_json` instead, which decides validity and reads
@@ -26,6 +27,9 @@ pub const MAX_DEPTH: usize = 32;
 pub enum Value<'a> {
     /// A string without escapes: its text, quotes excluded.
     Str(&'a str),
+    /// A string with escapes (checked against the grammar): its text as
+    /// written, quotes excluded; [`unescape`] decodes it.
+    Escaped(&'a str),
     /// A non-negative integer of at most 19 digits, as written (no sign,
     /// no leading zero, no fraction or exponent): the text `serde_json`'s
     /// `u64` would print back.
@@ -40,12 +44,68 @@ pub enum Value<'a> {
     Nested(&'a str),
 }
 
+/// Decodes the text of a [`Value::Escaped`] string into `out` (appended).
+/// `None` for a lone UTF-16 surrogate (`\ud800` without its pair), which
+/// `serde_json` rejects in a string.
+pub fn unescape(raw: &str, out: &mut String) -> Option<()> {
+    let mut rest = raw;
+    while let Some(i) = memchr::memchr(b'\\', rest.as_bytes()) {
+        out.push_str(&rest[..i]);
+        let b = rest.as_bytes();
+        let (c, len) = match *b.get(i + 1)? {
+            b'"' => ('"', 2),
+            b'\\' => ('\\', 2),
+            b'/' => ('/', 2),
+            b'b' => ('\u{8}', 2),
+            b'f' => ('\u{c}', 2),
+            b'n' => ('\n', 2),
+            b'r' => ('\r', 2),
+            b't' => ('\t', 2),
+            b'u' => {
+                let hi = hex4(b.get(i + 2..i + 6)?)?;
+                match hi {
+                    0xD800..=0xDBFF => {
+                        if b.get(i + 6..i + 8)? != b"\\u" {
+                            return None;
+                        }
+                        let lo = hex4(b.get(i + 8..i + 12)?)?;
+                        if !(0xDC00..=0xDFFF).contains(&lo) {
+                            return None;
+                        }
+                        let c = 0x1_0000 + ((u32::from(hi) - 0xD800) << 10) + (u32::from(lo) - 0xDC00);
+                        (char::from_u32(c)?, 12)
+                    }
+                    0xDC00..=0xDFFF => return None,
+                    _ => (char::from_u32(u32::from(hi))?, 6),
+                }
+            }
+            _ => return None,
+        };
+        out.push(c);
+        rest = &rest[i + len..];
+    }
+    out.push_str(rest);
+    Some(())
+}
+
+fn hex4(b: &[u8]) -> Option<u16> {
+    let mut n = 0u16;
+    for &c in b {
+        let d = (c as char).to_digit(16)?;
+        n = n << 4 | d as u16;
+    }
+    Some(n)
+}
+
 /// Scans `s`, which must hold exactly one JSON object (and whitespace), and
 /// calls `field(key, value)` for each of its top-level members in order.
 /// `field` returns `false` to give up. `None` when the scanner gave up or
 /// cannot vouch for the input (see the module docs).
 pub fn object<'a>(s: &'a str, mut field: impl FnMut(&'a str, Value<'a>) -> bool) -> Option<()> {
-    let mut c = Cursor { s, i: 0 };
+    // One pass over the whole message (vectorised: no early exit) instead
+    // of one per string: compact JSON holds no byte below 0x20 at all.
+    let controls = s.bytes().fold(false, |any, b| any | (b < 0x20));
+    let mut c = Cursor { s, i: 0, controls };
     c.ws();
     c.eat(b'{')?;
     c.ws();
@@ -54,7 +114,9 @@ pub fn object<'a>(s: &'a str, mut field: impl FnMut(&'a str, Value<'a>) -> bool)
     } else {
         loop {
             c.eat(b'"')?;
-            let key = c.string_body()?;
+            let Value::Str(key) = c.string_body()? else {
+                return None;
+            };
             c.ws();
             c.eat(b':')?;
             c.ws();
@@ -77,6 +139,9 @@ pub fn object<'a>(s: &'a str, mut field: impl FnMut(&'a str, Value<'a>) -> bool)
 struct Cursor<'a> {
     s: &'a str,
     i: usize,
+    /// Whether `s` holds any byte below 0x20 (whitespace or not); if not,
+    /// strings need no check for control characters.
+    controls: bool,
 }
 
 impl<'a> Cursor<'a> {
@@ -105,19 +170,37 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// After an opening quote: the string's text up to the closing quote,
-    /// which is consumed. `None` at an escape, a control character or the
+    /// After an opening quote: the string up to the closing quote, which is
+    /// consumed. `None` at a malformed escape, a control character or the
     /// end of input.
-    fn string_body(&mut self) -> Option<&'a str> {
-        let rest = &self.bytes()[self.i..];
-        let end = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[end] != b'"' || rest[..end].iter().any(|&b| b < 0x20) {
+    fn string_body(&mut self) -> Option<Value<'a>> {
+        let b = self.bytes();
+        let start = self.i;
+        let mut at = start;
+        let mut escaped = false;
+        let end = loop {
+            at += memchr::memchr2(b'"', b'\\', &b[at..])?;
+            if b[at] == b'"' {
+                break at;
+            }
+            escaped = true;
+            at += match b.get(at + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
+                b'u' if b.get(at + 2..at + 6)?.iter().all(u8::is_ascii_hexdigit) => 6,
+                _ => return None,
+            };
+        };
+        if self.controls && b[start..end].iter().any(|&c| c < 0x20) {
             return None;
         }
-        let start = self.i;
-        self.i += end + 1;
+        self.i = end + 1;
         // Both ends sit next to an ASCII quote, so this is a char boundary.
-        Some(&self.s[start..start + end])
+        let text = &self.s[start..end];
+        Some(if escaped {
+            Value::Escaped(text)
+        } else {
+            Value::Str(text)
+        })
     }
 
     fn literal(&mut self, word: &'static str) -> Option<&'a str> {
@@ -181,7 +264,7 @@ impl<'a> Cursor<'a> {
         match self.peek()? {
             b'"' => {
                 self.i += 1;
-                self.string_body().map(Value::Str)
+                self.string_body()
             }
             b't' => self.literal("true").map(Value::Bool),
             b'f' => self.literal("false").map(Value::Bool),
@@ -286,6 +369,13 @@ mod tests {
                 ],
             ),
             (r#"{"a":1,"a":2}"#, &[("a", Int("1")), ("a", Int("2"))]),
+            (
+                r#"{"m":"say \"hi\" \u00e9\ud83d\ude00\/\\","o":["\u12aB\n"]}"#,
+                &[
+                    ("m", Escaped(r#"say \"hi\" \u00e9\ud83d\ude00\/\\"#)),
+                    ("o", Nested(r#"["\u12aB\n"]"#)),
+                ],
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(fields(input).as_deref(), Some(*want), "input: {input}");
@@ -294,6 +384,30 @@ mod tests {
                 serde_json::from_str::<serde_json::Value>(input).is_ok(),
                 "{input}"
             );
+        }
+    }
+
+    /// `unescape` decodes as serde_json does, and declines exactly the lone
+    /// surrogates serde_json rejects in a string.
+    #[test]
+    fn unescape_matches_serde_json() {
+        let cases = [
+            r"plain",
+            r#"q\"uote\\ back\/slash"#,
+            r"\b\f\n\r\t",
+            r"\u0041\u00e9\u20AC\u0000",
+            r"\ud83d\ude00 pair",
+            r"\ud83d alone",
+            r"\ude00 trailing alone",
+            r"\ud83d\u0041 not a pair",
+            r"\ud83d\n",
+            "caf\u{e9} \\u00e9",
+        ];
+        for raw in cases {
+            let mut got = String::new();
+            let got = unescape(raw, &mut got).map(|()| got);
+            let want = serde_json::from_str::<String>(&format!("\"{raw}\"")).ok();
+            assert_eq!(got, want, "raw: {raw}");
         }
     }
 
@@ -312,8 +426,10 @@ mod tests {
             "{\"a\":1}x",
             "{\"a\":1}{}",
             "[1]",
-            "{\"a\":\"x\\\"y\"}",
             "{\"a\\u0062\":1}",
+            "{\"a\":\"bad \\x escape\"}",
+            "{\"a\":\"short \\u12\"}",
+            "{\"a\":\"end \\",
             "{\"a\":\"tab\there\"}",
             "{\"a\":01}",
             "{\"a\":1.}",
