@@ -198,17 +198,19 @@ struct Wire<'a> {
 /// can vouch for it (nearly always), `serde_json` otherwise; both fill the
 /// same [`Wire`], so the result does not depend on which one read it.
 pub fn parse(message: &str) -> Result<Parsed<'_>, ParseError> {
-    let w = match fast(message) {
-        Some(w) => w,
-        None => slow(message)?,
-    };
-    from_wire(w)
+    // Filled in place and read by reference: the record is large (≈ 800
+    // bytes), and moving it around cost more than reading a message.
+    let mut w = Wire::default();
+    if fast(message, &mut w).is_none() {
+        w = slow(message)?;
+    }
+    from_wire(&mut w)
 }
 
 /// [`parse`] through `serde_json` alone, never the scanner: the reference
 /// the benchmarks compare the fast path with (`benches/pipeline.rs`).
 pub fn parse_with_serde_only(message: &str) -> Result<Parsed<'_>, ParseError> {
-    from_wire(slow(message)?)
+    from_wire(&mut slow(message)?)
 }
 
 /// The `serde_json` path: decides validity and reads escapes, floats,
@@ -223,37 +225,39 @@ fn slow(message: &str) -> Result<Wire<'_>, ParseError> {
 /// lone surrogate escape), or is one of
 /// the two objects (`transferDetails`, `details`) read through
 /// `serde_json`'s `Value`; the slow path then reads it.
-fn fast(message: &str) -> Option<Wire<'_>> {
-    let mut w = Wire::default();
+/// Fills `w`, which must be empty; on `None` it holds partial values.
+fn fast<'a>(message: &'a str, w: &mut Wire<'a>) -> Option<()> {
     // Keys seen, by field: `serde` rejects a duplicate field, so must we.
     let mut seen: u32 = 0;
     super::scan::object(message, |key, value| {
-        let (bit, field) = match key {
-            "activity-type" => (0, &mut w.activity_type),
-            "resource-arn" => (1, &mut w.resource_arn),
-            "session-id" => (2, &mut w.session_id),
-            "user" => (3, &mut w.user),
-            "source-ip" => (4, &mut w.source_ip),
-            "method" => (5, &mut w.method),
-            "message" => (6, &mut w.message),
-            "operation" => (7, &mut w.operation),
-            "path" => (8, &mut w.path),
-            "bytes-in" => (9, &mut w.bytes_in),
-            "bytes-out" => (10, &mut w.bytes_out),
-            "connector-id" => (11, &mut w.connector_id),
-            "connectorId" => (12, &mut w.connector_id_camel),
-            "status-code" => (13, &mut w.status_code),
-            "failure-code" => (14, &mut w.failure_code),
-            "failure-message" => (15, &mut w.failure_message),
-            "bytes" => (16, &mut w.bytes),
-            "account-id" => (17, &mut w.account_id),
-            "as2-message-id" => (18, &mut w.as2_message_id),
-            "server-id" => (19, &mut w.server_id),
-            "transfer-size" => (20, &mut w.transfer_size),
-            "type" => (21, &mut w.kind),
-            "workflowId" => (22, &mut w.workflow_id),
-            "executionId" => (23, &mut w.execution_id),
-            "transferDetails" | "details" => return false,
+        // By length first: most keys of a message are ones we skip, and
+        // this rejects them with one or two comparisons.
+        let (bit, field) = match (key.len(), key) {
+            (4, "user") => (3, &mut w.user),
+            (4, "path") => (8, &mut w.path),
+            (4, "type") => (21, &mut w.kind),
+            (5, "bytes") => (16, &mut w.bytes),
+            (6, "method") => (5, &mut w.method),
+            (7, "message") => (6, &mut w.message),
+            (8, "bytes-in") => (9, &mut w.bytes_in),
+            (9, "source-ip") => (4, &mut w.source_ip),
+            (9, "operation") => (7, &mut w.operation),
+            (9, "bytes-out") => (10, &mut w.bytes_out),
+            (9, "server-id") => (19, &mut w.server_id),
+            (10, "session-id") => (2, &mut w.session_id),
+            (10, "account-id") => (17, &mut w.account_id),
+            (10, "workflowId") => (22, &mut w.workflow_id),
+            (11, "connectorId") => (12, &mut w.connector_id_camel),
+            (11, "status-code") => (13, &mut w.status_code),
+            (11, "executionId") => (23, &mut w.execution_id),
+            (12, "resource-arn") => (1, &mut w.resource_arn),
+            (12, "connector-id") => (11, &mut w.connector_id),
+            (12, "failure-code") => (14, &mut w.failure_code),
+            (13, "activity-type") => (0, &mut w.activity_type),
+            (13, "transfer-size") => (20, &mut w.transfer_size),
+            (14, "as2-message-id") => (18, &mut w.as2_message_id),
+            (15, "failure-message") => (15, &mut w.failure_message),
+            (7, "details") | (15, "transferDetails") => return false,
             _ => return true,
         };
         if seen & (1 << bit) != 0 {
@@ -277,11 +281,10 @@ fn fast(message: &str) -> Option<Wire<'_>> {
             scan::Value::OtherNumber => return false,
         };
         true
-    })?;
-    Some(w)
+    })
 }
 
-fn from_wire(w: Wire<'_>) -> Result<Parsed<'_>, ParseError> {
+fn from_wire<'a>(w: &mut Wire<'a>) -> Result<Parsed<'a>, ParseError> {
     if let Some(activity) = w.activity_type.as_str() {
         let activity = Activity::from_wire(activity);
         return Ok(Parsed::Server {
@@ -316,8 +319,8 @@ fn from_wire(w: Wire<'_>) -> Result<Parsed<'_>, ParseError> {
         });
     }
     if w.workflow_id.is_some() && w.kind.is_some() {
-        let td = w.transfer_details.0.unwrap_or_default();
-        let details = w.details.0.unwrap_or_default();
+        let td = w.transfer_details.0.take().unwrap_or_default();
+        let details = w.details.0.take().unwrap_or_default();
         return Ok(Parsed::Workflow(WorkflowEvent {
             kind: w.kind.owned().unwrap_or_default(),
             workflow_id: w.workflow_id.owned(),
@@ -333,8 +336,8 @@ fn from_wire(w: Wire<'_>) -> Result<Parsed<'_>, ParseError> {
 }
 
 /// Moves the fields out of the wire record: borrowed text stays borrowed.
-fn server(w: Wire<'_>, activity: Activity) -> ServerEvent<'_> {
-    let (region, account_id, server_id) = match w.resource_arn.0 {
+fn server<'a>(w: &mut Wire<'a>, activity: Activity) -> ServerEvent<'a> {
+    let (region, account_id, server_id) = match w.resource_arn.0.take() {
         Some(Cow::Borrowed(arn)) => match super::split_arn(arn) {
             Some((region, account, _kind, id)) => (
                 Some(Cow::Borrowed(region)),
@@ -361,13 +364,13 @@ fn server(w: Wire<'_>, activity: Activity) -> ServerEvent<'_> {
         account_id,
         bytes_in: w.bytes_in.count(),
         bytes_out: w.bytes_out.count(),
-        user: w.user.0,
-        session_id: w.session_id.0,
-        message: w.message.0,
-        method: w.method.0,
-        operation: w.operation.0,
-        path: w.path.0,
-        source_ip: w.source_ip.0,
+        user: w.user.0.take(),
+        session_id: w.session_id.0.take(),
+        message: w.message.0.take(),
+        method: w.method.0.take(),
+        operation: w.operation.0.take(),
+        path: w.path.0.take(),
+        source_ip: w.source_ip.0.take(),
         stream_token: None,
     }
 }
@@ -389,12 +392,13 @@ mod tests {
 
     /// Both paths agree wherever the fast one answers: the same `Parsed`.
     fn agree(message: &str) -> Result<bool, String> {
-        let Some(fast) = fast(message) else {
+        let mut fast_wire = Wire::default();
+        if fast(message, &mut fast_wire).is_none() {
             return Ok(false);
-        };
-        let slow = slow(message)
+        }
+        let mut slow = slow(message)
             .map_err(|_| format!("scanner accepted what serde_json rejects: {message}"))?;
-        let (fast, slow) = (from_wire(fast), from_wire(slow));
+        let (fast, slow) = (from_wire(&mut fast_wire), from_wire(&mut slow));
         if fast != slow {
             return Err(format!(
                 "paths differ on {message}\nfast: {fast:?}\nslow: {slow:?}"
@@ -442,7 +446,7 @@ mod tests {
             r#"{"type":"StepErrored","workflowId":"w-1","transferDetails":{"serverId":"0123456789abcdef0"}}"#,
         ];
         for m in cases {
-            assert!(fast(m).is_none(), "{m}");
+            assert!(fast(m, &mut Wire::default()).is_none(), "{m}");
         }
         // Unknown keys may repeat, as for serde.
         assert!(agree(r#"{"x":1,"x":2,"activity-type":"OPEN"}"#).unwrap());
