@@ -16,6 +16,7 @@
 # `name value unit`, one per figure, for scripts/bench-summary.sh.
 #
 #   scripts/bench-mtail.sh [N] [ROUNDS]     # default N = 1000000, ROUNDS = 5
+#   NO_BUILD=1 scripts/bench-mtail.sh ...     # use the release binaries as built
 #
 # Installs mtail from Debian when absent. Local files only.
 set -euo pipefail
@@ -28,7 +29,9 @@ if ! command -v mtail >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mtail >/dev/null
 fi
 [ -x /usr/bin/time ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null; }
-cargo build --quiet --release --bin aws-transfer-exporter --example corpus_dump
+if [ -z "${NO_BUILD:-}" ]; then
+  cargo build --quiet --release --bin aws-transfer-exporter --example corpus_dump
+fi
 work=$(mktemp -d -t bench-mtail.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 target/release/examples/corpus_dump "$N" "$work"

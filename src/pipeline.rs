@@ -535,7 +535,10 @@ impl Pipeline {
                     }
                 }
                 if !any {
-                    self.handles.files.get(&[server, user_label, "unknown"]).inc();
+                    self.handles
+                        .files
+                        .get(&[server, user_label, "unknown"])
+                        .inc();
                 }
             }
             _ => {}

@@ -307,7 +307,10 @@ impl Sink<'_> {
         if !set[3] {
             return None;
         }
-        for (i, dst) in [&mut raw.log_stream, &mut raw.event_id].into_iter().enumerate() {
+        for (i, dst) in [&mut raw.log_stream, &mut raw.event_id]
+            .into_iter()
+            .enumerate()
+        {
             if !set[i + 1] {
                 dst.clear();
             }

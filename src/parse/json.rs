@@ -418,7 +418,11 @@ mod tests {
             .filter_map(|v| v.get("message")?.as_str().map(str::to_owned))
             .collect();
         assert!(messages.len() > 10, "fixtures read");
-        messages.extend(crate::corpus::mixed(5_000, 7).into_iter().map(|e| e.message));
+        messages.extend(
+            crate::corpus::mixed(5_000, 7)
+                .into_iter()
+                .map(|e| e.message),
+        );
         let (mut json, mut fast_hits) = (0, 0);
         for m in &messages {
             let m = m.trim();
@@ -428,7 +432,10 @@ mod tests {
             json += 1;
             fast_hits += usize::from(agree(m).unwrap_or_else(|e| panic!("{e}")));
         }
-        assert!(fast_hits * 10 >= json * 9, "{fast_hits} of {json} on the fast path");
+        assert!(
+            fast_hits * 10 >= json * 9,
+            "{fast_hits} of {json} on the fast path"
+        );
     }
 
     #[test]
@@ -451,8 +458,13 @@ mod tests {
         // Unknown keys may repeat, as for serde.
         assert!(agree(r#"{"x":1,"x":2,"activity-type":"OPEN"}"#).unwrap());
         assert!(agree(r#"{"user":{"a":[1,2]},"activity-type":"OPEN","message":[true]}"#).unwrap());
-        assert!(agree(r#"{"activity-type":"ERROR","message":"Access \u0064enied \"x\""}"#).unwrap());
-        assert!(agree(r#"{"user":12345,"activity-type":"OPEN","bytes-out":29238420042,"message":false}"#).unwrap());
+        assert!(
+            agree(r#"{"activity-type":"ERROR","message":"Access \u0064enied \"x\""}"#).unwrap()
+        );
+        assert!(agree(
+            r#"{"user":12345,"activity-type":"OPEN","bytes-out":29238420042,"message":false}"#
+        )
+        .unwrap());
     }
 
     fn json_value() -> impl Strategy<Value = serde_json::Value> {
@@ -475,11 +487,33 @@ mod tests {
     }
 
     const KEYS: &[&str] = &[
-        "activity-type", "resource-arn", "session-id", "user", "source-ip", "method",
-        "message", "operation", "path", "bytes-in", "bytes-out", "connector-id",
-        "connectorId", "status-code", "failure-code", "failure-message", "bytes",
-        "account-id", "as2-message-id", "server-id", "transfer-size", "type", "workflowId",
-        "executionId", "transferDetails", "details", "x",
+        "activity-type",
+        "resource-arn",
+        "session-id",
+        "user",
+        "source-ip",
+        "method",
+        "message",
+        "operation",
+        "path",
+        "bytes-in",
+        "bytes-out",
+        "connector-id",
+        "connectorId",
+        "status-code",
+        "failure-code",
+        "failure-message",
+        "bytes",
+        "account-id",
+        "as2-message-id",
+        "server-id",
+        "transfer-size",
+        "type",
+        "workflowId",
+        "executionId",
+        "transferDetails",
+        "details",
+        "x",
     ];
 
     proptest! {

@@ -188,8 +188,18 @@ mod tests {
     #[test]
     fn byte_helpers_match_the_char_functions() {
         let cases = [
-            "", " ", "a b", "\u{b}x", "\u{c}\t\r\n y", "abc", "é b", "a\u{a0}b", "\u{85}x",
-            "x\u{2003}y", "  \u{3000} z", "ab\u{1680}",
+            "",
+            " ",
+            "a b",
+            "\u{b}x",
+            "\u{c}\t\r\n y",
+            "abc",
+            "é b",
+            "a\u{a0}b",
+            "\u{85}x",
+            "x\u{2003}y",
+            "  \u{3000} z",
+            "ab\u{1680}",
         ];
         for s in cases {
             assert_eq!(find_space(s), s.find(char::is_whitespace), "{s:?}");

@@ -50,33 +50,21 @@ pub fn parse(message: &str) -> Result<Parsed<'_>, ParseError> {
 /// Splits a Transfer Family ARN (`arn:<partition>:transfer:<region>:<account>:<type>/<id>`)
 /// into (region, account, type, id). `None` when it is not one.
 pub fn split_arn(arn: &str) -> Option<(&str, &str, &str, &str)> {
-    // One pass over the bytes: this runs on every structured event, and the
-    // fields are so short that a call into `memchr` per field cost more.
-    let rest = arn.strip_prefix("arn:")?.as_bytes();
-    // Ends of partition, service, region, account; then the type's slash.
-    let mut colons = [0usize; 4];
-    let mut n = 0;
-    let mut slash = None;
-    for (i, &b) in rest.iter().enumerate() {
-        if n < 4 {
-            if b == b':' {
-                colons[n] = i;
-                n += 1;
-            }
-        } else if b == b'/' {
-            slash = Some(i);
-            break;
-        }
+    // memchr instead of `splitn`: this runs on every structured event.
+    let rest = arn.strip_prefix("arn:")?;
+    let mut fields = [""; 4];
+    let mut rest = rest;
+    for f in &mut fields {
+        let i = memchr::memchr(b':', rest.as_bytes())?;
+        *f = &rest[..i];
+        rest = &rest[i + 1..];
     }
-    let slash = slash?;
-    // Only ASCII bytes were split on, so every index is a char boundary.
-    let rest = &arn[4..];
-    let region = &rest[colons[1] + 1..colons[2]];
-    let account = &rest[colons[2] + 1..colons[3]];
-    let kind = &rest[colons[3] + 1..slash];
+    let [_partition, _service, region, account] = fields;
+    let slash = memchr::memchr(b'/', rest.as_bytes())?;
+    let kind = &rest[..slash];
     let tail = &rest[slash + 1..];
     // Only the first path segment is the id (user ARNs are server/<id>/<user>).
-    let id = match tail.bytes().position(|b| b == b'/') {
+    let id = match memchr::memchr(b'/', tail.as_bytes()) {
         Some(j) => &tail[..j],
         None => tail,
     };
@@ -113,9 +101,18 @@ mod tests {
             ),
             ("arn:aws:transfer:eu-west-1:111122223333:server/", None),
             ("arn:aws:transfer:eu-west-1:111122223333:server", None),
-            ("arn:aws:transfer:eu-west-1:111122223333:a:b/c", Some(("eu-west-1", "111122223333", "a:b", "c"))),
-            ("arn:a/b:transfer:r:1:server/s-1", Some(("r", "1", "server", "s-1"))),
-            ("arn:é:transfer:ré:1:sérver/s-ü/x", Some(("ré", "1", "sérver", "s-ü"))),
+            (
+                "arn:aws:transfer:eu-west-1:111122223333:a:b/c",
+                Some(("eu-west-1", "111122223333", "a:b", "c")),
+            ),
+            (
+                "arn:a/b:transfer:r:1:server/s-1",
+                Some(("r", "1", "server", "s-1")),
+            ),
+            (
+                "arn:é:transfer:ré:1:sérver/s-ü/x",
+                Some(("ré", "1", "sérver", "s-ü")),
+            ),
             ("not an arn", None),
             ("arn:aws:transfer", None),
             ("", None),

@@ -72,7 +72,8 @@ pub fn unescape(raw: &str, out: &mut String) -> Option<()> {
                         if !(0xDC00..=0xDFFF).contains(&lo) {
                             return None;
                         }
-                        let c = 0x1_0000 + ((u32::from(hi) - 0xD800) << 10) + (u32::from(lo) - 0xDC00);
+                        let c =
+                            0x1_0000 + ((u32::from(hi) - 0xD800) << 10) + (u32::from(lo) - 0xDC00);
                         (char::from_u32(c)?, 12)
                     }
                     0xDC00..=0xDFFF => return None,
@@ -97,6 +98,20 @@ fn hex4(b: &[u8]) -> Option<u16> {
     Some(n)
 }
 
+/// Whether `b` holds a byte below 0x20, eight bytes at a time.
+fn has_control(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = b.chunks_exact(8);
+    // Some byte is below 0x20 exactly when this is not zero (the "has a
+    // byte less than n" test, exact for n <= 128).
+    let any = chunks.by_ref().fold(0, |acc, c| {
+        let v = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        acc | (v.wrapping_sub(ONES * 0x20) & !v & HIGH)
+    });
+    any != 0 || chunks.remainder().iter().any(|&c| c < 0x20)
+}
+
 /// Position of the first `"` or `\` in `b`. Strings here are short (a
 /// dozen bytes): eight bytes at a time in a register beats a call into
 /// `memchr`'s vector code, whose set-up costs more than the search.
@@ -115,7 +130,10 @@ fn quote_or_backslash(b: &[u8]) -> Option<usize> {
         }
         i += 8;
     }
-    b[i..].iter().position(|&c| c == b'"' || c == b'\\').map(|j| i + j)
+    b[i..]
+        .iter()
+        .position(|&c| c == b'"' || c == b'\\')
+        .map(|j| i + j)
 }
 
 /// Scans `s`, which must hold exactly one JSON object (and whitespace), and
@@ -123,9 +141,9 @@ fn quote_or_backslash(b: &[u8]) -> Option<usize> {
 /// `field` returns `false` to give up. `None` when the scanner gave up or
 /// cannot vouch for the input (see the module docs).
 pub fn object<'a>(s: &'a str, mut field: impl FnMut(&'a str, Value<'a>) -> bool) -> Option<()> {
-    // One pass over the whole message (vectorised: no early exit) instead
-    // of one per string: compact JSON holds no byte below 0x20 at all.
-    let controls = s.bytes().fold(false, |any, b| any | (b < 0x20));
+    // One pass over the whole message instead of one per string: compact
+    // JSON holds no byte below 0x20 at all.
+    let controls = has_control(s.as_bytes());
     let mut c = Cursor { s, i: 0, controls };
     c.ws();
     c.eat(b'{')?;
@@ -350,6 +368,23 @@ mod tests {
             true
         })
         .map(|()| v)
+    }
+
+    #[test]
+    fn has_control_finds_any_byte_below_0x20() {
+        for len in 0..40 {
+            let clean = vec![0x20u8; len];
+            assert!(!has_control(&clean), "len {len}");
+            let high = vec![0xffu8; len];
+            assert!(!has_control(&high), "len {len}");
+            for at in 0..len {
+                for c in [0x00, 0x01, 0x09, 0x1f] {
+                    let mut v = vec![0x7fu8; len];
+                    v[at] = c;
+                    assert!(has_control(&v), "len {len} at {at} byte {c:#x}");
+                }
+            }
+        }
     }
 
     #[test]
