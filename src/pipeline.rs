@@ -218,8 +218,10 @@ struct AdmittedLabels {
 }
 
 /// Whether the guard handed back `raw` itself (admitted, nothing cleaned).
-fn unchanged(label: &Cow<'_, str>, raw: &str) -> bool {
-    matches!(label, Cow::Borrowed(l) if std::ptr::eq(l.as_ptr(), raw.as_ptr()) && l.len() == raw.len())
+fn unchanged(label: &str, raw: &str) -> bool {
+    // A cleaned or overflow value is another string: only `raw` itself
+    // starts at `raw`'s address.
+    std::ptr::eq(label.as_ptr(), raw.as_ptr()) && label.len() == raw.len()
 }
 
 impl AdmittedLabels {
