@@ -9,6 +9,11 @@
 //! a FilterLogEvents page, so its cost over the bare pipeline shows.
 //!
 //!     cargo bench --bench pipeline
+//!
+//! Also in the group, to see where the time goes: parsing alone, through
+//! the scanner with its `serde_json` fallback (what the pipeline runs) and
+//! through the typed `serde_json` visitor alone (the parser before the
+//! scanner).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -19,6 +24,7 @@ use prometheus::Registry;
 use aws_transfer_exporter::corpus;
 use aws_transfer_exporter::ingest::Ingest;
 use aws_transfer_exporter::metrics::{Limits, Metrics};
+use aws_transfer_exporter::parse;
 use aws_transfer_exporter::pipeline::{Pipeline, PipelineConfig};
 
 const EVENTS: usize = 100_000;
@@ -59,6 +65,25 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for e in &events {
                 black_box(serde_json::from_str::<serde_json::Value>(&e.message).ok());
+            }
+        })
+    });
+    g.bench_function("parse_only", |b| {
+        b.iter(|| {
+            for e in &events {
+                black_box(parse::parse(&e.message).ok());
+            }
+        })
+    });
+    g.bench_function("parse_only_serde_typed", |b| {
+        b.iter(|| {
+            for e in &events {
+                let m = e.message.trim();
+                black_box(if m.starts_with('{') {
+                    parse::json::parse_with_serde_only(m).ok()
+                } else {
+                    parse::parse(m).ok()
+                });
             }
         })
     });

@@ -97,9 +97,18 @@ impl Attributor {
         }
         if let Some(sid) = ev.session_id.as_deref() {
             if let Some(user) = self.session_user(sid, raw.timestamp_ms) {
+                // Usually the stream names the same user: borrow it from
+                // there rather than copy it out of the map.
+                let user = match &stream {
+                    Cow::Borrowed(s) => match user_from_stream(s) {
+                        Some(named) if named == user => Cow::Borrowed(named),
+                        _ => Cow::Owned(user.to_owned()),
+                    },
+                    Cow::Owned(_) => Cow::Owned(user.to_owned()),
+                };
                 return Attribution {
                     server_id,
-                    user: Some(Cow::Owned(user)),
+                    user: Some(user),
                     source: UserSource::Session,
                 };
             }
@@ -120,15 +129,15 @@ impl Attributor {
         }
     }
 
-    fn session_user(&mut self, sid: &str, now_ms: i64) -> Option<String> {
-        let (user, seen) = self.sessions.get_mut(sid)?;
+    fn session_user(&mut self, sid: &str, now_ms: i64) -> Option<&str> {
+        let (_, seen) = self.sessions.get_mut(sid)?;
         if now_ms.saturating_sub(*seen) > self.ttl_ms {
             self.sessions.pop(sid);
             return None;
         }
         // Activity keeps a session alive: the TTL counts from the last event.
         *seen = (*seen).max(now_ms);
-        Some(user.clone())
+        self.sessions.peek(sid).map(|(user, _)| user.as_str())
     }
 }
 

@@ -6,14 +6,12 @@
 //! `aws_transfer_exporter_unparsed_events_total` (and sampled to the log).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::metrics::IntCounter;
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHashMap;
 use serde::Serialize;
-use std::hash::Hasher;
 
 use crate::attribute::{self, Attributor};
 use crate::classify::{self, Classification};
@@ -140,15 +138,17 @@ impl Outcome<'_> {
 
 /// Counter handles cached by label values. `IntCounterVec::with_label_values`
 /// hashes with SipHash and takes a lock on every call, which dominated the
-/// per-event cost; here a hit costs one FxHash of the values and one compare,
-/// and allocates nothing. Bounded because every label value passed in is
-/// already bounded by the label guard.
-/// Label values and the counter they select.
-type CachedCounter = (Box<[Box<str>]>, IntCounter);
-
+/// per-event cost; here a hit costs copying the values into one reused
+/// buffer, one FxHash of it and one compare, and allocates nothing. The key
+/// is the values joined by the byte 0xFF, which never occurs in UTF-8, so
+/// distinct value lists have distinct keys; one contiguous key compares in
+/// one call where a list of boxed strings took a call and a pointer chase
+/// per value. Bounded because every label value passed in is already
+/// bounded by the label guard.
 struct CounterCache {
     vec: crate::metrics::IntCounterVec,
-    map: FxHashMap<u64, Vec<CachedCounter>>,
+    map: FxHashMap<Box<[u8]>, IntCounter>,
+    key: Vec<u8>,
 }
 
 impl CounterCache {
@@ -156,28 +156,21 @@ impl CounterCache {
         CounterCache {
             vec: vec.clone(),
             map: FxHashMap::default(),
+            key: Vec::new(),
         }
     }
 
     fn get(&mut self, values: &[&str]) -> &IntCounter {
-        let mut h = FxHasher::default();
+        self.key.clear();
         for v in values {
-            h.write(v.as_bytes());
-            h.write_u8(0xff);
+            self.key.extend_from_slice(v.as_bytes());
+            self.key.push(0xff);
         }
-        let bucket = self.map.entry(h.finish()).or_default();
-        let pos = bucket.iter().position(|(k, _)| {
-            k.len() == values.len() && k.iter().zip(values).all(|(a, b)| &**a == *b)
-        });
-        let i = match pos {
-            Some(i) => i,
-            None => {
-                let c = self.vec.with_label_values(values);
-                bucket.push((values.iter().map(|v| Box::<str>::from(*v)).collect(), c));
-                bucket.len() - 1
-            }
-        };
-        &bucket[i].1
+        if !self.map.contains_key(self.key.as_slice()) {
+            let c = self.vec.with_label_values(values);
+            self.map.insert(self.key.as_slice().into(), c);
+        }
+        &self.map[self.key.as_slice()]
     }
 }
 
@@ -188,6 +181,7 @@ struct Handles {
     sessions: CounterCache,
     files: CounterCache,
     bytes: CounterCache,
+    unattributed: CounterCache,
 }
 
 impl Handles {
@@ -198,16 +192,80 @@ impl Handles {
             sessions: CounterCache::new(&m.sessions),
             files: CounterCache::new(&m.files),
             bytes: CounterCache::new(&m.bytes),
+            unattributed: CounterCache::new(&m.unattributed_events),
         }
     }
 }
+
+/// Server ids and user names the label guard has admitted as they are
+/// (clean, within the caps). Asking the guard takes its lock and two
+/// SipHash lookups per label; this answers for the values seen before with
+/// one FxHash lookup and no lock. Only admissions are remembered, and the
+/// guard never takes one back, so an answer from here is the guard's
+/// answer; everything else (new values, values the guard cleans, overflow,
+/// which must be counted each time) still goes to the guard. Bounded by the
+/// guard's caps.
+#[derive(Default)]
+struct AdmittedLabels {
+    servers: rustc_hash::FxHashSet<Box<str>>,
+    users: FxHashMap<Box<str>, rustc_hash::FxHashSet<Box<str>>>,
+}
+
+/// Whether the guard handed back `raw` itself (admitted, nothing cleaned).
+fn unchanged(label: &str, raw: &str) -> bool {
+    // A cleaned or overflow value is another string: only `raw` itself
+    // starts at `raw`'s address.
+    std::ptr::eq(label.as_ptr(), raw.as_ptr()) && label.len() == raw.len()
+}
+
+impl AdmittedLabels {
+    fn server<'a>(&mut self, metrics: &Metrics, raw: &'a str) -> Cow<'a, str> {
+        if raw.is_empty() || self.servers.contains(raw) {
+            return Cow::Borrowed(raw);
+        }
+        let label = metrics.id_label("server_id", raw);
+        if unchanged(&label, raw) {
+            self.servers.insert(raw.into());
+        }
+        label
+    }
+
+    fn is_known(&self, server: &str, user: &str) -> bool {
+        self.users.get(server).is_some_and(|s| s.contains(user))
+    }
+
+    fn user<'a>(&mut self, metrics: &Metrics, server: &str, raw: &'a str) -> Cow<'a, str> {
+        if raw.is_empty() || self.is_known(server, raw) {
+            return Cow::Borrowed(raw);
+        }
+        let label = metrics.user_label(server, raw);
+        if unchanged(&label, raw) {
+            self.users
+                .entry(server.into())
+                .or_default()
+                .insert(raw.into());
+        }
+        label
+    }
+
+    /// The guard's `is_admitted`.
+    fn is_admitted(&self, metrics: &Metrics, server: &str, user: &str) -> bool {
+        (!user.is_empty() && self.is_known(server, user))
+            || metrics.with_guard(|g| g.is_admitted(server, user))
+    }
+}
+
+/// Last CONNECTED time per user label, and its gauge series once set.
+type LastSeen = FxHashMap<String, (f64, Option<prometheus::Gauge>)>;
 
 pub struct Pipeline {
     metrics: Arc<Metrics>,
     attributor: Attributor,
     servers_seen: rustc_hash::FxHashSet<String>,
-    last_sessions: HashMap<(String, String), f64>,
+    /// By server label, then user label (both bounded by the guard).
+    last_sessions: FxHashMap<String, LastSeen>,
     handles: Handles,
+    admitted: AdmittedLabels,
     sample_window: Instant,
     samples_in_window: u32,
 }
@@ -219,8 +277,9 @@ impl Pipeline {
             metrics,
             attributor: Attributor::new(cfg.session_cache_size, cfg.session_ttl),
             servers_seen: Default::default(),
-            last_sessions: HashMap::new(),
+            last_sessions: FxHashMap::default(),
             handles,
+            admitted: AdmittedLabels::default(),
             sample_window: Instant::now(),
             samples_in_window: 0,
         }
@@ -235,10 +294,12 @@ impl Pipeline {
         let mut v: Vec<LastSession> = self
             .last_sessions
             .iter()
-            .map(|((server_id, user), ts)| LastSession {
-                server_id: server_id.clone(),
-                user: user.clone(),
-                timestamp_seconds: *ts,
+            .flat_map(|(server_id, users)| {
+                users.iter().map(|(user, (ts, _))| LastSession {
+                    server_id: server_id.clone(),
+                    user: user.clone(),
+                    timestamp_seconds: *ts,
+                })
             })
             .collect();
         v.sort_by(|a, b| (&a.server_id, &a.user).cmp(&(&b.server_id, &b.user)));
@@ -252,20 +313,27 @@ impl Pipeline {
             let server = self.metrics.id_label("server_id", &s.server_id);
             let user = self.metrics.user_label(&server, &s.user).into_owned();
             let server = server.into_owned();
-            self.note_session(server, user, s.timestamp_seconds);
+            self.note_session(&server, &user, s.timestamp_seconds);
         }
     }
 
-    fn note_session(&mut self, server: String, user: String, ts: f64) {
-        let entry = self
-            .last_sessions
-            .entry((server.clone(), user.clone()))
-            .or_insert(f64::MIN);
-        if ts > *entry {
-            *entry = ts;
-            self.metrics
-                .user_last_session
-                .with_label_values(&[&server, &user])
+    fn note_session(&mut self, server: &str, user: &str, ts: f64) {
+        let users = match self.last_sessions.get_mut(server) {
+            Some(u) => u,
+            None => self.last_sessions.entry(server.to_owned()).or_default(),
+        };
+        let (last, gauge) = match users.get_mut(user) {
+            Some(e) => e,
+            None => users.entry(user.to_owned()).or_insert((f64::MIN, None)),
+        };
+        if ts > *last {
+            *last = ts;
+            gauge
+                .get_or_insert_with(|| {
+                    self.metrics
+                        .user_last_session
+                        .with_label_values(&[server, user])
+                })
                 .set(ts);
         }
     }
@@ -377,7 +445,7 @@ impl Pipeline {
         let at = self.attributor.attribute(&ev, raw);
         let server_raw = at.server_id.as_deref().unwrap_or("");
         let metrics = Arc::clone(&self.metrics);
-        let server_label = metrics.id_label("server_id", server_raw);
+        let server_label = self.admitted.server(&metrics, server_raw);
         let server: &str = &server_label;
         if format == Format::Legacy && skip_legacy(server_raw) {
             metrics.legacy_duplicates.with_label_values(&[server]).inc();
@@ -421,10 +489,7 @@ impl Pipeline {
             Activity::KexFailure | Activity::ConnectionRejected | Activity::TlsResumeFailure
         );
         if at.user.is_none() && expects_user {
-            metrics
-                .unattributed_events
-                .with_label_values(&[server])
-                .inc();
+            self.handles.unattributed.get(&[server]).inc();
         }
         let user_raw = at.user.as_deref().unwrap_or("");
         let class = classify::server(&ev);
@@ -435,18 +500,18 @@ impl Pipeline {
         // this server from a trusted source (CONNECTED, streams).
         let user_cleaned = if activity == Activity::AuthFailure {
             match class {
-                Some(c) if c.proves_user_exists() => metrics.user_label(server, user_raw),
+                Some(c) if c.proves_user_exists() => self.admitted.user(&metrics, server, user_raw),
                 _ => {
                     // Admitted already: the guard returns the cleaned value.
-                    if metrics.with_guard(|g| g.is_admitted(server, user_raw)) {
-                        metrics.user_label(server, user_raw)
+                    if self.admitted.is_admitted(&metrics, server, user_raw) {
+                        self.admitted.user(&metrics, server, user_raw)
                     } else {
                         Cow::Borrowed("")
                     }
                 }
             }
         } else {
-            metrics.user_label(server, user_raw)
+            self.admitted.user(&metrics, server, user_raw)
         };
         let user_label: &str = &user_cleaned;
 
@@ -454,7 +519,7 @@ impl Pipeline {
             Activity::Connected => {
                 self.handles.sessions.get(&[server, user_label]).inc();
                 let ts = raw.timestamp_ms as f64 / 1000.0;
-                self.note_session(server.to_owned(), user_label.to_owned(), ts);
+                self.note_session(server, user_label, ts);
             }
             Activity::Close | Activity::PartialClose => {
                 let mut any = false;
@@ -466,9 +531,9 @@ impl Pipeline {
                     }
                 }
                 if !any {
-                    metrics
+                    self.handles
                         .files
-                        .with_label_values(&[server, user_label, "unknown"])
+                        .get(&[server, user_label, "unknown"])
                         .inc();
                 }
             }
@@ -957,7 +1022,7 @@ mod tests {
             p.last_sessions().len()
         );
         assert!(p.attributor.len() <= PipelineConfig::default().session_cache_size);
-        assert!(p.handles.events.map.values().map(Vec::len).sum::<usize>() < 10);
+        assert!(p.handles.events.map.len() < 10);
     }
 
     proptest! {

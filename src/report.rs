@@ -30,6 +30,7 @@ use serde::Deserialize;
 use crate::cli::{ClassifyArgs, OutputFormat};
 use crate::event::RawEvent;
 use crate::metrics::{self, Limits, Metrics};
+use crate::parse::scan;
 use crate::pipeline::{Outcome, Pipeline, PipelineConfig};
 
 // ---------------------------------------------------------------------------
@@ -54,10 +55,17 @@ const REPLACEMENT_UTF8: &[u8] = "\u{FFFD}".as_bytes();
 /// sequence becomes U+FFFD (as `String::from_utf8_lossy` would do), a
 /// character split across two reads is kept whole, and a truncated one at
 /// the end of input is replaced. Memory: one chunk of the inner reader.
+///
+/// Valid input (nearly all of it) is not copied: the valid prefix of the
+/// inner reader's buffer is handed out as it is, checked once; only a chunk
+/// that starts with an invalid or split character goes through `out`.
 pub struct LossyUtf8<R> {
     inner: R,
     out: Vec<u8>,
     pos: usize,
+    /// Bytes at the front of the inner reader's buffer already checked and
+    /// being handed out as they are.
+    through: usize,
     /// Bytes of an incomplete character at the end of the last chunk.
     pending: Vec<u8>,
     /// Invalid sequences replaced so far.
@@ -68,8 +76,9 @@ impl<R: BufRead> LossyUtf8<R> {
     pub fn new(inner: R) -> Self {
         LossyUtf8 {
             inner,
-            out: Vec::with_capacity(READ_BUFFER_BYTES + 4),
+            out: Vec::new(),
             pos: 0,
+            through: 0,
             pending: Vec::new(),
             replaced: 0,
         }
@@ -150,13 +159,31 @@ impl<R: BufRead> Read for LossyUtf8<R> {
 impl<R: BufRead> BufRead for LossyUtf8<R> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.pos >= self.out.len() {
+            if self.through == 0 && self.pending.is_empty() {
+                let chunk = self.inner.fill_buf()?;
+                self.through = match std::str::from_utf8(chunk) {
+                    Ok(_) => chunk.len(),
+                    Err(e) => e.valid_up_to(),
+                };
+            }
+            if self.through > 0 {
+                // Unchanged since it was checked: nothing was consumed past it.
+                let chunk = self.inner.fill_buf()?;
+                return Ok(&chunk[..self.through]);
+            }
             self.refill()?;
         }
         Ok(&self.out[self.pos..])
     }
 
     fn consume(&mut self, amount: usize) {
-        self.pos = (self.pos + amount).min(self.out.len());
+        if self.pos < self.out.len() {
+            self.pos = (self.pos + amount).min(self.out.len());
+        } else {
+            let n = amount.min(self.through);
+            self.inner.consume(n);
+            self.through -= n;
+        }
     }
 }
 
@@ -195,11 +222,14 @@ enum TopKey {
 pub struct Sink<'f> {
     source: String,
     default_group: String,
-    on_event: &'f mut dyn FnMut(RawEvent) -> anyhow::Result<()>,
+    on_event: &'f mut dyn FnMut(&RawEvent) -> anyhow::Result<()>,
     on_problem: &'f mut dyn FnMut(String),
     /// Set when `on_event` failed (e.g. stdout closed); reading stops.
     failed: Option<anyhow::Error>,
     events: u64,
+    /// The event being read by the fast path, its strings reused from one
+    /// line to the next (no allocation per event in the steady state).
+    scratch: RawEvent,
 }
 
 impl Sink<'_> {
@@ -216,12 +246,84 @@ impl Sink<'_> {
             timestamp_ms: e.timestamp.unwrap_or(0),
             message,
         };
+        self.send(&raw)
+    }
+
+    fn send(&mut self, raw: &RawEvent) -> Result<(), &'static str> {
         self.events += 1;
         if let Err(err) = (self.on_event)(raw) {
             self.failed = Some(err);
             return Err(SINK_FAILED);
         }
         Ok(())
+    }
+
+    /// Reads one JSON Lines event with the scanner of [`crate::parse::scan`]
+    /// into the scratch event and delivers it. `None` when the scanner
+    /// declines the line or the line is anything but an event object with a
+    /// `message` string whose fields all have the types [`CliEvent`] takes:
+    /// the `serde` path then reads it, so what is delivered and what is
+    /// reported never depends on which path read a line.
+    fn fast_line(&mut self, line: &str) -> Option<Result<(), &'static str>> {
+        let raw = &mut self.scratch;
+        // Which of the string fields were set; `null` unsets, the last of
+        // repeated keys wins (as `CliEvent` reads them).
+        let mut set = [false; 4];
+        let mut timestamp = None;
+        scan::object(line, |key, value| {
+            let (i, dst) = match key {
+                "logGroupName" => (0, &mut raw.log_group),
+                "logStreamName" => (1, &mut raw.log_stream),
+                "eventId" => (2, &mut raw.event_id),
+                "message" => (3, &mut raw.message),
+                "timestamp" => {
+                    timestamp = match value {
+                        scan::Value::Int(t) => Some(t.parse::<i64>().ok()),
+                        scan::Value::Null => None,
+                        _ => return false,
+                    };
+                    return timestamp != Some(None);
+                }
+                "events" => return false,
+                _ => return true,
+            };
+            dst.clear();
+            set[i] = match value {
+                scan::Value::Str(t) => {
+                    dst.push_str(t);
+                    true
+                }
+                scan::Value::Escaped(t) => {
+                    if scan::unescape(t, dst).is_none() {
+                        return false;
+                    }
+                    true
+                }
+                scan::Value::Null => false,
+                _ => return false,
+            };
+            true
+        })?;
+        if !set[3] {
+            return None;
+        }
+        for (i, dst) in [&mut raw.log_stream, &mut raw.event_id]
+            .into_iter()
+            .enumerate()
+        {
+            if !set[i + 1] {
+                dst.clear();
+            }
+        }
+        if !set[0] {
+            raw.log_group.clear();
+            raw.log_group.push_str(&self.default_group);
+        }
+        raw.timestamp_ms = timestamp.flatten().unwrap_or(0);
+        let raw = std::mem::take(&mut self.scratch);
+        let sent = self.send(&raw);
+        self.scratch = raw;
+        Some(sent)
     }
 
     fn problem(&mut self, p: String) {
@@ -337,7 +439,7 @@ pub fn read_events(
     input: impl Read,
     source: &str,
     default_group: &str,
-    on_event: &mut dyn FnMut(RawEvent) -> anyhow::Result<()>,
+    on_event: &mut dyn FnMut(&RawEvent) -> anyhow::Result<()>,
     on_problem: &mut dyn FnMut(String),
 ) -> anyhow::Result<u64> {
     let mut sink = Sink {
@@ -347,6 +449,7 @@ pub fn read_events(
         on_problem,
         failed: None,
         events: 0,
+        scratch: RawEvent::default(),
     };
     let mut reader = LossyUtf8::new(BufReader::with_capacity(READ_BUFFER_BYTES, input));
     let mut buf: Vec<u8> = Vec::new();
@@ -390,6 +493,17 @@ pub fn read_events(
                 .skip_until(b'\n')
                 .with_context(|| format!("reading {source}"))?;
             continue;
+        }
+        // Nearly every line of JSON Lines: one event read by the scanner.
+        match sink.fast_line(line) {
+            Some(Ok(())) => {
+                mode = Mode::Lines;
+                continue;
+            }
+            Some(Err(_)) => {
+                return Err(sink.failed.take().expect("the sink failed"));
+            }
+            None => {}
         }
         let mut de = serde_json::Deserializer::from_str(line);
         let parsed = TopSeed(&mut sink)
@@ -512,8 +626,8 @@ pub fn run(args: &ClassifyArgs) -> anyhow::Result<ExitCode> {
                 continue;
             }
         };
-        let mut on_event = |raw: RawEvent| -> anyhow::Result<()> {
-            let o = pipeline.process(&raw);
+        let mut on_event = |raw: &RawEvent| -> anyhow::Result<()> {
+            let o = pipeline.process(raw);
             match args.output {
                 OutputFormat::Jsonl => {
                     serde_json::to_writer(&mut out, &o).context("writing output")?;
@@ -843,6 +957,7 @@ fn wrap_into(out: &mut String, text: &str, indent: &str, width: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::strategy::Strategy;
 
     fn lossy(bytes: &[u8], chunk: usize) -> (String, u64) {
         // A reader that hands out `chunk` bytes at a time, to split
@@ -893,7 +1008,7 @@ mod tests {
             "in",
             "/g",
             &mut |e| {
-                events.push(e);
+                events.push(e.clone());
                 Ok(())
             },
             &mut |p| problems.push(p),
@@ -931,6 +1046,100 @@ mod tests {
         assert_eq!(events[0].event_id, "1");
         assert_eq!(events[0].timestamp_ms, 5);
         assert_eq!(events[0].log_group, "/g", "default group");
+    }
+
+    /// What each path makes of one JSON Lines line: the event delivered,
+    /// or `None` (a problem for the serde path, a decline for the scanner).
+    fn both_paths(line: &str) -> (Option<RawEvent>, Option<RawEvent>) {
+        let mut got = Vec::new();
+        let mut on_event = |e: &RawEvent| {
+            got.push(e.clone());
+            Ok(())
+        };
+        let mut on_problem = |_| {};
+        let mut sink = Sink {
+            source: "in".into(),
+            default_group: "/g".into(),
+            on_event: &mut on_event,
+            on_problem: &mut on_problem,
+            failed: None,
+            events: 0,
+            // Left over from an earlier line: must not leak into this one.
+            scratch: RawEvent {
+                log_group: "old".into(),
+                log_stream: "old".into(),
+                event_id: "old".into(),
+                timestamp_ms: 9,
+                message: "old".into(),
+            },
+        };
+        let fast = sink.fast_line(line).map(|r| r.expect("delivered"));
+        let mut de = serde_json::Deserializer::from_str(line);
+        let slow = TopSeed(&mut sink)
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+        drop(sink);
+        let fast_event = fast.map(|()| got[0].clone());
+        let slow_event = slow.ok().and(got.last().cloned());
+        (fast_event, slow_event)
+    }
+
+    #[test]
+    fn fast_line_reads_what_serde_reads() {
+        let cases = [
+            r#"{"logGroupName":"/aws/transfer/s-1","logStreamName":"ERRORS","eventId":"7","timestamp":1764000000000,"message":"{\"a\":\"b\"}","ingestionTime":5}"#,
+            r#"{"message":"m"}"#,
+            r#"{"message":"caf\u00e9 \ud83d\ude00","logGroupName":null,"timestamp":null}"#,
+            r#"{"message":"a","message":"b","logStreamName":"s","logStreamName":null}"#,
+            r#"{"timestamp":1,"timestamp":2,"message":"m","x":{"events":[1]}}"#,
+            r#"{"timestamp":-5,"message":"m"}"#,
+            r#"{"timestamp":99999999999999999999,"message":"m"}"#,
+            r#"{"timestamp":1.5,"message":"m"}"#,
+            r#"{"timestamp":"1","message":"m"}"#,
+            r#"{"message":5}"#,
+            r#"{"message":null}"#,
+            r#"{"eventId":"1"}"#,
+            r#"{"message":"lone \ud800"}"#,
+            r#"{"events":[{"message":"m"}]}"#,
+            r#"{"message":"m"} "#,
+            r#"{"message":"m"}x"#,
+            r#"{"message":"m""#,
+        ];
+        for line in cases {
+            let (fast, slow) = both_paths(line);
+            if fast.is_some() {
+                assert_eq!(fast, slow, "line: {line}");
+            }
+        }
+        let (fast, _) = both_paths(cases[0]);
+        assert!(fast.is_some(), "the usual line takes the fast path");
+    }
+
+    proptest::proptest! {
+        /// Event objects with any keys of the wrapper, repeated, with any
+        /// value types: wherever the scanner answers, it reads what serde does.
+        #[test]
+        fn arbitrary_event_lines_read_the_same_on_both_paths(
+            fields in proptest::collection::vec((
+                proptest::sample::select(vec!["logGroupName", "logStreamName", "eventId", "timestamp", "message", "ingestionTime", "events"]),
+                proptest::prop_oneof![
+                    proptest::prelude::any::<String>().prop_map(serde_json::Value::from),
+                    proptest::prelude::any::<i64>().prop_map(serde_json::Value::from),
+                    proptest::prelude::any::<u64>().prop_map(serde_json::Value::from),
+                    proptest::prelude::any::<f64>().prop_map(|f| serde_json::json!(f)),
+                    proptest::prelude::Just(serde_json::Value::Null),
+                    proptest::prelude::Just(serde_json::json!([{"message": "m"}])),
+                ]), 0..7)) {
+            let body: Vec<String> = fields
+                .iter()
+                .map(|(k, v)| format!("{}:{}", serde_json::json!(k), v))
+                .collect();
+            let line = format!("{{{}}}", body.join(","));
+            let (fast, slow) = both_paths(&line);
+            if fast.is_some() {
+                proptest::prop_assert_eq!(fast, slow, "line: {}", line);
+            }
+        }
     }
 
     #[test]

@@ -33,13 +33,48 @@ fn is_key(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
 }
 
+/// Whether an ASCII byte is `char::is_whitespace` (which, unlike
+/// `u8::is_ascii_whitespace`, includes the vertical tab).
+fn is_space(b: u8) -> bool {
+    b.is_ascii_whitespace() || b == 0x0b
+}
+
+/// `s.find(char::is_whitespace)`, byte by byte while the text is ASCII (the
+/// whole line, nearly always): decoding characters cost more than the rest
+/// of the parse.
+fn find_space(s: &str) -> Option<usize> {
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if !b.is_ascii() {
+            // `i` follows ASCII bytes only, so it is a char boundary.
+            return s[i..].find(char::is_whitespace).map(|j| i + j);
+        }
+        if is_space(b) {
+            return Some(i);
+        }
+    }
+    None
+}
+
+/// `s.trim_start()`, byte by byte while the text is ASCII.
+fn trim_start(s: &str) -> &str {
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if !b.is_ascii() {
+            return s[i..].trim_start();
+        }
+        if !is_space(b) {
+            return &s[i..];
+        }
+    }
+    ""
+}
+
 /// Splits off the next whitespace-delimited token.
 fn next_token(s: &str) -> Option<(&str, &str)> {
-    let s = s.trim_start();
+    let s = trim_start(s);
     if s.is_empty() {
         return None;
     }
-    match s.find(char::is_whitespace) {
+    match find_space(s) {
         Some(i) => Some((&s[..i], &s[i..])),
         None => Some((s, "")),
     }
@@ -51,11 +86,11 @@ fn next_token(s: &str) -> Option<(&str, &str)> {
 /// Returns `None` if something that is not a pair is found.
 fn pairs<'a>(mut rest: &'a str, mut f: impl FnMut(&'a str, Cow<'a, str>)) -> Option<()> {
     loop {
-        rest = rest.trim_start();
+        rest = trim_start(rest);
         if rest.is_empty() {
             return Some(());
         }
-        let eq = rest.find('=')?;
+        let eq = rest.bytes().position(|b| b == b'=')?;
         let key = &rest[..eq];
         if !is_key(key) {
             return None;
@@ -66,7 +101,7 @@ fn pairs<'a>(mut rest: &'a str, mut f: impl FnMut(&'a str, Cow<'a, str>)) -> Opt
             f(key, value);
             rest = &quoted[end..];
         } else {
-            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            let end = find_space(after).unwrap_or(after.len());
             f(key, Cow::Borrowed(&after[..end]));
             rest = &after[end..];
         }
@@ -144,4 +179,31 @@ pub fn parse(line: &str) -> Result<Parsed<'_>, ParseError> {
         format: Format::Legacy,
         event: ev,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_helpers_match_the_char_functions() {
+        let cases = [
+            "",
+            " ",
+            "a b",
+            "\u{b}x",
+            "\u{c}\t\r\n y",
+            "abc",
+            "é b",
+            "a\u{a0}b",
+            "\u{85}x",
+            "x\u{2003}y",
+            "  \u{3000} z",
+            "ab\u{1680}",
+        ];
+        for s in cases {
+            assert_eq!(find_space(s), s.find(char::is_whitespace), "{s:?}");
+            assert_eq!(trim_start(s), s.trim_start(), "{s:?}");
+        }
+    }
 }

@@ -12,6 +12,7 @@
 
 pub mod json;
 pub mod legacy;
+pub mod scan;
 
 use crate::event::{ParseError, Parsed};
 
@@ -99,6 +100,19 @@ mod tests {
                 Some(("eu-west-1", "111122223333", "user", "s-0123456789abcdef0")),
             ),
             ("arn:aws:transfer:eu-west-1:111122223333:server/", None),
+            ("arn:aws:transfer:eu-west-1:111122223333:server", None),
+            (
+                "arn:aws:transfer:eu-west-1:111122223333:a:b/c",
+                Some(("eu-west-1", "111122223333", "a:b", "c")),
+            ),
+            (
+                "arn:a/b:transfer:r:1:server/s-1",
+                Some(("r", "1", "server", "s-1")),
+            ),
+            (
+                "arn:é:transfer:ré:1:sérver/s-ü/x",
+                Some(("ré", "1", "sérver", "s-ü")),
+            ),
             ("not an arn", None),
             ("arn:aws:transfer", None),
             ("", None),
