@@ -11,7 +11,7 @@
 //! Several kills land within 2 s of start; the first five within 1 s (a
 //! crash loop).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,13 +42,71 @@ fn counted(text: &str) -> BTreeMap<String, f64> {
 #[derive(Default)]
 pub(crate) struct Increase {
     last: BTreeMap<String, f64>,
-    pub(crate) total: BTreeMap<String, f64>,
-    pub(crate) drops: Vec<String>,
-    pub(crate) all_last: f64,
-    pub(crate) all_total: f64,
+    total: BTreeMap<String, f64>,
+    drops: Vec<String>,
+    all_last: f64,
+    all_total: f64,
 }
 
 impl Increase {
+    /// The last life: scrapes until every one of `total` events (users
+    /// `u0..u{total}`) has been seen, or `timeout`.
+    pub(crate) fn observe_until_complete(
+        &mut self,
+        life: usize,
+        total: usize,
+        timeout: Duration,
+        scrape: impl Fn() -> String,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.observe(life, &scrape());
+            if (self.total.len() >= total && self.all_last >= total as f64)
+                || Instant::now() >= deadline
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// The promise as Prometheus sees it, across every life: no counter
+    /// went down, each of the `total` events (users `u0..u{total}`) grew
+    /// its series by exactly 1, nothing else was counted, and the
+    /// all-events series' `increase()` is `total`.
+    pub(crate) fn assert_each_counted_once(&self, total: usize, stderr_tail: &str) {
+        assert!(
+            self.drops.is_empty(),
+            "counters went down across restarts: {:?}",
+            &self.drops[..self.drops.len().min(10)]
+        );
+        let missing: Vec<String> = (0..total)
+            .map(|i| format!("u{i}"))
+            .filter(|u| !self.total.contains_key(u))
+            .take(10)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "events never counted (e.g. {missing:?}) of {total}; last stderr:\n{stderr_tail}"
+        );
+        let twice: Vec<(&String, &f64)> = self
+            .total
+            .iter()
+            .filter(|(_, v)| **v != 1.0)
+            .take(10)
+            .collect();
+        assert!(
+            twice.is_empty(),
+            "series whose increase is not exactly 1 (double-counted as Prometheus sees it): {twice:?}"
+        );
+        assert_eq!(self.total.len(), total, "counted something never written");
+        assert_eq!(
+            self.all_total, total as f64,
+            "increase() of the all-events series across every life: {} for {total} events",
+            self.all_total
+        );
+    }
+
     pub(crate) fn observe(&mut self, life: usize, text: &str) {
         if let Some(v) = exposition::value(
             text,
@@ -190,47 +248,7 @@ fn restarts_count_every_event_exactly_once(ending: Ending, trials: usize) {
 
     // The last life catches up on everything.
     let d = Daemon::start(&args);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        prom.observe(trials, &d.metrics());
-        if (prom.total.len() >= total && prom.all_last >= total as f64)
-            || Instant::now() >= deadline
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    assert!(
-        prom.drops.is_empty(),
-        "counters went down across restarts: {:?}",
-        &prom.drops[..prom.drops.len().min(10)]
-    );
-    let expected: BTreeSet<String> = (0..total).map(|i| format!("u{i}")).collect();
-    let missing: Vec<&String> = expected
-        .iter()
-        .filter(|u| !prom.total.contains_key(*u))
-        .take(10)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "events never counted (e.g. {missing:?}) of {total}; last stderr:\n{}",
-        d.stderr_tail(30)
-    );
-    let twice: Vec<(&String, &f64)> = prom
-        .total
-        .iter()
-        .filter(|(_, v)| **v != 1.0)
-        .take(10)
-        .collect();
-    assert!(
-        twice.is_empty(),
-        "series whose increase is not exactly 1 (double-counted as Prometheus sees it): {twice:?}"
-    );
-    assert_eq!(prom.total.len(), total, "counted something never written");
-    assert_eq!(
-        prom.all_total, total as f64,
-        "increase() of the all-events series across every life: {} for {total} events",
-        prom.all_total
-    );
+    prom.observe_until_complete(trials, total, Duration::from_secs(60), || d.metrics());
+    prom.assert_each_counted_once(total, &d.stderr_tail(30));
     eprintln!("restart ({ending:?}): {total} events over {trials} lives + 1, each counted exactly once as seen by the scraper");
 }

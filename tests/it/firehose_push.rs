@@ -1378,50 +1378,8 @@ fn push_only_sigkill_at_random_points_counts_every_event_exactly_once() {
     let d = crate::support::Daemon::start(&args);
     sender.join().expect("sender");
     let total = acked.load(Ordering::Relaxed);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        prom.observe(LIVES, &d.metrics());
-        if (prom.total.len() >= total && prom.all_last >= total as f64)
-            || Instant::now() >= deadline
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    assert!(
-        prom.drops.is_empty(),
-        "counters went down across restarts: {:?}",
-        &prom.drops[..prom.drops.len().min(10)]
-    );
-    let missing: Vec<String> = (0..total)
-        .map(|i| format!("u{i}"))
-        .filter(|u| !prom.total.contains_key(u))
-        .take(10)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "acknowledged events never counted (e.g. {missing:?}) of {total}; stderr:\n{}",
-        d.stderr_tail(30)
-    );
-    let twice: Vec<(&String, &f64)> = prom
-        .total
-        .iter()
-        .filter(|(_, v)| **v != 1.0)
-        .take(10)
-        .collect();
-    assert!(
-        twice.is_empty(),
-        "counted more than once as the scraper sees it: {twice:?}"
-    );
-    assert_eq!(
-        prom.total.len(),
-        total,
-        "counted something never acknowledged"
-    );
-    assert_eq!(
-        prom.all_total, total as f64,
-        "increase() of the all-events series"
-    );
+    prom.observe_until_complete(LIVES, total, WAIT, || d.metrics());
+    prom.assert_each_counted_once(total, &d.stderr_tail(30));
     assert!(
         retries.load(Ordering::Relaxed) > 0,
         "no request was ever retried: the kills did not exercise the retry path"
