@@ -31,6 +31,7 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 use prometheus::Registry;
 
+use crate::clock::now_unix;
 use crate::web::{self, encode, landing};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -229,13 +230,6 @@ async fn route(
     r.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
-}
-
-fn now_unix() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// Renders the landing page ([`crate::web::landing`]) from the daemon's

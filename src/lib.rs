@@ -35,6 +35,7 @@ pub mod attribute;
 pub mod aws;
 pub mod classify;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod corpus;
 pub mod event;

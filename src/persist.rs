@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::ingest::Ingest;
 use crate::metrics::{Metrics, Snapshot};
 use crate::state::{StateFile, StateStore, STATE_VERSION};
@@ -68,13 +69,6 @@ pub struct Persister {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Persister {

@@ -24,7 +24,6 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -35,6 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
+use crate::clock::now_unix;
 use crate::config::{self, Config};
 use crate::web;
 
@@ -84,12 +84,6 @@ impl ReloadMetrics {
     pub fn failed(&self) {
         self.successful.set(0.0);
     }
-}
-
-fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// What a successful reload reports.

@@ -6,7 +6,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
@@ -22,12 +22,7 @@ use crate::metrics::Metrics;
 /// events in one range.
 pub const MAX_PAGES_PER_POLL: usize = 1000;
 
-/// Current time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::clock::now_ms;
 
 /// What one poll of one group needs.
 pub struct PollCtx<'a> {
