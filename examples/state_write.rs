@@ -82,9 +82,10 @@ fn main() {
                 aws_transfer_exporter::state::CLOUDWATCH_SLOT.to_owned(),
                 serde_json::json!({ "default": serde_json::to_value(groups_map).unwrap() }),
             );
-            let state = StateFile {
+            let mut state = StateFile {
                 version: STATE_VERSION,
                 saved_at_ms: now_ms,
+                journal_epoch: 0,
                 targets: BTreeMap::new(),
                 parts,
                 last_sessions: Vec::new(),
@@ -93,7 +94,7 @@ fn main() {
             };
             build += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            store.save(&state).expect("write");
+            store.save(&mut state).expect("write");
             write += t.elapsed().as_secs_f64();
             bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         }

@@ -23,8 +23,18 @@
 //! Counters and the last sessions are restored when the persister is
 //! created, before any listener serves, so the first scrape of a new life
 //! already continues the last one.
+//!
+//! A write is whole (every part's whole progress, every counter series) or,
+//! when the store keeps a journal and nothing failed since the last whole
+//! write, only what changed since the write before: the parts' patches
+//! ([`Progress::save_changes_under`]), the counter series whose value moved
+//! and the last sessions that moved. Either way it is one consistent
+//! snapshot; a write costs what changed, and the store folds its journal
+//! into a whole write when the journal outweighs it. The first write of a
+//! process, the first after a part registers and the first after a failed
+//! write are whole.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -34,7 +44,9 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::now_ms;
 use crate::ingest::Ingest;
 use crate::metrics::{Metrics, Snapshot};
-use crate::state::{StateFile, StateStore, STATE_VERSION};
+use crate::state::{
+    LastSession, SavedFamily, SavedSeries, StateChanges, StateFile, StateStore, STATE_VERSION,
+};
 
 /// A source's progress, saved with the counters.
 pub trait Progress: Send + Sync {
@@ -44,8 +56,101 @@ pub trait Progress: Send + Sync {
     /// Takes this part's locks so that nothing it is counting is
     /// half-recorded, calls `inner` (which takes the next part's locks,
     /// and finally pauses counting and gathers the counters), and returns
-    /// the progress read under those locks.
+    /// the progress read under those locks: the slot's whole value. What
+    /// the next [`Progress::save_changes_under`] returns is relative to it.
     fn save_under(&self, inner: &mut dyn FnMut()) -> serde_json::Value;
+
+    /// Like [`Progress::save_under`], but may return only what changed
+    /// since the last `save_under` or `save_changes_under`, as a JSON merge
+    /// patch (RFC 7396) over the slot's value. The default saves the whole
+    /// value.
+    fn save_changes_under(&self, inner: &mut dyn FnMut()) -> Saved {
+        Saved::Whole(self.save_under(inner))
+    }
+}
+
+/// What a part saved in one write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Saved {
+    /// The slot's whole value.
+    Whole(serde_json::Value),
+    /// A JSON merge patch over the slot's value as last saved.
+    Patch(serde_json::Value),
+}
+
+/// A snapshot as written: whole, or the changes since the last write.
+enum Write {
+    Whole(Box<StateFile>),
+    Changes(StateChanges),
+}
+
+/// The counter values and last sessions of the last write, to tell what
+/// changed since.
+#[derive(Default)]
+struct Baseline {
+    /// Family name -> series as last written (insertion order: the store
+    /// only appends, so a series keeps its index and its label `Arc`).
+    counters: HashMap<String, Vec<SavedSeries>>,
+    sessions: HashMap<(String, String), f64>,
+}
+
+impl Baseline {
+    fn reset(&mut self, counters: &[SavedFamily], sessions: &[LastSession]) {
+        self.counters = counters
+            .iter()
+            .map(|f| (f.name.clone(), f.series.clone()))
+            .collect();
+        self.sessions = sessions
+            .iter()
+            .map(|s| ((s.server_id.clone(), s.user.clone()), s.timestamp_seconds))
+            .collect();
+    }
+
+    /// The series whose value differs from the last write (or that are
+    /// new); the baseline becomes `now`.
+    fn counter_changes(&mut self, now: Vec<SavedFamily>) -> Vec<SavedFamily> {
+        let mut out = Vec::new();
+        let mut next = HashMap::with_capacity(now.len());
+        for f in now {
+            let prev = self.counters.remove(&f.name).unwrap_or_default();
+            let mut by_labels: Option<HashMap<&[Box<str>], u64>> = None;
+            let mut rows = Vec::new();
+            for (i, s) in f.series.iter().enumerate() {
+                let before = match prev.get(i) {
+                    Some(p) if Arc::ptr_eq(&p.labels, &s.labels) => Some(p.value),
+                    _ => by_labels
+                        .get_or_insert_with(|| prev.iter().map(|p| (&*p.labels, p.value)).collect())
+                        .get(&*s.labels)
+                        .copied(),
+                };
+                if before != Some(s.value) {
+                    rows.push(s.clone());
+                }
+            }
+            if !rows.is_empty() {
+                out.push(SavedFamily {
+                    name: f.name.clone(),
+                    labels: f.labels.clone(),
+                    series: rows,
+                });
+            }
+            next.insert(f.name, f.series);
+        }
+        self.counters = next;
+        out
+    }
+
+    /// The last sessions that differ from the last write.
+    fn session_changes(&mut self, now: Vec<LastSession>) -> Vec<LastSession> {
+        let mut out = Vec::new();
+        for s in now {
+            let key = (s.server_id.clone(), s.user.clone());
+            if self.sessions.insert(key, s.timestamp_seconds) != Some(s.timestamp_seconds) {
+                out.push(s);
+            }
+        }
+        out
+    }
 }
 
 /// The owner of the state store.
@@ -65,6 +170,11 @@ pub struct Persister {
     requested: AtomicU64,
     /// Highest request covered by a successful write.
     durable: AtomicU64,
+    /// The next write must be whole (first write, a part registered, a
+    /// write failed).
+    whole_next: AtomicBool,
+    /// What the last write held, to write only what changed.
+    baseline: Mutex<Baseline>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,6 +219,8 @@ impl Persister {
             dirty: AtomicBool::new(false),
             requested: AtomicU64::new(0),
             durable: AtomicU64::new(0),
+            whole_next: AtomicBool::new(true),
+            baseline: Mutex::new(Baseline::default()),
         })
     }
 
@@ -130,6 +242,8 @@ impl Persister {
         lock(&self.unclaimed).remove(part.slot());
         parts.retain(|p| p.slot() != part.slot());
         parts.push(part);
+        // The new part's changes are relative to nothing written yet.
+        self.whole_next.store(true, Ordering::Release);
     }
 
     /// Something was counted or progressed: the periodic flush writes.
@@ -139,42 +253,66 @@ impl Persister {
 
     /// Builds the state from memory, consistently (see the module docs):
     /// while counting is paused only the values are copied; ordering and
-    /// encoding happen after counting resumed. Returns the state and the
-    /// metric snapshot taken with it, which a scrape answering from this
-    /// state must serve.
-    fn snapshot(&self) -> (StateFile, Snapshot) {
+    /// encoding happen after counting resumed. Whole, or only what changed
+    /// since the last write. Returns it with the metric snapshot taken with
+    /// it, which a scrape answering from this state must serve.
+    fn snapshot(&self, whole: bool) -> (Write, Snapshot) {
         // Both read under the parts lock, as `register` changes them: a
         // slot is written either from its part or as it was loaded.
-        let (parts, mut slots) = {
+        let (parts, slots) = {
             let parts = lock(&self.parts);
-            (parts.clone(), lock(&self.unclaimed).clone())
+            (parts.clone(), whole.then(|| lock(&self.unclaimed).clone()))
         };
         let mut gathered = None;
-        let mut saved: Vec<(&'static str, serde_json::Value)> = Vec::with_capacity(parts.len());
+        let mut saved: Vec<(&'static str, Saved)> = Vec::with_capacity(parts.len());
         {
             let mut innermost = || {
                 gathered = Some(self.ingest.quiesced(|| self.metrics.copy_values()));
             };
-            nest(&parts, &mut innermost, &mut saved);
+            nest(&parts, whole, &mut innermost, &mut saved);
         }
         let (copied, last_sessions) = match gathered {
             Some(g) => g,
             None => self.ingest.quiesced(|| self.metrics.copy_values()),
         };
         let snapshot = copied.finish();
-        for (slot, value) in saved {
-            slots.insert(slot.to_owned(), value);
-        }
-        let state = StateFile {
-            version: STATE_VERSION,
-            saved_at_ms: now_ms(),
-            targets: BTreeMap::new(),
-            parts: slots,
-            last_sessions,
-            counter_families: snapshot.saved_counters(),
-            counters: Vec::new(),
+        let counters = snapshot.saved_counters();
+        let mut baseline = lock(&self.baseline);
+        let write = match slots {
+            Some(mut slots) => {
+                for (slot, saved) in saved {
+                    let (Saved::Whole(v) | Saved::Patch(v)) = saved;
+                    slots.insert(slot.to_owned(), v);
+                }
+                baseline.reset(&counters, &last_sessions);
+                Write::Whole(Box::new(StateFile {
+                    version: STATE_VERSION,
+                    saved_at_ms: now_ms(),
+                    journal_epoch: 0,
+                    targets: BTreeMap::new(),
+                    parts: slots,
+                    last_sessions,
+                    counter_families: counters,
+                    counters: Vec::new(),
+                }))
+            }
+            None => {
+                let mut changes = StateChanges {
+                    saved_at_ms: now_ms(),
+                    ..StateChanges::default()
+                };
+                for (slot, saved) in saved {
+                    match saved {
+                        Saved::Whole(v) => changes.parts.insert(slot.to_owned(), v),
+                        Saved::Patch(v) => changes.patches.insert(slot.to_owned(), v),
+                    };
+                }
+                changes.counter_families = baseline.counter_changes(counters);
+                changes.last_sessions = baseline.session_changes(last_sessions);
+                Write::Changes(changes)
+            }
         };
-        (state, snapshot)
+        (write, snapshot)
     }
 
     /// Takes a snapshot and writes it durably; returns the families gathered
@@ -184,12 +322,17 @@ impl Persister {
         // Every durability request handed out before the snapshot is
         // covered by it: its events were counted before it asked.
         let covers = self.requested.load(Ordering::Acquire);
-        let (snap, snapshot) = self.snapshot();
+        let whole = self.whole_next.swap(false, Ordering::AcqRel) || self.store.wants_whole();
+        let (write, snapshot) = self.snapshot(whole);
         let store = self.store.clone();
-        let result = tokio::task::spawn_blocking(move || store.save(&snap))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r);
+        let result = tokio::task::spawn_blocking(move || match write {
+            Write::Whole(mut state) => store.save(&mut state),
+            Write::Changes(changes) if changes.is_empty() => Ok(()),
+            Write::Changes(changes) => store.save_changes(&changes),
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))
+        .and_then(|r| r);
         match result {
             Ok(()) => {
                 self.durable.fetch_max(covers, Ordering::AcqRel);
@@ -201,6 +344,9 @@ impl Persister {
             }
             Err(err) => {
                 self.dirty.store(true, Ordering::Release);
+                // What this write took from the parts is not on disk: the
+                // next write carries everything.
+                self.whole_next.store(true, Ordering::Release);
                 self.metrics
                     .state_writes
                     .with_label_values(&["failure"])
@@ -268,18 +414,25 @@ impl Persister {
     }
 }
 
-/// Calls `parts[0].save_under(parts[1].save_under(... innermost))`,
-/// collecting each part's saved value.
+/// Calls `parts[0].save_under(parts[1].save_under(... innermost))` (or
+/// `save_changes_under` unless `whole`), collecting each part's saved
+/// value.
 fn nest(
     parts: &[Arc<dyn Progress>],
+    whole: bool,
     innermost: &mut dyn FnMut(),
-    saved: &mut Vec<(&'static str, serde_json::Value)>,
+    saved: &mut Vec<(&'static str, Saved)>,
 ) {
     match parts.split_first() {
         None => innermost(),
         Some((first, rest)) => {
             let mut inner_saved = Vec::new();
-            let value = first.save_under(&mut || nest(rest, innermost, &mut inner_saved));
+            let mut inner = || nest(rest, whole, innermost, &mut inner_saved);
+            let value = if whole {
+                Saved::Whole(first.save_under(&mut inner))
+            } else {
+                first.save_changes_under(&mut inner)
+            };
             saved.push((first.slot(), value));
             saved.extend(inner_saved);
         }
@@ -303,7 +456,7 @@ mod tests {
         fn load(&self) -> StateFile {
             lock(&self.initial).take().unwrap_or_default()
         }
-        fn save(&self, state: &StateFile) -> std::io::Result<()> {
+        fn save(&self, state: &mut StateFile) -> std::io::Result<()> {
             lock(&self.saved).push(serde_json::to_value(state).unwrap());
             Ok(())
         }
@@ -428,5 +581,129 @@ mod tests {
         }
         let writes = lock(&store.saved).len() - before;
         assert!((1..=32).contains(&writes), "{writes} writes for 32 callers");
+    }
+
+    /// A part that saves a map, or only the keys that changed since.
+    #[derive(Default)]
+    struct MapPart {
+        map: Mutex<BTreeMap<String, u64>>,
+        changed: Mutex<std::collections::BTreeSet<String>>,
+    }
+
+    impl MapPart {
+        fn set(&self, k: &str, v: u64) {
+            lock(&self.map).insert(k.into(), v);
+            lock(&self.changed).insert(k.into());
+        }
+    }
+
+    impl Progress for MapPart {
+        fn slot(&self) -> &'static str {
+            "map"
+        }
+        fn save_under(&self, inner: &mut dyn FnMut()) -> serde_json::Value {
+            let m = lock(&self.map);
+            inner();
+            lock(&self.changed).clear();
+            serde_json::to_value(&*m).unwrap()
+        }
+        fn save_changes_under(&self, inner: &mut dyn FnMut()) -> Saved {
+            let m = lock(&self.map);
+            inner();
+            let changed = std::mem::take(&mut *lock(&self.changed));
+            Saved::Patch(
+                changed
+                    .iter()
+                    .map(|k| (k.clone(), serde_json::json!(m[k])))
+                    .collect(),
+            )
+        }
+    }
+
+    /// With the file store, writes after the first append only what
+    /// changed to the journal (the state file stays as it was); a new
+    /// process loads the state file with the journal folded in: the same
+    /// counters, last sessions and progress as the live ones.
+    #[tokio::test]
+    async fn writes_after_the_first_go_to_the_journal_and_load_folds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let journal = crate::state::journal_path(&path);
+        let open = || {
+            let store = Arc::new(crate::state::FileStore::new(&path));
+            let registry = prometheus::Registry::new();
+            let metrics = Arc::new(Metrics::new(&registry, Limits::default()));
+            let ingest = Arc::new(Ingest::new(metrics.clone(), PipelineConfig::default()));
+            let p = Persister::load(store, ingest, metrics.clone());
+            (metrics, p)
+        };
+        let (metrics, p) = open();
+        let part = Arc::new(MapPart::default());
+        part.set("a", 1);
+        p.register(part.clone());
+        let events = |server: &str| metrics.events.with_label_values(&[server, "CONNECTED"]);
+        events("s-1").inc();
+        p.flush().await.unwrap();
+        let base = std::fs::read(&path).unwrap();
+        assert_eq!(
+            std::fs::read(&journal).unwrap(),
+            crate::state::journal::MAGIC
+        );
+        let mut journal_len = crate::state::journal::MAGIC.len();
+        for round in 2..=20u64 {
+            events("s-1").inc();
+            if round % 3 == 0 {
+                events(&format!("s-{round}")).inc_by(round);
+            }
+            part.set(&format!("k{}", round % 4), round);
+            p.flush().await.unwrap();
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                base,
+                "round {round}: base untouched"
+            );
+            let len = std::fs::metadata(&journal).unwrap().len() as usize;
+            assert!(len > journal_len, "round {round}: a record appended");
+            assert!(
+                len - journal_len < 2_000,
+                "round {round}: only the changes ({} bytes)",
+                len - journal_len
+            );
+            journal_len = len;
+        }
+        // Nothing counted: the record holds only the state-write counter
+        // (the last write's success, which scrapes showed).
+        // A scrape serves what it wrote.
+        let live = p.scrape().await.saved_counters();
+        let len = std::fs::metadata(&journal).unwrap().len() as usize;
+        assert!(len - journal_len < 300, "{} bytes", len - journal_len);
+        let live_map = lock(&part.map).clone();
+        drop(p);
+
+        let (metrics2, p2) = open();
+        assert_eq!(
+            p2.saved("map"),
+            Some(serde_json::to_value(&live_map).unwrap())
+        );
+        let mut again = metrics2.snapshot().saved_counters();
+        let mut live = live;
+        for f in again.iter_mut().chain(live.iter_mut()) {
+            f.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        }
+        assert_eq!(again, live);
+        assert_eq!(
+            metrics2
+                .events
+                .with_label_values(&["s-1", "CONNECTED"])
+                .get(),
+            20
+        );
+        // The new process's first write is whole and empties the journal.
+        p2.flush().await.unwrap();
+        assert_eq!(
+            std::fs::read(&journal).unwrap(),
+            crate::state::journal::MAGIC
+        );
+        assert_ne!(std::fs::read(&path).unwrap(), base);
     }
 }

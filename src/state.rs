@@ -26,6 +26,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub mod journal;
+
+pub use journal::StateChanges;
+
 /// The last CONNECTED of a user, persisted so a restart does not reset the
 /// silent-partner gauge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +50,11 @@ pub struct StateFile {
     /// When it was written, Unix milliseconds (for people reading the file).
     #[serde(default)]
     pub saved_at_ms: i64,
+    /// Which journal records belong to this file (see [`journal`]): a
+    /// random number given by each whole write. 0 in files written before
+    /// the journal.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub journal_epoch: u64,
     /// Files written before sources had slots: target name -> that
     /// target's CloudWatch progress. Read into `parts["cloudwatch"]` on load;
     /// never written.
@@ -72,6 +81,10 @@ pub struct StateFile {
     /// written: [`load`] moves it into `counter_families`.
     #[serde(default, skip_serializing)]
     pub counters: Vec<SavedCounter>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// One counter series in the first layout: family name, labels, value.
@@ -246,8 +259,9 @@ fn aside_path(path: &Path) -> PathBuf {
 }
 
 /// Writes `state` to `path` atomically (temp file, fsync, rename, fsync
-/// directory). Creates the parent directory if needed.
-pub fn write_atomic(path: &Path, state: &StateFile) -> std::io::Result<()> {
+/// directory). Creates the parent directory if needed. Returns the bytes
+/// written.
+pub fn write_atomic(path: &Path, state: &StateFile) -> std::io::Result<u64> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
         _ => PathBuf::from("."),
@@ -263,9 +277,11 @@ pub fn write_atomic(path: &Path, state: &StateFile) -> std::io::Result<()> {
         w.flush()?;
         drop(w);
         f.sync_all()?;
+        let len = f.metadata()?.len();
         std::fs::rename(&tmp, path)?;
         // The rename is durable only once the directory entry is.
-        std::fs::File::open(&dir)?.sync_all()
+        std::fs::File::open(&dir)?.sync_all()?;
+        Ok(len)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -286,6 +302,7 @@ mod tests {
         StateFile {
             version: STATE_VERSION,
             saved_at_ms: 1,
+            journal_epoch: 0,
             targets: BTreeMap::new(),
             parts,
             last_sessions: Vec::new(),
@@ -383,6 +400,40 @@ mod tests {
         );
     }
 
+    /// Whole write, records, load: the records are folded in. A state
+    /// file deleted or replaced behind our back makes the next write whole
+    /// (a record would apply to a file that is gone).
+    #[test]
+    fn file_store_journals_changes_until_the_file_goes_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let store = FileStore::new(&path);
+        assert!(store.wants_whole(), "nothing written yet");
+        let mut s = sample();
+        store.save(&mut s).unwrap();
+        assert_ne!(s.journal_epoch, 0);
+        assert!(!store.wants_whole());
+        let mut c = StateChanges::default();
+        c.patches.insert(
+            CLOUDWATCH_SLOT.into(),
+            serde_json::json!({"default": {"/g2": {"checkpoint_ms": 7}}}),
+        );
+        store.save_changes(&c).unwrap();
+        let back = FileStore::new(&path).load();
+        assert_eq!(
+            back.parts[CLOUDWATCH_SLOT]["default"]["/g2"]["checkpoint_ms"],
+            7
+        );
+        assert_eq!(back.journal_epoch, s.journal_epoch);
+        std::fs::remove_file(&path).unwrap();
+        assert!(store.wants_whole(), "the state file was deleted");
+        store.save(&mut sample()).unwrap();
+        assert!(!store.wants_whole());
+        std::fs::copy(&path, dir.path().join("copy")).unwrap();
+        std::fs::rename(dir.path().join("copy"), &path).unwrap();
+        assert!(store.wants_whole(), "the state file was replaced");
+    }
+
     #[test]
     fn missing_file_is_a_first_start() {
         let dir = tempfile::tempdir().unwrap();
@@ -440,30 +491,131 @@ pub trait StateStore: Send + Sync + 'static {
     /// What was saved last, or an empty state on a first start (never
     /// fails: an unreadable state is reported and treated as a first start).
     fn load(&self) -> StateFile;
-    /// Saves durably: when this returns `Ok`, a crash keeps this state.
-    fn save(&self, state: &StateFile) -> std::io::Result<()>;
+    /// Saves the whole state durably: when this returns `Ok`, a crash keeps
+    /// this state.
+    fn save(&self, state: &mut StateFile) -> std::io::Result<()>;
+    /// The next write should be whole ([`StateStore::save`]): the store
+    /// keeps no journal, or its journal should be folded into the base.
+    fn wants_whole(&self) -> bool {
+        true
+    }
+    /// Saves durably what changed since the last successful `save` or
+    /// `save_changes` of this process. An error (including "unsupported")
+    /// means nothing is promised: the caller's next write is whole.
+    fn save_changes(&self, changes: &StateChanges) -> std::io::Result<()> {
+        let _ = changes;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this store writes whole states only",
+        ))
+    }
     /// For log lines: where the state lives.
     fn describe(&self) -> String;
 }
 
-/// The state as one JSON file, written atomically.
-#[derive(Debug, Clone)]
+/// The state as one JSON file written atomically, plus a journal of the
+/// changes since (`<path>.journal`, see [`journal`]).
+#[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
+    journal: std::sync::Mutex<journal::Journal>,
+    /// Identity of the state file the journal's records apply to (device,
+    /// inode): if the file is deleted or replaced while we run, the next
+    /// write is whole, not a record nobody would fold.
+    base: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 impl FileStore {
     pub fn new(path: impl Into<PathBuf>) -> FileStore {
-        FileStore { path: path.into() }
+        let path = path.into();
+        let journal = journal::Journal::new(journal_path(&path));
+        FileStore {
+            path,
+            journal: std::sync::Mutex::new(journal),
+            base: std::sync::Mutex::new(None),
+        }
     }
+
+    fn base_identity(&self) -> Option<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(&self.path)
+            .ok()
+            .filter(|m| m.file_type().is_file())
+            .map(|m| (m.dev(), m.ino()))
+    }
+
+    fn set_base(&self, id: Option<(u64, u64)>) {
+        *self.base.lock().unwrap_or_else(|e| e.into_inner()) = id;
+    }
+
+    fn journal(&self) -> std::sync::MutexGuard<'_, journal::Journal> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `<state path>.journal`.
+pub fn journal_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".journal");
+    PathBuf::from(s)
 }
 
 impl StateStore for FileStore {
     fn load(&self) -> StateFile {
-        load_or_default(&self.path)
+        let mut state = load_or_default(&self.path);
+        let mut j = self.journal();
+        match journal::read(j.path(), state.journal_epoch) {
+            Ok(r) => {
+                if !r.records.is_empty() || r.foreign > 0 || r.torn_bytes > 0 {
+                    tracing::info!(
+                        journal = %j.path().display(),
+                        records = r.records.len(),
+                        skipped_older = r.foreign,
+                        torn_bytes = r.torn_bytes,
+                        "state journal replayed over the state file"
+                    );
+                }
+                let mut folder = journal::Folder::new(&mut state);
+                for c in r.records {
+                    folder.apply(c);
+                }
+            }
+            Err(e) => {
+                if !matches!(e, journal::JournalError::Io { .. }) {
+                    j.set_foreign();
+                }
+                tracing::error!(error = %e, "state journal not used");
+            }
+        }
+        j.epoch = state.journal_epoch;
+        self.set_base(self.base_identity());
+        state
     }
-    fn save(&self, state: &StateFile) -> std::io::Result<()> {
-        write_atomic(&self.path, state)
+    fn save(&self, state: &mut StateFile) -> std::io::Result<()> {
+        let mut j = self.journal();
+        // A fresh random epoch per whole write: records left in the journal
+        // by an earlier base never match this one.
+        state.journal_epoch = loop {
+            let e: u64 = rand::random();
+            if e != 0 && e != j.epoch {
+                break e;
+            }
+        };
+        let len = write_atomic(&self.path, state)?;
+        self.set_base(self.base_identity());
+        if let Err(e) = j.reset(state.journal_epoch, len) {
+            // The whole state is on disk; only the next writes are whole too.
+            tracing::warn!(journal = %j.path().display(), error = %e,
+                "cannot empty the state journal; writing the whole state each time until it can");
+        }
+        Ok(())
+    }
+    fn wants_whole(&self) -> bool {
+        let base = *self.base.lock().unwrap_or_else(|e| e.into_inner());
+        self.journal().wants_whole() || base.is_none() || base != self.base_identity()
+    }
+    fn save_changes(&self, changes: &StateChanges) -> std::io::Result<()> {
+        self.journal().append(changes)
     }
     fn describe(&self) -> String {
         self.path.display().to_string()

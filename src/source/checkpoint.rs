@@ -207,6 +207,68 @@ impl DelayEstimate {
     }
 }
 
+/// How many ids handled since the last state write a group keeps for the
+/// next write's patch; past it the next write takes the whole progress.
+/// Writes come at least every flush interval, so this is a guard, not a
+/// limit anyone meets.
+pub const UNSAVED_IDS_CAP: usize = 200_000;
+
+/// What changed in a group's progress since the last state write, so that a
+/// write carries only that ([`GroupProgress::take_patch`]). Bookkeeping,
+/// not progress: never saved, a clone starts afresh, and any two compare
+/// equal.
+#[derive(Debug)]
+pub struct Unsaved {
+    /// Something changed since the last write.
+    changed: bool,
+    /// Ids remembered since the last write, with their timestamps.
+    ids: Vec<(String, i64)>,
+    /// More than [`UNSAVED_IDS_CAP`] ids: the next write takes the whole
+    /// progress.
+    overflow: bool,
+}
+
+impl Default for Unsaved {
+    /// Everything is unsaved: a new group (or one just restored) is
+    /// written at the next write.
+    fn default() -> Self {
+        Unsaved {
+            changed: true,
+            ids: Vec::new(),
+            overflow: false,
+        }
+    }
+}
+
+impl Clone for Unsaved {
+    fn clone(&self) -> Self {
+        Unsaved::default()
+    }
+}
+
+impl PartialEq for Unsaved {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Unsaved {}
+
+impl Unsaved {
+    fn remember(&mut self, id: &str, ts_ms: i64) {
+        self.changed = true;
+        if self.overflow {
+            return;
+        }
+        if self.ids.len() >= UNSAVED_IDS_CAP {
+            self.overflow = true;
+            self.ids = Vec::new();
+            return;
+        }
+        self.ids.push((id.to_owned(), ts_ms));
+    }
+}
+
 /// Progress through one log group. Serialized as-is into the state file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GroupProgress {
@@ -236,6 +298,9 @@ pub struct GroupProgress {
     /// exporter ran is counted at once, not a sweep later. Not saved.
     #[serde(skip)]
     pub polled_in_process: bool,
+    /// What changed since the last state write. Not saved.
+    #[serde(skip)]
+    pub unsaved: Unsaved,
 }
 
 impl GroupProgress {
@@ -251,7 +316,59 @@ impl GroupProgress {
             delay: DelayEstimate::default(),
             newest_event_ms: None,
             polled_in_process: false,
+            unsaved: Unsaved::default(),
         }
+    }
+
+    /// The next state write needs this group's whole progress (its changes
+    /// were too many to keep).
+    pub fn needs_whole_save(&self) -> bool {
+        self.unsaved.overflow
+    }
+
+    /// The whole progress was written: nothing is unsaved.
+    pub fn mark_saved(&mut self) {
+        self.unsaved = Unsaved {
+            changed: false,
+            ids: Vec::new(),
+            overflow: false,
+        };
+    }
+
+    /// What changed since the last write, as a JSON merge patch over the
+    /// progress written then (every field but the remembered ids, which
+    /// get only the ids remembered since: ids dropped since are dropped
+    /// again when the progress is loaded, see [`Self::prune`]); `None` if
+    /// nothing changed. Marks everything saved.
+    pub fn take_patch(&mut self) -> Option<serde_json::Value> {
+        if !self.unsaved.changed {
+            return None;
+        }
+        let ids = std::mem::take(&mut self.unsaved.ids);
+        self.mark_saved();
+        let seen = std::mem::take(&mut self.seen);
+        let fields = serde_json::to_value(&*self);
+        self.seen = seen;
+        let mut patch = match fields {
+            Ok(serde_json::Value::Object(m)) => m,
+            // Cannot happen for these plain fields.
+            _ => return None,
+        };
+        // Absent optional fields are written as null, which removes them.
+        let new_ids: serde_json::Map<String, serde_json::Value> = ids
+            .into_iter()
+            .map(|(id, ts)| (id, serde_json::Value::from(ts)))
+            .collect();
+        patch.insert("seen".into(), serde_json::Value::Object(new_ids));
+        Some(serde_json::Value::Object(patch))
+    }
+
+    /// Drops remembered ids no read can return (older than `kept_from`):
+    /// progress folded from a journal keeps ids its patches added after
+    /// the group forgot them.
+    pub fn prune(&mut self) {
+        let keep = self.kept_from();
+        self.seen.retain(|_, ts| *ts >= keep);
     }
 
     /// Fills in what progress saved by the window-and-audit poller lacks:
@@ -353,6 +470,7 @@ impl GroupProgress {
             return Admit::Duplicate;
         }
         self.seen.insert(event_id.to_owned(), ts_ms);
+        self.unsaved.remember(event_id, ts_ms);
         let delay = ingestion_ms.map(|i| i - ts_ms);
         if let Some(d) = delay {
             self.delay.observe(d);
@@ -372,6 +490,7 @@ impl GroupProgress {
     /// event visible by then: what is older than `read_at_ms - lag` is
     /// complete), and forget the ids no later read can return.
     pub fn complete(&mut self, window: &Window, kind: ReadKind, read_at_ms: i64, t: &Timing) {
+        self.unsaved.changed = true;
         if kind == ReadKind::Poll {
             self.polled_in_process = true;
             if window.end_ms > self.checkpoint_ms {
@@ -697,5 +816,62 @@ mod tests {
         let s = serde_json::to_string(&p).unwrap();
         let back: GroupProgress = serde_json::from_str(&s).unwrap();
         assert_eq!(back, p);
+    }
+
+    /// A state journal's view of a group: the first whole save, then each
+    /// write's patch merged over it, loaded and pruned, is the live
+    /// progress, at every write, whatever happened in between (polls,
+    /// sweeps, ids forgotten, quiet writes with nothing new).
+    #[test]
+    fn patches_folded_over_the_whole_save_give_the_live_progress() {
+        use crate::state::journal::merge_patch;
+        let t = Timing {
+            late_window_ms: 10 * SEC,
+            overlap_floor_ms: SEC,
+            sweep_interval_ms: 5 * SEC,
+            sweep_reach_ms: 25 * SEC,
+        };
+        let start = 1_000 * MIN;
+        let mut p = GroupProgress::new(start, MIN);
+        let mut disk = serde_json::to_value(&p).unwrap();
+        p.mark_saved();
+        assert_eq!(p.take_patch(), None, "nothing changed since the save");
+        let mut rng = 0x2545f4914f6cdd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut id = 0u64;
+        let mut patches = 0;
+        for step in 0..3_000i64 {
+            let now = start + step * 200;
+            let w = p.window(now, &t);
+            for _ in 0..next() % 4 {
+                id += 1;
+                let ts = now - (next() % 3_000) as i64;
+                let _ = p.admit(&w, &format!("{id:056}"), ts, Some(now), None);
+            }
+            if next() % 3 == 0 {
+                p.complete(&w, ReadKind::Poll, now, &t);
+            }
+            if let Some(s) = p.sweep_due(now, &t) {
+                p.complete(&s, ReadKind::Sweep, now, &t);
+            }
+            if next() % 5 == 0 {
+                if let Some(patch) = p.take_patch() {
+                    patches += 1;
+                    merge_patch(&mut disk, patch);
+                }
+                let mut back: GroupProgress = serde_json::from_value(disk.clone()).unwrap();
+                back.prune();
+                back.polled_in_process = p.polled_in_process;
+                assert_eq!(back, p, "step {step}");
+                assert_eq!(back.seen, p.seen, "step {step}");
+            }
+        }
+        assert!(patches > 100, "{patches} patches");
+        assert!(p.seen.len() < 1_000, "ids stay bounded: {}", p.seen.len());
     }
 }

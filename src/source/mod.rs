@@ -50,7 +50,7 @@ pub use crate::config::defaults::DEFAULT_STATE_PATH;
 pub use crate::config::defaults::DEFAULT_SWEEP_INTERVAL;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
-use crate::persist::{Persister, Progress};
+use crate::persist::{Persister, Progress, Saved};
 use crate::state::CLOUDWATCH_SLOT;
 
 /// Groups of one target polled at once. The token bucket sets the call rate;
@@ -173,6 +173,10 @@ struct Shared {
     ingest: Arc<Ingest>,
     metrics: Arc<Metrics>,
     persist: Arc<Persister>,
+    /// A live group was set aside (its progress moved to `restored`, where
+    /// changes are not tracked): the next state write takes every group's
+    /// whole progress.
+    set_aside: AtomicBool,
 }
 
 /// What a stopped generation of sources hands to the next on a reload, per
@@ -413,6 +417,7 @@ fn launch(
         ingest,
         metrics,
         persist,
+        set_aside: AtomicBool::new(false),
     });
     // Replaces the previous generation's part, if any: from here on
     // snapshots read these targets (the same group objects).
@@ -555,15 +560,20 @@ impl Progress for SavedProgress {
             inner();
             return serde_json::Value::Null;
         };
+        shared.set_aside.store(false, Ordering::Release);
         let mut per_target: Vec<BTreeMap<String, GroupProgress>> = Vec::new();
         let mut live: Vec<(usize, Arc<GroupRt>)> = Vec::new();
         for (i, t) in shared.targets.iter().enumerate() {
+            // Under the groups lock, as `apply_groups` moves a group from
+            // one to the other under it: each group is in exactly one.
+            let groups = lock(&t.groups);
             per_target.push(lock(&t.restored).clone());
-            live.extend(lock(&t.groups).values().cloned().map(|g| (i, g)));
+            live.extend(groups.values().cloned().map(|g| (i, g)));
         }
-        let guards: Vec<_> = live.iter().map(|(_, g)| lock(&g.progress)).collect();
+        let mut guards: Vec<_> = live.iter().map(|(_, g)| lock(&g.progress)).collect();
         inner();
-        for ((i, g), p) in live.iter().zip(&guards) {
+        for ((i, g), p) in live.iter().zip(&mut guards) {
+            p.mark_saved();
             per_target[*i].insert(g.name.clone(), (**p).clone());
         }
         drop(guards);
@@ -578,13 +588,61 @@ impl Progress for SavedProgress {
         }
         serde_json::Value::Object(targets)
     }
+
+    /// Only the groups whose progress changed since the last write, each
+    /// with the ids it remembered since (see [`GroupProgress::take_patch`]);
+    /// the whole progress when a group was set aside or kept too many
+    /// changes. Same locking as [`Self::save_under`].
+    fn save_changes_under(&self, inner: &mut dyn FnMut()) -> Saved {
+        let Some(shared) = self.0.upgrade() else {
+            inner();
+            return Saved::Whole(serde_json::Value::Null);
+        };
+        let live = live_groups(&shared);
+        let mut guards: Vec<_> = live.iter().map(|(_, g)| lock(&g.progress)).collect();
+        let whole =
+            shared.set_aside.load(Ordering::Acquire) || guards.iter().any(|p| p.needs_whole_save());
+        if whole {
+            drop(guards);
+            return Saved::Whole(self.save_under(inner));
+        }
+        inner();
+        let mut targets = serde_json::Map::new();
+        for ((i, g), p) in live.iter().zip(&mut guards) {
+            if let Some(patch) = p.take_patch() {
+                let name = &shared.targets[*i].spec.name;
+                targets
+                    .entry(name.clone())
+                    .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()))
+                    .as_object_mut()
+                    .expect("made an object above")
+                    .insert(g.name.clone(), patch);
+            }
+        }
+        drop(guards);
+        Saved::Patch(serde_json::Value::Object(targets))
+    }
+}
+
+/// Every live group with the index of its target, in lock order.
+fn live_groups(shared: &Shared) -> Vec<(usize, Arc<GroupRt>)> {
+    let mut live = Vec::new();
+    for (i, t) in shared.targets.iter().enumerate() {
+        live.extend(lock(&t.groups).values().cloned().map(|g| (i, g)));
+    }
+    live
 }
 
 /// A target's progress as the store gave it back; unreadable progress is
 /// reported and the target starts from its initial lookback.
 fn restore_progress(target: &str, v: serde_json::Value) -> BTreeMap<String, GroupProgress> {
-    match serde_json::from_value(v) {
-        Ok(m) => m,
+    match serde_json::from_value::<BTreeMap<String, GroupProgress>>(v) {
+        Ok(mut m) => {
+            for p in m.values_mut() {
+                p.prune();
+            }
+            m
+        }
         Err(e) => {
             tracing::error!(target_name = target, error = %e,
                 "saved progress of this target is unreadable; its groups start at the initial lookback");
@@ -631,6 +689,7 @@ fn apply_groups(shared: &Shared, t: &TargetRt, wanted: &BTreeSet<String>) {
         if let Some(g) = groups.remove(&name) {
             let p = lock(&g.progress).clone();
             lock(&t.restored).insert(name.clone(), p);
+            shared.set_aside.store(true, Ordering::Release);
         }
         drop_group_series(&shared.metrics, &name);
         tracing::info!(target_name = %t.spec.name, log_group = %name, "log group no longer found; dropped");

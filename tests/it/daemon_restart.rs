@@ -217,6 +217,9 @@ fn restarts_count_every_event_exactly_once(ending: Ending, trials: usize) {
 
     let mut rng = rand::rng();
     let mut prom = Increase::default();
+    // Lives that started from journal records (writes after a life's first
+    // are appended to `<state>.journal`): the kills land between them too.
+    let mut replayed = 0;
     for life in 0..trials {
         let mut d = Daemon::start(&args);
         // A crash loop first (within 1 s of start), then anywhere up to 3 s.
@@ -241,6 +244,9 @@ fn restarts_count_every_event_exactly_once(ending: Ending, trials: usize) {
             prom.observe(life, &d.metrics());
             std::thread::sleep(Duration::from_millis(rng.random_range(50..250)));
         }
+        if d.stderr().contains("state journal replayed") {
+            replayed += 1;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
@@ -250,5 +256,9 @@ fn restarts_count_every_event_exactly_once(ending: Ending, trials: usize) {
     let d = Daemon::start(&args);
     prom.observe_until_complete(trials, total, Duration::from_secs(60), || d.metrics());
     prom.assert_each_counted_once(total, &d.stderr_tail(30));
-    eprintln!("restart ({ending:?}): {total} events over {trials} lives + 1, each counted exactly once as seen by the scraper");
+    assert!(
+        replayed > 0,
+        "no life resumed from journal records: the journal path went untested"
+    );
+    eprintln!("restart ({ending:?}): {total} events over {trials} lives + 1, each counted exactly once as seen by the scraper; {replayed} lives resumed through journal records");
 }
