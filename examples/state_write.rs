@@ -1,113 +1,240 @@
-//! What one state write costs, as a scrape (and the periodic flush) does
-//! it: build the state from a snapshot (every group's progress, every
-//! counter series), serialize it, and write it durably (temp file, fsync,
-//! rename, fsync the directory) with the real `FileStore`.
+//! What a state write costs per scrape, through the real `Persister` and
+//! `FileStore`: a whole write (a process's first, and each compaction of
+//! the journal) against the journal records that every later scrape
+//! appends (only what changed since the scrape before).
 //!
-//! Progress per group: `IDS` remembered event ids (56-digit ids, as AWS
-//! sends them) and one slice count per minute of the late-arrival window
-//! (defaults: 300 ids, one event per second over the default 5-minute
-//! window). Counters: the exporter's metrics with `SERIES` error series.
+//! Model, per configuration (groups × counter series): every group gets
+//! `RATE` events per second with AWS-shaped 56-digit ids, and a scrape
+//! comes every `SCRAPE_S` seconds; between scrapes each group admits its
+//! new events and completes a poll (checkpoint moves, old ids are
+//! forgotten, exactly as the poller does through `GroupProgress`), and 1 %
+//! of the counter series move. Groups run for 8 simulated minutes first
+//! so the remembered ids are at their steady state (~the sweep reach plus
+//! a poll interval of events). Then: one whole write, `ROUNDS` scrapes
+//! (journal records, with the compactions the journal asks for), the file
+//! sizes, and the time the next start takes to load the file and fold its
+//! journal.
 //!
 //! Prints one `name value unit` line per figure. Usage:
-//! `state_write DIR [IDS]`; DIR is where the file goes (on the disk the
-//! daemon would use: the fsync is most of the cost).
+//! `state_write DIR [ROUNDS]`; DIR is where the files go (on the disk the
+//! daemon would use: the fsync is much of the cost).
 
-use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use aws_transfer_exporter::metrics::{Limits, Metrics};
-use aws_transfer_exporter::source::checkpoint::GroupProgress;
-use aws_transfer_exporter::state::{FileStore, StateFile, StateStore, STATE_VERSION};
+use aws_transfer_exporter::ingest::Ingest;
+use aws_transfer_exporter::metrics::{IntCounter, Limits, Metrics};
+use aws_transfer_exporter::persist::{Persister, Progress, Saved};
+use aws_transfer_exporter::pipeline::PipelineConfig;
+use aws_transfer_exporter::source::checkpoint::{GroupProgress, ReadKind, Timing};
+use aws_transfer_exporter::state::{journal_path, FileStore, CLOUDWATCH_SLOT};
 use prometheus::Registry;
 
-const ROUNDS: usize = 10;
+const RATE: i64 = 1;
+const SCRAPE_S: i64 = 15;
 
-fn metrics_with(series: usize) -> Metrics {
-    let m = Metrics::new(&Registry::new(), Limits::default());
+/// The defaults: W 5 min, floor 2 s, P 1 min, R 6 min.
+const TIMING: Timing = Timing {
+    late_window_ms: 300_000,
+    overlap_floor_ms: 2_000,
+    sweep_interval_ms: 60_000,
+    sweep_reach_ms: 360_000,
+};
+
+/// The CloudWatch part's shape: one target, every group's progress, whole
+/// or as patches (as `source::SavedProgress` saves them).
+struct Groups(Vec<(String, Mutex<GroupProgress>)>);
+
+impl Progress for Groups {
+    fn slot(&self) -> &'static str {
+        CLOUDWATCH_SLOT
+    }
+    fn save_under(&self, inner: &mut dyn FnMut()) -> serde_json::Value {
+        let mut guards: Vec<_> = self.0.iter().map(|(_, p)| p.lock().unwrap()).collect();
+        inner();
+        let mut groups = serde_json::Map::new();
+        for ((name, _), p) in self.0.iter().zip(&mut guards) {
+            p.mark_saved();
+            groups.insert(name.clone(), serde_json::to_value(&**p).unwrap());
+        }
+        serde_json::json!({ "default": groups })
+    }
+    fn save_changes_under(&self, inner: &mut dyn FnMut()) -> Saved {
+        let mut guards: Vec<_> = self.0.iter().map(|(_, p)| p.lock().unwrap()).collect();
+        inner();
+        let mut groups = serde_json::Map::new();
+        for ((name, _), p) in self.0.iter().zip(&mut guards) {
+            if let Some(patch) = p.take_patch() {
+                groups.insert(name.clone(), patch);
+            }
+        }
+        Saved::Patch(serde_json::json!({ "default": groups }))
+    }
+}
+
+fn counters(m: &Metrics, series: usize) -> Vec<IntCounter> {
     let causes = [
         ("auth", "unknown_user"),
         ("auth", "key_mismatch"),
         ("iam", "access_denied"),
         ("storage", "bucket_not_found"),
     ];
-    for i in 0..series {
-        let (cat, cause) = causes[i % causes.len()];
-        m.errors
-            .with_label_values(&[
+    (0..series)
+        .map(|i| {
+            let (cat, cause) = causes[i % causes.len()];
+            let c = m.errors.with_label_values(&[
                 &format!("s-{:017x}", i / 500),
                 &format!("user{:04}", i % 500),
                 cat,
                 cause,
-            ])
-            .inc_by(i as u64 + 1);
-    }
-    m
+            ]);
+            c.inc_by(i as u64 + 1);
+            c
+        })
+        .collect()
 }
 
-fn progress(ids: usize, now_ms: i64) -> GroupProgress {
-    let mut p = GroupProgress::new(now_ms, 3_600_000);
-    p.checkpoint_ms = now_ms;
-    for i in 0..ids {
-        let ts = now_ms - 300_000 + (i as i64 * 300_000 / ids.max(1) as i64);
-        p.seen
-            .insert(format!("{:056}", 3.7e55 as u128 / 7 + i as u128 * 7919), ts);
+/// `SCRAPE_S` seconds of events for every group, then a completed poll.
+fn advance(groups: &Groups, now_ms: i64, next_id: &mut u128) {
+    for (_, p) in &groups.0 {
+        let mut p = p.lock().unwrap();
+        let w = p.window(now_ms, &TIMING);
+        for k in 0..SCRAPE_S * RATE {
+            *next_id += 7919;
+            let ts = now_ms - SCRAPE_S * 1000 + k * 1000 / RATE;
+            p.admit(&w, &format!("{:056}", *next_id), ts, Some(ts + 400), None);
+        }
+        p.complete(&w, ReadKind::Poll, now_ms, &TIMING);
+        if let Some(s) = p.sweep_due(now_ms, &TIMING) {
+            p.complete(&s, ReadKind::Sweep, now_ms, &TIMING);
+        }
     }
-    p.swept_to_ms = Some(now_ms - 300_000);
-    p.kept_from_ms = Some(now_ms - 360_000);
-    p.newest_event_ms = Some(now_ms);
-    p
+}
+
+fn size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = std::path::PathBuf::from(args.next().expect("usage: state_write DIR [IDS]"));
-    let ids: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(300);
+    let dir = std::path::PathBuf::from(args.next().expect("usage: state_write DIR [ROUNDS]"));
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(40);
     std::fs::create_dir_all(&dir).expect("create DIR");
-    let path = dir.join("state-write-bench.json");
-    let store = FileStore::new(&path);
-    let now_ms = 1_800_000_000_000;
-    for (groups, series) in [(10usize, 0usize), (10, 100_000), (1000, 0), (1000, 100_000)] {
-        let metrics = metrics_with(series);
-        let p = progress(ids, now_ms);
-        let (mut build, mut write) = (0.0f64, 0.0f64);
-        let mut bytes = 0;
-        for _ in 0..ROUNDS {
-            let t = Instant::now();
-            let snap = metrics.snapshot();
-            let groups_map: BTreeMap<String, GroupProgress> = (0..groups)
-                .map(|g| (format!("/aws/transfer/s-{g:017x}"), p.clone()))
-                .collect();
-            let mut parts = BTreeMap::new();
-            parts.insert(
-                aws_transfer_exporter::state::CLOUDWATCH_SLOT.to_owned(),
-                serde_json::json!({ "default": serde_json::to_value(groups_map).unwrap() }),
-            );
-            let mut state = StateFile {
-                version: STATE_VERSION,
-                saved_at_ms: now_ms,
-                journal_epoch: 0,
-                targets: BTreeMap::new(),
-                parts,
-                last_sessions: Vec::new(),
-                counter_families: snap.saved_counters(),
-                counters: Vec::new(),
-            };
-            build += t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            store.save(&mut state).expect("write");
-            write += t.elapsed().as_secs_f64();
-            bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (n_groups, series) in [(10usize, 0usize), (10, 100_000), (1000, 0), (1000, 100_000)] {
+        let path = dir.join("state-write-bench.json");
+        let journal = journal_path(&path);
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&journal);
+        let metrics = Arc::new(Metrics::new(&Registry::new(), Limits::default()));
+        let handles = counters(&metrics, series);
+        let ingest = Arc::new(Ingest::new(metrics.clone(), PipelineConfig::default()));
+        let persist = Persister::load(Arc::new(FileStore::new(&path)), ingest, metrics.clone());
+        let mut now_ms = 1_800_000_000_000i64;
+        let groups = Arc::new(Groups(
+            (0..n_groups)
+                .map(|g| {
+                    (
+                        format!("/aws/transfer/s-{g:017x}"),
+                        Mutex::new(GroupProgress::new(now_ms, 600_000)),
+                    )
+                })
+                .collect(),
+        ));
+        let mut next_id = 3.7e55 as u128 / 7;
+        for _ in 0..(8 * 60 / SCRAPE_S) {
+            now_ms += SCRAPE_S * 1000;
+            advance(&groups, now_ms, &mut next_id);
         }
-        let tag = format!("groups={groups},series={series},ids_per_group={ids}");
+        persist.register(groups.clone());
+        let ids: usize = groups
+            .0
+            .iter()
+            .map(|(_, p)| p.lock().unwrap().seen.len())
+            .sum();
+
+        let t = Instant::now();
+        rt.block_on(persist.scrape());
+        let whole_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let base_bytes = size(&path);
+
+        let (mut record_ms, mut records, mut record_bytes) = (0.0f64, 0usize, 0u64);
+        let (mut compact_ms, mut compactions) = (0.0f64, 0usize);
+        let mut total_bytes = 0u64;
+        for round in 0..rounds {
+            now_ms += SCRAPE_S * 1000;
+            advance(&groups, now_ms, &mut next_id);
+            for c in handles.iter().skip(round % 100).step_by(100) {
+                c.inc();
+            }
+            let (base_before, journal_before) = (size(&path), size(&journal));
+            let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            let t = Instant::now();
+            rt.block_on(persist.scrape());
+            let ms = t.elapsed().as_secs_f64() * 1000.0;
+            let rewritten = std::fs::metadata(&path).and_then(|m| m.modified()).ok() != mtime
+                || size(&path) != base_before;
+            if rewritten {
+                compact_ms += ms;
+                compactions += 1;
+                total_bytes += size(&path);
+            } else {
+                record_ms += ms;
+                records += 1;
+                let grew = size(&journal).saturating_sub(journal_before);
+                record_bytes += grew;
+                total_bytes += grew;
+            }
+        }
+        // What the next start reads: the base with the journal folded in.
+        let journal_bytes = size(&journal);
+        let t = Instant::now();
+        let loaded = aws_transfer_exporter::state::StateStore::load(&FileStore::new(&path));
+        let load_ms = t.elapsed().as_secs_f64() * 1000.0;
+        assert!(loaded.parts.contains_key(CLOUDWATCH_SLOT));
+        let tag = format!("groups={n_groups},series={series},remembered_ids={ids}");
         println!(
-            "state_build{{{tag}}} {:.2} ms",
-            build * 1000.0 / ROUNDS as f64
+            "state_load{{{tag}}} {load_ms:.2} ms (file {:.0} KiB + journal {:.0} KiB)",
+            size(&path) as f64 / 1024.0,
+            journal_bytes as f64 / 1024.0
+        );
+        println!("state_whole_write{{{tag}}} {whole_ms:.2} ms");
+        println!(
+            "state_whole_file{{{tag}}} {:.0} KiB",
+            base_bytes as f64 / 1024.0
+        );
+        if records > 0 {
+            println!(
+                "state_journal_write{{{tag}}} {:.2} ms",
+                record_ms / records as f64
+            );
+            println!(
+                "state_journal_record{{{tag}}} {:.1} KiB",
+                record_bytes as f64 / records as f64 / 1024.0
+            );
+            println!(
+                "state_journal_speedup{{{tag}}} {:.1} x",
+                whole_ms / (record_ms / records as f64)
+            );
+        }
+        println!(
+            "state_scrapes{{{tag}}} {rounds} scrapes ({records} records, {compactions} whole)"
         );
         println!(
-            "state_write{{{tag}}} {:.2} ms",
-            write * 1000.0 / ROUNDS as f64
+            "state_bytes_per_scrape{{{tag}}} {:.1} KiB (whole file {:.0} KiB)",
+            total_bytes as f64 / rounds as f64 / 1024.0,
+            base_bytes as f64 / 1024.0
         );
-        println!("state_file{{{tag}}} {:.0} KiB", bytes as f64 / 1024.0);
+        if compactions > 0 {
+            println!(
+                "state_compaction_write{{{tag}}} {:.2} ms",
+                compact_ms / compactions as f64
+            );
+        }
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&journal);
     }
-    let _ = std::fs::remove_file(&path);
 }

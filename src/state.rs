@@ -10,7 +10,9 @@
 //! Written atomically: a temporary file in the same directory is written and
 //! fsynced, renamed over the old file, and the directory is fsynced, so a
 //! crash at any point leaves either the old or the new file, never a torn
-//! one. A missing file means "first start"; an unreadable one is moved aside
+//! one. Between such whole writes, [`StateStore::save_changes`] appends
+//! only what changed to a journal next to the file ([`journal`]), which a
+//! load folds in. A missing file means "first start"; an unreadable one is moved aside
 //! (`<path>.corrupt`) and reported, and the daemon starts from the
 //! configured position rather than crashing.
 //!
