@@ -706,4 +706,73 @@ mod tests {
         );
         assert_ne!(std::fs::read(&path).unwrap(), base);
     }
+
+    /// A journaling store whose second record fails: the failed write is
+    /// reported, and the next write is whole (what the failed record held
+    /// is not lost), after which records resume.
+    #[tokio::test]
+    async fn a_failed_record_makes_the_next_write_whole() {
+        #[derive(Default)]
+        struct Flaky {
+            log: Mutex<Vec<&'static str>>,
+            wholes: Mutex<Vec<serde_json::Value>>,
+        }
+        impl StateStore for Flaky {
+            fn load(&self) -> StateFile {
+                StateFile::default()
+            }
+            fn save(&self, state: &mut StateFile) -> std::io::Result<()> {
+                lock(&self.log).push("whole");
+                lock(&self.wholes).push(serde_json::to_value(&*state).unwrap());
+                Ok(())
+            }
+            fn wants_whole(&self) -> bool {
+                false
+            }
+            fn save_changes(&self, _: &StateChanges) -> std::io::Result<()> {
+                let mut log = lock(&self.log);
+                let n = log.iter().filter(|e| e.starts_with("record")).count();
+                if n == 1 {
+                    log.push("record failed");
+                    return Err(std::io::Error::other("disk full"));
+                }
+                log.push("record");
+                Ok(())
+            }
+            fn describe(&self) -> String {
+                "flaky".into()
+            }
+        }
+        let store = Arc::new(Flaky::default());
+        let registry = prometheus::Registry::new();
+        let metrics = Arc::new(Metrics::new(&registry, Limits::default()));
+        let ingest = Arc::new(Ingest::new(metrics.clone(), PipelineConfig::default()));
+        let p = Persister::load(store.clone(), ingest, metrics.clone());
+        let part = Arc::new(MapPart::default());
+        p.register(part.clone());
+        for round in 1..=5u64 {
+            part.set(&format!("k{round}"), round);
+            metrics
+                .events
+                .with_label_values(&["s-1", "CONNECTED"])
+                .inc();
+            let _ = p.flush().await;
+        }
+        assert_eq!(
+            *lock(&store.log),
+            ["whole", "record", "record failed", "whole", "record"]
+        );
+        let wholes = lock(&store.wholes);
+        let second = &wholes[1];
+        assert_eq!(
+            second["parts"]["map"],
+            serde_json::json!({"k1": 1, "k2": 2, "k3": 3, "k4": 4}),
+            "the whole write after the failure holds what the failed record held"
+        );
+        assert_eq!(counter(second, "aws_transfer_events_total"), Some(4.0));
+        assert_eq!(
+            metrics.state_writes.with_label_values(&["failure"]).get(),
+            1
+        );
+    }
 }

@@ -374,6 +374,13 @@ impl Journal {
             .open(&self.path)?;
         f.write_all(MAGIC)?;
         f.sync_data()?;
+        // A journal created just now survives a power loss only once its
+        // directory entry does.
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        File::open(dir)?.sync_all()?;
         self.len = MAGIC.len() as u64;
         self.file = Some(f);
         self.ready = true;
