@@ -26,6 +26,7 @@ pub mod handler;
 pub mod metrics;
 pub mod models;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,7 +46,7 @@ use self::auth::Authenticator;
 use self::decode::Undecodable;
 use self::dedup::{EventIds, RequestIds};
 use crate::event::RawEvent;
-use crate::persist::{Persister, Progress};
+use crate::persist::{Persister, Progress, Saved};
 use crate::pipeline::Pipeline;
 
 /// Where Firehose delivers.
@@ -326,6 +327,13 @@ pub const FIREHOSE_SLOT: &str = "firehose";
 /// recognized.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SavedReceiver {
+    /// Request id -> when it was acknowledged (Unix ms). An object, so a
+    /// state write can carry only the ids acknowledged or forgotten since
+    /// the last one (a merge patch).
+    #[serde(default)]
+    acked: std::collections::BTreeMap<String, i64>,
+    /// The first layout (a list). Read, never written.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     request_ids: Vec<SavedRequestId>,
 }
 
@@ -336,7 +344,58 @@ struct SavedRequestId {
 }
 
 /// The receiver's part of every state snapshot.
-struct SavedRequests(std::sync::Weak<Inner>);
+struct SavedRequests {
+    rx: std::sync::Weak<Inner>,
+    /// The ids as the last write saved them (id -> acknowledged at).
+    last: Mutex<HashMap<String, i64>>,
+}
+
+impl SavedRequests {
+    /// The finished request ids now, with when they were acknowledged,
+    /// read with counting committed (nothing half-recorded).
+    fn read_under(&self, inner: &mut dyn FnMut()) -> Option<Vec<(String, i64)>> {
+        let Some(rx) = self.rx.upgrade() else {
+            inner();
+            return None;
+        };
+        let commit = rx.commit.write().unwrap_or_else(|e| e.into_inner());
+        inner();
+        let (now, now_wall) = (Instant::now(), now_ms());
+        let ids = rx
+            .lock_requests()
+            .export(now)
+            .into_iter()
+            .map(|(id, age)| (id, now_wall - age.as_millis() as i64))
+            .collect();
+        drop(commit);
+        Some(ids)
+    }
+}
+
+/// The merge patch from the ids `last` saved to the ids `now`: ids
+/// acknowledged since with their time, ids forgotten since as `null`;
+/// `last` becomes `now`.
+fn acked_patch(last: &mut HashMap<String, i64>, now: Vec<(String, i64)>) -> serde_json::Value {
+    let mut acked = serde_json::Map::new();
+    let mut next = HashMap::with_capacity(now.len());
+    for (id, at) in now {
+        // A kept id's time is read again from its age: it may differ by a
+        // millisecond of rounding, which is not a change.
+        let at = match last.remove(&id) {
+            Some(saved) => saved,
+            None => {
+                acked.insert(id.clone(), serde_json::Value::from(at));
+                at
+            }
+        };
+        next.insert(id, at);
+    }
+    for (gone, _) in last.drain() {
+        acked.insert(gone, serde_json::Value::Null);
+    }
+    *last = next;
+    serde_json::json!({ "acked": acked })
+}
 
 impl Progress for SavedRequests {
     fn slot(&self) -> &'static str {
@@ -344,24 +403,65 @@ impl Progress for SavedRequests {
     }
 
     fn save_under(&self, inner: &mut dyn FnMut()) -> serde_json::Value {
-        let Some(rx) = self.0.upgrade() else {
-            inner();
+        let Some(ids) = self.read_under(inner) else {
             return serde_json::Value::Null;
         };
-        let commit = rx.commit.write().unwrap_or_else(|e| e.into_inner());
-        inner();
-        let (now, now_wall) = (Instant::now(), now_ms());
-        let request_ids = rx
-            .lock_requests()
-            .export(now)
-            .into_iter()
-            .map(|(id, age)| SavedRequestId {
-                id,
-                acknowledged_at_ms: now_wall - age.as_millis() as i64,
-            })
-            .collect();
-        drop(commit);
-        serde_json::to_value(SavedReceiver { request_ids }).unwrap_or(serde_json::Value::Null)
+        let mut last = lock(&self.last);
+        *last = ids.iter().cloned().collect();
+        serde_json::to_value(SavedReceiver {
+            acked: ids.into_iter().collect(),
+            request_ids: Vec::new(),
+        })
+        .unwrap_or(serde_json::Value::Null)
+    }
+
+    fn save_changes_under(&self, inner: &mut dyn FnMut()) -> Saved {
+        match self.read_under(inner) {
+            Some(ids) => Saved::Patch(acked_patch(&mut lock(&self.last), ids)),
+            None => Saved::Whole(serde_json::Value::Null),
+        }
+    }
+}
+
+#[cfg(test)]
+mod saved_tests {
+    use super::*;
+
+    /// Patches carry only the ids acknowledged or forgotten since the last
+    /// write; merged over the whole value they give the ids now.
+    #[test]
+    fn acked_patches_merge_into_the_ids_now() {
+        let ids = |v: &[(&str, i64)]| -> Vec<(String, i64)> {
+            v.iter().map(|(i, t)| (i.to_string(), *t)).collect()
+        };
+        let mut last = HashMap::new();
+        let first = ids(&[("a", 10), ("b", 20)]);
+        last.extend(first.iter().cloned());
+        let mut saved = serde_json::to_value(SavedReceiver {
+            acked: first.into_iter().collect(),
+            request_ids: Vec::new(),
+        })
+        .unwrap();
+        // "a" forgotten, "b" kept (read back a millisecond off), "c" new.
+        let patch = acked_patch(&mut last, ids(&[("b", 21), ("c", 30)]));
+        assert_eq!(patch, serde_json::json!({"acked": {"a": null, "c": 30}}));
+        crate::state::journal::merge_patch(&mut saved, patch);
+        let back: SavedReceiver = serde_json::from_value(saved).unwrap();
+        assert_eq!(
+            back.acked.into_iter().collect::<Vec<_>>(),
+            ids(&[("b", 20), ("c", 30)])
+        );
+        let quiet = acked_patch(&mut last, ids(&[("b", 20), ("c", 30)]));
+        assert_eq!(quiet, serde_json::json!({"acked": {}}));
+    }
+
+    /// State files of the first layout (a list of ids) still load.
+    #[test]
+    fn the_first_layout_loads() {
+        let old = serde_json::json!({"request_ids": [{"id": "r1", "acknowledged_at_ms": 5}]});
+        let s: SavedReceiver = serde_json::from_value(old).unwrap();
+        assert!(s.acked.is_empty());
+        assert_eq!(s.request_ids[0].id, "r1");
     }
 }
 
@@ -468,9 +568,11 @@ impl Receiver {
                     let ids = saved
                         .request_ids
                         .into_iter()
-                        .map(|r| {
-                            let age = now_wall.saturating_sub(r.acknowledged_at_ms).max(0);
-                            (r.id, Duration::from_millis(age as u64))
+                        .map(|r| (r.id, r.acknowledged_at_ms))
+                        .chain(saved.acked)
+                        .map(|(id, at)| {
+                            let age = now_wall.saturating_sub(at).max(0);
+                            (id, Duration::from_millis(age as u64))
                         })
                         .collect();
                     self.inner.lock_requests().import(ids, Instant::now());
@@ -479,7 +581,10 @@ impl Receiver {
                     "saved Firehose request ids are unreadable; a request retried across this restart may be counted twice"),
             }
         }
-        persist.register(Arc::new(SavedRequests(Arc::downgrade(&self.inner))));
+        persist.register(Arc::new(SavedRequests {
+            rx: Arc::downgrade(&self.inner),
+            last: Mutex::new(HashMap::new()),
+        }));
         let _ = self.inner.persist.set(persist.clone());
     }
 
