@@ -316,13 +316,18 @@ impl Persister {
     }
 
     /// Takes a snapshot and writes it durably; returns the families gathered
-    /// with it once the write succeeded. Callers hold the write lock.
-    async fn write(&self) -> anyhow::Result<Snapshot> {
+    /// with it once the write succeeded. Callers hold the write lock. With
+    /// `may_compact` (the flusher, not a scrape or an acknowledgement,
+    /// which should not wait for it) the write is whole when the store's
+    /// journal asks to be folded in.
+    async fn write(&self, may_compact: bool) -> anyhow::Result<Snapshot> {
         self.dirty.store(false, Ordering::Release);
         // Every durability request handed out before the snapshot is
         // covered by it: its events were counted before it asked.
         let covers = self.requested.load(Ordering::Acquire);
-        let whole = self.whole_next.swap(false, Ordering::AcqRel) || self.store.wants_whole();
+        let whole = self.whole_next.swap(false, Ordering::AcqRel)
+            || self.store.wants_whole()
+            || (may_compact && self.store.wants_compaction());
         let (write, snapshot) = self.snapshot(whole);
         let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || match write {
@@ -363,7 +368,7 @@ impl Persister {
     /// Writes the state now (periodic flush, shutdown).
     pub async fn flush(&self) -> anyhow::Result<()> {
         let _guard = self.write_lock.lock().await;
-        self.write().await.map(|_| ())
+        self.write(true).await.map(|_| ())
     }
 
     /// For a scrape: takes a consistent snapshot, writes it durably, and
@@ -374,7 +379,7 @@ impl Persister {
     /// is at risk).
     pub async fn scrape(&self) -> Snapshot {
         let _guard = self.write_lock.lock().await;
-        match self.write().await {
+        match self.write(false).await {
             Ok(s) => s,
             Err(_) => self.metrics.snapshot(),
         }
@@ -394,11 +399,11 @@ impl Persister {
         if self.durable.load(Ordering::Acquire) >= mine {
             return Ok(());
         }
-        self.write().await.map(|_| ())
+        self.write(false).await.map(|_| ())
     }
 
-    /// Writes every `every` when something changed, and once more when
-    /// `cancel` fires.
+    /// Writes every `every` when something changed or the store's journal
+    /// should be folded in (so that scrapes do not wait for that).
     pub async fn run_flusher(self: Arc<Self>, every: Duration, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -407,7 +412,7 @@ impl Persister {
                 _ = cancel.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            if self.dirty.load(Ordering::Acquire) {
+            if self.dirty.load(Ordering::Acquire) || self.store.wants_compaction() {
                 let _ = self.flush().await;
             }
         }

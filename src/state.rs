@@ -496,10 +496,15 @@ pub trait StateStore: Send + Sync + 'static {
     /// Saves the whole state durably: when this returns `Ok`, a crash keeps
     /// this state.
     fn save(&self, state: &mut StateFile) -> std::io::Result<()>;
-    /// The next write should be whole ([`StateStore::save`]): the store
-    /// keeps no journal, or its journal should be folded into the base.
+    /// The next write must be whole ([`StateStore::save`]): the store keeps
+    /// no journal, or none that a record could be appended to now.
     fn wants_whole(&self) -> bool {
         true
+    }
+    /// The journal has grown past its bound: the next write that can
+    /// afford to wait for a whole write (the periodic flush) should be one.
+    fn wants_compaction(&self) -> bool {
+        false
     }
     /// Saves durably what changed since the last successful `save` or
     /// `save_changes` of this process. An error (including "unsupported")
@@ -615,6 +620,9 @@ impl StateStore for FileStore {
     fn wants_whole(&self) -> bool {
         let base = *self.base.lock().unwrap_or_else(|e| e.into_inner());
         self.journal().wants_whole() || base.is_none() || base != self.base_identity()
+    }
+    fn wants_compaction(&self) -> bool {
+        self.journal().is_heavy()
     }
     fn save_changes(&self, changes: &StateChanges) -> std::io::Result<()> {
         self.journal().append(changes)

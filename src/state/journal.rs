@@ -18,8 +18,8 @@
 //! (u32, little endian), CRC-32 of epoch and payload (u32 LE), epoch (u64
 //! LE), payload (a JSON [`StateChanges`]).
 //!
-//! The journal grows until it outweighs the base (see [`Journal::wants_whole`]);
-//! the next write is then a whole one, which empties it. Each byte of
+//! The journal grows until it outweighs the base (see [`Journal::is_heavy`]);
+//! the next periodic flush is then a whole write, which empties it. Each byte of
 //! change is therefore written about twice at most, however large the
 //! state.
 
@@ -349,10 +349,15 @@ impl Journal {
         self.file = None;
     }
 
-    /// The next write should be a whole one: no journal ready in this
-    /// process, or the journal outweighs the base.
+    /// The next write must be a whole one: no journal ready in this
+    /// process (none emptied by a whole write yet, or a write failed).
     pub fn wants_whole(&self) -> bool {
-        !self.ready || self.len > (COMPACT_RATIO * self.base_len).max(MIN_COMPACT_BYTES)
+        !self.ready
+    }
+
+    /// The journal outweighs the base: a whole write should fold it in.
+    pub fn is_heavy(&self) -> bool {
+        self.ready && self.len > (COMPACT_RATIO * self.base_len).max(MIN_COMPACT_BYTES)
     }
 
     /// A whole base of `epoch` and `base_len` bytes is on disk: empty the
@@ -496,8 +501,8 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), MAGIC);
     }
 
-    /// Once the journal outweighs the base (and the minimum), the next
-    /// write should be whole.
+    /// Once the journal outweighs the base (and the minimum), it asks to be
+    /// folded in (and still takes records until it is).
     #[test]
     fn a_journal_heavier_than_its_base_asks_for_a_whole_write() {
         let dir = tempfile::tempdir().unwrap();
@@ -507,7 +512,7 @@ mod tests {
         big.parts
             .insert("x".into(), serde_json::json!("y".repeat(1 << 20)));
         let mut appended = 0;
-        while !j.wants_whole() {
+        while !j.is_heavy() {
             j.append(&big).unwrap();
             appended += 1;
         }
