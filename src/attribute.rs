@@ -96,16 +96,16 @@ impl Attributor {
             };
         }
         if let Some(sid) = ev.session_id.as_deref() {
-            if let Some(user) = self.session_user(sid, raw.timestamp_ms) {
-                // Usually the stream names the same user: borrow it from
-                // there rather than copy it out of the map.
-                let user = match &stream {
-                    Cow::Borrowed(s) => match user_from_stream(s) {
-                        Some(named) if named == user => Cow::Borrowed(named),
-                        _ => Cow::Owned(user.to_owned()),
-                    },
-                    Cow::Owned(_) => Cow::Owned(user.to_owned()),
-                };
+            // Usually the stream names the same user: borrow it from there
+            // rather than copy it out of the map.
+            let user = self.session_user(sid, raw.timestamp_ms, |user| match &stream {
+                Cow::Borrowed(s) => match user_from_stream(s) {
+                    Some(named) if named == user => Cow::Borrowed(named),
+                    _ => Cow::Owned(user.to_owned()),
+                },
+                Cow::Owned(_) => Cow::Owned(user.to_owned()),
+            });
+            if let Some(user) = user {
                 return Attribution {
                     server_id,
                     user: Some(user),
@@ -129,15 +129,18 @@ impl Attributor {
         }
     }
 
-    fn session_user(&mut self, sid: &str, now_ms: i64) -> Option<&str> {
-        let (_, seen) = self.sessions.get_mut(sid)?;
+    /// `f` of the user of session `sid` if it is remembered and not expired
+    /// at `now_ms` (one map probe on a hit, which also keeps the session
+    /// alive).
+    fn session_user<R>(&mut self, sid: &str, now_ms: i64, f: impl FnOnce(&str) -> R) -> Option<R> {
+        let (user, seen) = self.sessions.get_mut(sid)?;
         if now_ms.saturating_sub(*seen) > self.ttl_ms {
             self.sessions.pop(sid);
             return None;
         }
         // Activity keeps a session alive: the TTL counts from the last event.
         *seen = (*seen).max(now_ms);
-        self.sessions.peek(sid).map(|(user, _)| user.as_str())
+        Some(f(user))
     }
 }
 

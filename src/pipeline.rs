@@ -471,8 +471,10 @@ impl Pipeline {
             Ok(parsed) => {
                 out.format = Some(parsed.format());
                 match parsed {
-                    Parsed::Server { format, event } => {
-                        self.server(raw, format, event, skip_legacy, &mut out)
+                    Parsed::Server { format, mut event } => {
+                        // By reference: the event is large, and moving it
+                        // again cost a copy per event.
+                        self.server(raw, format, &mut event, skip_legacy, &mut out)
                     }
                     Parsed::Connector(ev) => self.connector(ev, &mut out),
                     Parsed::ConnectorThrottled { connector_id } => {
@@ -546,7 +548,7 @@ impl Pipeline {
         &mut self,
         raw: &'a RawEvent,
         format: Format,
-        ev: ServerEvent<'a>,
+        ev: &mut ServerEvent<'a>,
         skip_legacy: &dyn Fn(&str) -> bool,
         out: &mut Outcome<'a>,
     ) {
@@ -701,7 +703,7 @@ impl Pipeline {
             errors[at].2.inc();
         }
         out.activity = Some(activity.name());
-        out.message = ev.message;
+        out.message = ev.message.take();
         out.server_id = at.server_id;
         out.user = at.user;
         if let Some(c) = class {

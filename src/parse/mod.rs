@@ -36,7 +36,7 @@ pub fn parse(message: &str) -> Result<Parsed<'_>, ParseError> {
     if message.len() > MAX_MESSAGE_BYTES {
         return Err(ParseError::TooLong);
     }
-    let trimmed = message.trim();
+    let trimmed = trim(message);
     if trimmed.is_empty() {
         return Err(ParseError::Empty);
     }
@@ -44,6 +44,16 @@ pub fn parse(message: &str) -> Result<Parsed<'_>, ParseError> {
         json::parse(trimmed)
     } else {
         legacy::parse(trimmed)
+    }
+}
+
+/// `s.trim()`, answering without a scan when both ends are visible ASCII
+/// (nearly every message: `{…}` or a text line): such a byte is a whole
+/// character and not whitespace, so there is nothing to trim.
+fn trim(s: &str) -> &str {
+    match s.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => s,
+        _ => s.trim(),
     }
 }
 
@@ -77,6 +87,30 @@ pub fn split_arn(arn: &str) -> Option<(&str, &str, &str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trim_is_str_trim() {
+        for s in [
+            "",
+            " ",
+            "x",
+            " x",
+            "x ",
+            "{}",
+            " {} ",
+            "\t{\"a\":1}\n",
+            "a b",
+            "\u{a0}x",
+            "x\u{a0}",
+            "\u{2003}{}\u{3000}",
+            "é",
+            " é ",
+            "\u{85}x\u{85}",
+            "{\r\n",
+        ] {
+            assert_eq!(trim(s), s.trim(), "{s:?}");
+        }
+    }
 
     #[test]
     fn split_arn_table() {
