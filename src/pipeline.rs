@@ -552,7 +552,7 @@ impl Pipeline {
         skip_legacy: &dyn Fn(&str) -> bool,
         out: &mut Outcome<'a>,
     ) {
-        let at = self.attributor.attribute(&ev, raw);
+        let at = self.attributor.attribute(ev, raw);
         let server_raw = at.server_id.as_deref().unwrap_or("");
         let metrics = &*self.metrics;
         let slots = &mut self.slots;
@@ -621,7 +621,7 @@ impl Pipeline {
             }
         }
         let user_raw = at.user.as_deref().unwrap_or("");
-        let class = classify::server(&ev);
+        let class = classify::server(ev);
 
         // The user label: strangers' names never become labels. A name from
         // an AUTH_FAILURE is used only when its cause proves the user exists
