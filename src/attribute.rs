@@ -49,7 +49,7 @@ pub struct Attribution<'a> {
 }
 
 pub struct Attributor {
-    sessions: LruCache<String, (String, i64)>,
+    sessions: LruCache<Short, (Short, i64)>,
     ttl_ms: i64,
 }
 
@@ -86,7 +86,7 @@ impl Attributor {
             if ev.activity == Some(Activity::Connected) {
                 if let Some(sid) = ev.session_id.as_deref().filter(|s| !s.is_empty()) {
                     self.sessions
-                        .put(sid.to_owned(), (user.to_string(), raw.timestamp_ms));
+                        .put(Short::new(sid), (Short::new(user), raw.timestamp_ms));
                 }
             }
             return Attribution {
@@ -96,16 +96,16 @@ impl Attributor {
             };
         }
         if let Some(sid) = ev.session_id.as_deref() {
-            if let Some(user) = self.session_user(sid, raw.timestamp_ms) {
-                // Usually the stream names the same user: borrow it from
-                // there rather than copy it out of the map.
-                let user = match &stream {
-                    Cow::Borrowed(s) => match user_from_stream(s) {
-                        Some(named) if named == user => Cow::Borrowed(named),
-                        _ => Cow::Owned(user.to_owned()),
-                    },
-                    Cow::Owned(_) => Cow::Owned(user.to_owned()),
-                };
+            // Usually the stream names the same user: borrow it from there
+            // rather than copy it out of the map.
+            let user = self.session_user(sid, raw.timestamp_ms, |user| match &stream {
+                Cow::Borrowed(s) => match user_from_stream(s) {
+                    Some(named) if named == user => Cow::Borrowed(named),
+                    _ => Cow::Owned(user.to_owned()),
+                },
+                Cow::Owned(_) => Cow::Owned(user.to_owned()),
+            });
+            if let Some(user) = user {
                 return Attribution {
                     server_id,
                     user: Some(user),
@@ -129,15 +129,73 @@ impl Attributor {
         }
     }
 
-    fn session_user(&mut self, sid: &str, now_ms: i64) -> Option<&str> {
-        let (_, seen) = self.sessions.get_mut(sid)?;
+    /// `f` of the user of session `sid` if it is remembered and not expired
+    /// at `now_ms` (one map probe on a hit, which also keeps the session
+    /// alive).
+    fn session_user<R>(&mut self, sid: &str, now_ms: i64, f: impl FnOnce(&str) -> R) -> Option<R> {
+        let (user, seen) = self.sessions.get_mut(sid)?;
         if now_ms.saturating_sub(*seen) > self.ttl_ms {
             self.sessions.pop(sid);
             return None;
         }
         // Activity keeps a session alive: the TTL counts from the last event.
         *seen = (*seen).max(now_ms);
-        self.sessions.peek(sid).map(|(user, _)| user.as_str())
+        Some(f(user.as_str()))
+    }
+}
+
+/// A session id or user name in the session map, kept inline when short
+/// (session ids are 20 characters): a CONNECTED then allocates nothing
+/// for its entry, and evicting the oldest entry touches the entry only,
+/// not two strings elsewhere on the heap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Short {
+    /// The first `len` bytes are the text; the rest are zero, so equal
+    /// texts are equal values.
+    Inline {
+        len: u8,
+        bytes: [u8; SHORT_BYTES],
+    },
+    Heap(Box<str>),
+}
+
+/// Longest text kept inline.
+const SHORT_BYTES: usize = 32;
+
+impl Short {
+    fn new(s: &str) -> Short {
+        if s.len() <= SHORT_BYTES {
+            let mut bytes = [0; SHORT_BYTES];
+            bytes[..s.len()].copy_from_slice(s.as_bytes());
+            Short::Inline {
+                len: s.len() as u8,
+                bytes,
+            }
+        } else {
+            Short::Heap(s.into())
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Short::Inline { len, bytes } => {
+                std::str::from_utf8(&bytes[..usize::from(*len)]).expect("copied from a str")
+            }
+            Short::Heap(s) => s,
+        }
+    }
+}
+
+/// Hashes as the text does, so the map is probed with a `&str`.
+impl std::hash::Hash for Short {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for Short {
+    fn borrow(&self) -> &str {
+        self.as_str()
     }
 }
 
@@ -156,7 +214,9 @@ pub fn user_from_stream(stream: &str) -> Option<&str> {
     // Structured per-user stream `<server-id>/<user>`: server ids hold no
     // `/`, so split at the first one. Workflow streams `<workflow-id>/<execution-id>`
     // start with `w-` and carry no user.
-    if let Some((server, user)) = stream.split_once('/') {
+    if let Some(slash) = crate::parse::find_byte(stream.as_bytes(), b'/') {
+        // `/` is ASCII: both sides are at char boundaries.
+        let (server, user) = (&stream[..slash], &stream[slash + 1..]);
         return (server.starts_with("s-") && !user.is_empty()).then_some(user);
     }
     // Legacy `<user>.<session-id>`: the session id is hex; split at the last dot.
@@ -198,6 +258,20 @@ mod tests {
             user: at.user.map(own),
             source: at.source,
         }
+    }
+
+    #[test]
+    fn short_strings_read_back_and_compare_as_their_text() {
+        let long = "x".repeat(SHORT_BYTES + 1);
+        let exact = "é".repeat(SHORT_BYTES / 2);
+        for t in ["", "a", "26315c40e111fcf04b00", &exact, &long] {
+            let s = Short::new(t);
+            assert_eq!(s.as_str(), t);
+            assert_eq!(s, Short::new(t));
+            assert_ne!(s, Short::new(&format!("{t}y")));
+        }
+        assert!(matches!(Short::new(&exact), Short::Inline { .. }));
+        assert!(matches!(Short::new(&long), Short::Heap(_)));
     }
 
     #[test]

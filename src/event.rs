@@ -144,6 +144,31 @@ impl Activity {
         }
     }
 
+    /// Position in [`Activity::KNOWN`]; `None` for [`Activity::Other`].
+    /// Lets per-activity tables be arrays instead of maps.
+    pub fn index(&self) -> Option<usize> {
+        Some(match self {
+            Activity::Connected => 0,
+            Activity::Disconnected => 1,
+            Activity::AuthFailure => 2,
+            Activity::Error => 3,
+            Activity::ExitReason => 4,
+            Activity::Open => 5,
+            Activity::Close => 6,
+            Activity::PartialClose => 7,
+            Activity::CreateSymlink => 8,
+            Activity::Delete => 9,
+            Activity::Mkdir => 10,
+            Activity::Rmdir => 11,
+            Activity::Rename => 12,
+            Activity::Setstat => 13,
+            Activity::TlsResumeFailure => 14,
+            Activity::ConnectionRejected => 15,
+            Activity::KexFailure => 16,
+            Activity::Other(_) => return None,
+        })
+    }
+
     fn known_str(&self) -> &'static str {
         match self {
             Activity::Connected => "CONNECTED",
@@ -288,5 +313,18 @@ impl ParseError {
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_is_the_position_in_known() {
+        for (i, a) in Activity::KNOWN.iter().enumerate() {
+            assert_eq!(a.index(), Some(i), "{a:?}");
+        }
+        assert_eq!(Activity::Other("X".into()).index(), None);
     }
 }

@@ -136,15 +136,14 @@ impl Outcome<'_> {
     }
 }
 
-/// Counter handles cached by label values. `IntCounterVec::with_label_values`
-/// hashes with SipHash and takes a lock on every call, which dominated the
-/// per-event cost; here a hit costs copying the values into one reused
-/// buffer, one FxHash of it and one compare, and allocates nothing. The key
-/// is the values joined by the byte 0xFF, which never occurs in UTF-8, so
-/// distinct value lists have distinct keys; one contiguous key compares in
-/// one call where a list of boxed strings took a call and a pointer chase
-/// per value. Bounded because every label value passed in is already
-/// bounded by the label guard.
+/// Counter handles cached by label values, for the series [`Slots`] does
+/// not hold. `IntCounterVec::with_label_values` hashes every value and
+/// takes a lock on every call; here a hit costs copying the values into
+/// one reused buffer, one FxHash of it and one compare, and allocates
+/// nothing. The key is the values joined by the byte 0xFF, which never
+/// occurs in UTF-8, so distinct value lists have distinct keys. Bounded
+/// because every label value passed in is already bounded by the label
+/// guard.
 struct CounterCache {
     vec: crate::metrics::IntCounterVec,
     map: FxHashMap<Box<[u8]>, IntCounter>,
@@ -174,41 +173,18 @@ impl CounterCache {
     }
 }
 
-/// One cache per hot counter family.
+/// The string-keyed cache for the rare series the label slots do not
+/// hold (server events of an activity this exporter does not know).
 struct Handles {
     events: CounterCache,
-    errors: CounterCache,
-    sessions: CounterCache,
-    files: CounterCache,
-    bytes: CounterCache,
-    unattributed: CounterCache,
 }
 
 impl Handles {
     fn new(m: &Metrics) -> Handles {
         Handles {
             events: CounterCache::new(&m.events),
-            errors: CounterCache::new(&m.errors),
-            sessions: CounterCache::new(&m.sessions),
-            files: CounterCache::new(&m.files),
-            bytes: CounterCache::new(&m.bytes),
-            unattributed: CounterCache::new(&m.unattributed_events),
         }
     }
-}
-
-/// Server ids and user names the label guard has admitted as they are
-/// (clean, within the caps). Asking the guard takes its lock and two
-/// SipHash lookups per label; this answers for the values seen before with
-/// one FxHash lookup and no lock. Only admissions are remembered, and the
-/// guard never takes one back, so an answer from here is the guard's
-/// answer; everything else (new values, values the guard cleans, overflow,
-/// which must be counted each time) still goes to the guard. Bounded by the
-/// guard's caps.
-#[derive(Default)]
-struct AdmittedLabels {
-    servers: rustc_hash::FxHashSet<Box<str>>,
-    users: FxHashMap<Box<str>, rustc_hash::FxHashSet<Box<str>>>,
 }
 
 /// Whether the guard handed back `raw` itself (admitted, nothing cleaned).
@@ -218,54 +194,198 @@ fn unchanged(label: &str, raw: &str) -> bool {
     std::ptr::eq(label.as_ptr(), raw.as_ptr()) && label.len() == raw.len()
 }
 
-impl AdmittedLabels {
-    fn server<'a>(&mut self, metrics: &Metrics, raw: &'a str) -> Cow<'a, str> {
-        if raw.is_empty() || self.servers.contains(raw) {
-            return Cow::Borrowed(raw);
-        }
-        let label = metrics.id_label("server_id", raw);
-        if unchanged(&label, raw) {
-            self.servers.insert(raw.into());
-        }
-        label
-    }
+/// Counter handles of one user label on one server (see [`Slots`]).
+struct UserSlot {
+    /// The label value.
+    label: Box<str>,
+    /// The guard handed back `label` itself when asked for a raw name
+    /// equal to it, so that raw name needs no guard (see [`Slots`]).
+    admitted: bool,
+    sessions: Option<IntCounter>,
+    /// By direction: upload, download, unknown.
+    files: [Option<IntCounter>; 3],
+    /// By direction: upload, download.
+    bytes: [Option<IntCounter>; 2],
+    /// By (category, cause): the classifier's static strings, told apart
+    /// by address (a few per user; two addresses of one text only make two
+    /// handles on the same series).
+    errors: Vec<(&'static str, &'static str, IntCounter)>,
+    /// Last CONNECTED time and its gauge series once set (for the state
+    /// file and the silent-partner gauge); `None` until a CONNECTED.
+    last_session: Option<(f64, Option<prometheus::Gauge>)>,
+}
 
-    fn is_known(&self, server: &str, user: &str) -> bool {
-        self.users.get(server).is_some_and(|s| s.contains(user))
-    }
-
-    fn user<'a>(&mut self, metrics: &Metrics, server: &str, raw: &'a str) -> Cow<'a, str> {
-        if raw.is_empty() || self.is_known(server, raw) {
-            return Cow::Borrowed(raw);
+impl UserSlot {
+    fn new(label: &str) -> UserSlot {
+        UserSlot {
+            label: label.into(),
+            admitted: false,
+            sessions: None,
+            files: Default::default(),
+            bytes: Default::default(),
+            errors: Vec::new(),
+            last_session: None,
         }
-        let label = metrics.user_label(server, raw);
-        if unchanged(&label, raw) {
-            self.users
-                .entry(server.into())
-                .or_default()
-                .insert(raw.into());
-        }
-        label
-    }
-
-    /// The guard's `is_admitted`.
-    fn is_admitted(&self, metrics: &Metrics, server: &str, user: &str) -> bool {
-        (!user.is_empty() && self.is_known(server, user))
-            || metrics.with_guard(|g| g.is_admitted(server, user))
     }
 }
 
-/// Last CONNECTED time per user label, and its gauge series once set.
-type LastSeen = FxHashMap<String, (f64, Option<prometheus::Gauge>)>;
+/// Counter handles of one server label (see [`Slots`]).
+struct ServerSlot {
+    label: Box<str>,
+    /// As [`UserSlot::admitted`].
+    admitted: bool,
+    /// `aws_transfer_server_info` was ensured (at the first event naming
+    /// the server).
+    info_checked: bool,
+    /// By [`Activity::index`].
+    events: [Option<IntCounter>; Activity::KNOWN.len()],
+    unattributed: Option<IntCounter>,
+    /// User label -> index into [`Slots::users`].
+    users: FxHashMap<Box<str>, u32>,
+}
+
+impl ServerSlot {
+    fn new(label: &str) -> ServerSlot {
+        ServerSlot {
+            label: label.into(),
+            admitted: false,
+            info_checked: false,
+            events: Default::default(),
+            unattributed: None,
+            users: FxHashMap::default(),
+        }
+    }
+}
+
+/// The counter handles of server events, by server label and then user
+/// label, so that counting one event costs two hash lookups (the server
+/// id, the user name) however many series it touches; the other labels
+/// (activity, direction, category and cause) are static and index arrays.
+///
+/// A slot also remembers whether the label guard admitted its label as it
+/// is: the raw value equal to an admitted label gets that label back from
+/// the guard, so the slot answers without the guard's lock and SipHash
+/// lookups. Only admissions are remembered, and the guard never takes one
+/// back, so an answer from here is the guard's answer; everything else
+/// (new values, values the guard cleans, overflow, which must be counted
+/// each time) still goes to the guard. Slots exist only for label values
+/// the guard handed out (or the empty value), so they are bounded by its
+/// caps.
+#[derive(Default)]
+struct Slots {
+    /// Server label -> index into `servers`.
+    by_server: FxHashMap<Box<str>, u32>,
+    servers: Vec<ServerSlot>,
+    users: Vec<UserSlot>,
+}
+
+impl Slots {
+    /// The slot of a server label, created if new.
+    fn server_slot(&mut self, label: &str) -> usize {
+        if let Some(&i) = self.by_server.get(label) {
+            return i as usize;
+        }
+        let i = self.servers.len();
+        self.servers.push(ServerSlot::new(label));
+        self.by_server
+            .insert(label.into(), u32::try_from(i).expect("bounded by the caps"));
+        i
+    }
+
+    /// The slot of the label of server id `raw` (asking the guard unless
+    /// `raw` was admitted as it is before).
+    fn server(&mut self, metrics: &Metrics, raw: &str) -> usize {
+        if let Some(&i) = self.by_server.get(raw) {
+            if self.servers[i as usize].admitted {
+                return i as usize;
+            }
+        }
+        // The empty value takes no place and needs no guard.
+        let label = if raw.is_empty() {
+            Cow::Borrowed(raw)
+        } else {
+            metrics.id_label("server_id", raw)
+        };
+        let i = self.server_slot(&label);
+        if unchanged(&label, raw) {
+            self.servers[i].admitted = true;
+        }
+        i
+    }
+
+    /// The slot of a user label on server slot `server`, created if new.
+    fn user_slot(&mut self, server: usize, label: &str) -> usize {
+        if let Some(&i) = self.servers[server].users.get(label) {
+            return i as usize;
+        }
+        let i = self.users.len();
+        self.users.push(UserSlot::new(label));
+        self.servers[server]
+            .users
+            .insert(label.into(), u32::try_from(i).expect("bounded by the caps"));
+        i
+    }
+
+    /// The slot of the label of user name `raw` on server slot `server`.
+    fn user(&mut self, metrics: &Metrics, server: usize, raw: &str) -> usize {
+        if let Some(&i) = self.servers[server].users.get(raw) {
+            if self.users[i as usize].admitted {
+                return i as usize;
+            }
+        }
+        let label = if raw.is_empty() {
+            Cow::Borrowed(raw)
+        } else {
+            metrics.user_label(&self.servers[server].label, raw)
+        };
+        let i = self.user_slot(server, &label);
+        if unchanged(&label, raw) {
+            self.users[i].admitted = true;
+        }
+        i
+    }
+
+    /// The guard's `is_admitted` for user name `raw` on server slot `server`.
+    fn is_admitted(&self, metrics: &Metrics, server: usize, raw: &str) -> bool {
+        let slot = &self.servers[server];
+        (!raw.is_empty()
+            && slot
+                .users
+                .get(raw)
+                .is_some_and(|&i| self.users[i as usize].admitted))
+            || metrics.with_guard(|g| g.is_admitted(&slot.label, raw))
+    }
+}
+
+/// Records a CONNECTED at `ts` (seconds) in a user's slot: the newest time
+/// wins, and sets the silent-partner gauge.
+fn note_session(metrics: &Metrics, server: &str, user: &mut UserSlot, ts: f64) {
+    let UserSlot {
+        label,
+        last_session,
+        ..
+    } = user;
+    let (last, gauge) = last_session.get_or_insert((f64::MIN, None));
+    if ts > *last {
+        *last = ts;
+        gauge
+            .get_or_insert_with(|| {
+                metrics
+                    .user_last_session
+                    .with_label_values(&[server, label])
+            })
+            .set(ts);
+    }
+}
+
+/// A server event without an activity (legacy lines that name none).
+static NO_ACTIVITY: Activity = Activity::Other(String::new());
 
 pub struct Pipeline {
     metrics: Arc<Metrics>,
     attributor: Attributor,
-    servers_seen: rustc_hash::FxHashSet<String>,
-    /// By server label, then user label (both bounded by the guard).
-    last_sessions: FxHashMap<String, LastSeen>,
     handles: Handles,
-    admitted: AdmittedLabels,
+    slots: Slots,
     sample_window: Instant,
     samples_in_window: u32,
 }
@@ -276,10 +396,8 @@ impl Pipeline {
         Pipeline {
             metrics,
             attributor: Attributor::new(cfg.session_cache_size, cfg.session_ttl),
-            servers_seen: Default::default(),
-            last_sessions: FxHashMap::default(),
             handles,
-            admitted: AdmittedLabels::default(),
+            slots: Slots::default(),
             sample_window: Instant::now(),
             samples_in_window: 0,
         }
@@ -291,14 +409,18 @@ impl Pipeline {
 
     /// Last CONNECTED per (server, user label), for the state file.
     pub fn last_sessions(&self) -> Vec<LastSession> {
-        let mut v: Vec<LastSession> = self
-            .last_sessions
+        let slots = &self.slots;
+        let mut v: Vec<LastSession> = slots
+            .servers
             .iter()
-            .flat_map(|(server_id, users)| {
-                users.iter().map(|(user, (ts, _))| LastSession {
-                    server_id: server_id.clone(),
-                    user: user.clone(),
-                    timestamp_seconds: *ts,
+            .flat_map(|server| {
+                server.users.values().filter_map(|&u| {
+                    let user = &slots.users[u as usize];
+                    user.last_session.as_ref().map(|(ts, _)| LastSession {
+                        server_id: server.label.to_string(),
+                        user: user.label.to_string(),
+                        timestamp_seconds: *ts,
+                    })
                 })
             })
             .collect();
@@ -309,32 +431,18 @@ impl Pipeline {
     /// Restores the silent-partner gauge after a restart. Newer values win,
     /// and restored users pass through the same label cap.
     pub fn restore_last_sessions(&mut self, v: &[LastSession]) {
+        let metrics = &*self.metrics;
         for s in v {
-            let server = self.metrics.id_label("server_id", &s.server_id);
-            let user = self.metrics.user_label(&server, &s.user).into_owned();
-            let server = server.into_owned();
-            self.note_session(&server, &user, s.timestamp_seconds);
-        }
-    }
-
-    fn note_session(&mut self, server: &str, user: &str, ts: f64) {
-        let users = match self.last_sessions.get_mut(server) {
-            Some(u) => u,
-            None => self.last_sessions.entry(server.to_owned()).or_default(),
-        };
-        let (last, gauge) = match users.get_mut(user) {
-            Some(e) => e,
-            None => users.entry(user.to_owned()).or_insert((f64::MIN, None)),
-        };
-        if ts > *last {
-            *last = ts;
-            gauge
-                .get_or_insert_with(|| {
-                    self.metrics
-                        .user_last_session
-                        .with_label_values(&[server, user])
-                })
-                .set(ts);
+            let server = metrics.id_label("server_id", &s.server_id);
+            let user = metrics.user_label(&server, &s.user);
+            let si = self.slots.server_slot(&server);
+            let ui = self.slots.user_slot(si, &user);
+            note_session(
+                metrics,
+                &self.slots.servers[si].label,
+                &mut self.slots.users[ui],
+                s.timestamp_seconds,
+            );
         }
     }
 
@@ -363,8 +471,10 @@ impl Pipeline {
             Ok(parsed) => {
                 out.format = Some(parsed.format());
                 match parsed {
-                    Parsed::Server { format, event } => {
-                        self.server(raw, format, event, skip_legacy, &mut out)
+                    Parsed::Server { format, mut event } => {
+                        // By reference: the event is large, and moving it
+                        // again cost a copy per event.
+                        self.server(raw, format, &mut event, skip_legacy, &mut out)
                     }
                     Parsed::Connector(ev) => self.connector(ev, &mut out),
                     Parsed::ConnectorThrottled { connector_id } => {
@@ -438,116 +548,162 @@ impl Pipeline {
         &mut self,
         raw: &'a RawEvent,
         format: Format,
-        ev: ServerEvent<'a>,
+        ev: &mut ServerEvent<'a>,
         skip_legacy: &dyn Fn(&str) -> bool,
         out: &mut Outcome<'a>,
     ) {
-        let at = self.attributor.attribute(&ev, raw);
+        let at = self.attributor.attribute(ev, raw);
         let server_raw = at.server_id.as_deref().unwrap_or("");
-        let metrics = Arc::clone(&self.metrics);
-        let server_label = self.admitted.server(&metrics, server_raw);
-        let server: &str = &server_label;
+        let metrics = &*self.metrics;
+        let slots = &mut self.slots;
+        let si = slots.server(metrics, server_raw);
         if format == Format::Legacy && skip_legacy(server_raw) {
-            metrics.legacy_duplicates.with_label_values(&[server]).inc();
+            metrics
+                .legacy_duplicates
+                .with_label_values(&[&slots.servers[si].label])
+                .inc();
             out.activity = ev.activity.as_ref().map(Activity::name);
             out.server_id = at.server_id;
             return;
         }
-        // Keyed by the bounded label, so this set is bounded too.
-        if !server_raw.is_empty() && !self.servers_seen.contains(server) {
-            self.servers_seen.insert(server.to_owned());
-            if let (Some(region), Some(account)) = (ev.region.as_deref(), ev.account_id.as_deref())
-            {
-                metrics.ensure_server_info(server, region, account);
-            }
-        }
-        let activity = ev
-            .activity
-            .clone()
-            .unwrap_or(Activity::Other(String::new()));
-        let activity_cleaned;
-        let activity_label: &str = match &activity {
-            Activity::Other(name) => {
-                let valid = !name.is_empty()
-                    && name.len() <= 64
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-                if valid {
-                    activity_cleaned = metrics.id_label("activity", name);
-                    &activity_cleaned
-                } else {
-                    crate::metrics::OVERFLOW_LABEL
+        let activity = ev.activity.as_ref().unwrap_or(&NO_ACTIVITY);
+        {
+            let server = &mut slots.servers[si];
+            if !server_raw.is_empty() && !server.info_checked {
+                server.info_checked = true;
+                if let (Some(region), Some(account)) =
+                    (ev.region.as_deref(), ev.account_id.as_deref())
+                {
+                    metrics.ensure_server_info(&server.label, region, account);
                 }
             }
-            known => known.as_str(),
-        };
-        self.handles.events.get(&[server, activity_label]).inc();
-
-        let expects_user = !matches!(
-            activity,
-            Activity::KexFailure | Activity::ConnectionRejected | Activity::TlsResumeFailure
-        );
-        if at.user.is_none() && expects_user {
-            self.handles.unattributed.get(&[server]).inc();
+            match activity.index() {
+                Some(k) => server.events[k]
+                    .get_or_insert_with(|| {
+                        metrics
+                            .events
+                            .with_label_values(&[&server.label, activity.as_str()])
+                    })
+                    .inc(),
+                None => {
+                    let name = activity.as_str();
+                    let valid = !name.is_empty()
+                        && name.len() <= 64
+                        && name
+                            .bytes()
+                            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                    let activity_cleaned;
+                    let activity_label: &str = if valid {
+                        activity_cleaned = metrics.id_label("activity", name);
+                        &activity_cleaned
+                    } else {
+                        crate::metrics::OVERFLOW_LABEL
+                    };
+                    self.handles
+                        .events
+                        .get(&[&server.label, activity_label])
+                        .inc();
+                }
+            }
+            let expects_user = !matches!(
+                activity,
+                Activity::KexFailure | Activity::ConnectionRejected | Activity::TlsResumeFailure
+            );
+            if at.user.is_none() && expects_user {
+                server
+                    .unattributed
+                    .get_or_insert_with(|| {
+                        metrics
+                            .unattributed_events
+                            .with_label_values(&[&server.label])
+                    })
+                    .inc();
+            }
         }
         let user_raw = at.user.as_deref().unwrap_or("");
-        let class = classify::server(&ev);
+        let class = classify::server(ev);
 
         // The user label: strangers' names never become labels. A name from
         // an AUTH_FAILURE is used only when its cause proves the user exists
         // (the classifier says which) or when the name is already known on
         // this server from a trusted source (CONNECTED, streams).
-        let user_cleaned = if activity == Activity::AuthFailure {
+        let ui = if *activity == Activity::AuthFailure {
             match class {
-                Some(c) if c.proves_user_exists() => self.admitted.user(&metrics, server, user_raw),
+                Some(c) if c.proves_user_exists() => slots.user(metrics, si, user_raw),
                 _ => {
                     // Admitted already: the guard returns the cleaned value.
-                    if self.admitted.is_admitted(&metrics, server, user_raw) {
-                        self.admitted.user(&metrics, server, user_raw)
+                    if slots.is_admitted(metrics, si, user_raw) {
+                        slots.user(metrics, si, user_raw)
                     } else {
-                        Cow::Borrowed("")
+                        slots.user_slot(si, "")
                     }
                 }
             }
         } else {
-            self.admitted.user(&metrics, server, user_raw)
+            slots.user(metrics, si, user_raw)
         };
-        let user_label: &str = &user_cleaned;
+        let server = &*slots.servers[si].label;
+        let user = &mut slots.users[ui];
 
         match activity {
             Activity::Connected => {
-                self.handles.sessions.get(&[server, user_label]).inc();
+                user.sessions
+                    .get_or_insert_with(|| {
+                        metrics.sessions.with_label_values(&[server, &user.label])
+                    })
+                    .inc();
                 let ts = raw.timestamp_ms as f64 / 1000.0;
-                self.note_session(server, user_label, ts);
+                note_session(metrics, server, user, ts);
             }
             Activity::Close | Activity::PartialClose => {
                 let mut any = false;
-                for (dir, n) in [("upload", ev.bytes_in), ("download", ev.bytes_out)] {
+                for (d, (dir, n)) in [("upload", ev.bytes_in), ("download", ev.bytes_out)]
+                    .into_iter()
+                    .enumerate()
+                {
                     if let Some(n) = n {
                         any = true;
-                        self.handles.files.get(&[server, user_label, dir]).inc();
-                        self.handles.bytes.get(&[server, user_label, dir]).inc_by(n);
+                        user.files[d]
+                            .get_or_insert_with(|| {
+                                metrics.files.with_label_values(&[server, &user.label, dir])
+                            })
+                            .inc();
+                        user.bytes[d]
+                            .get_or_insert_with(|| {
+                                metrics.bytes.with_label_values(&[server, &user.label, dir])
+                            })
+                            .inc_by(n);
                     }
                 }
                 if !any {
-                    self.handles
-                        .files
-                        .get(&[server, user_label, "unknown"])
+                    user.files[2]
+                        .get_or_insert_with(|| {
+                            metrics
+                                .files
+                                .with_label_values(&[server, &user.label, "unknown"])
+                        })
                         .inc();
                 }
             }
             _ => {}
         }
         if let Some(c) = class {
-            self.handles
-                .errors
-                .get(&[server, user_label, c.category, c.cause])
-                .inc();
+            let errors = &mut user.errors;
+            let at = errors.iter().position(|(category, cause, _)| {
+                std::ptr::eq(*category, c.category) && std::ptr::eq(*cause, c.cause)
+            });
+            let at = at.unwrap_or_else(|| {
+                let h =
+                    metrics
+                        .errors
+                        .with_label_values(&[server, &user.label, c.category, c.cause]);
+                errors.push((c.category, c.cause, h));
+                errors.len() - 1
+            });
+            errors[at].2.inc();
         }
-        // Moved, not copied: the labels above were the last borrows.
         out.activity = Some(activity.name());
-        out.message = ev.message;
+        out.message = ev.message.take();
         out.server_id = at.server_id;
         out.user = at.user;
         if let Some(c) = class {

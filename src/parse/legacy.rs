@@ -39,20 +39,41 @@ fn is_space(b: u8) -> bool {
     b.is_ascii_whitespace() || b == 0x0b
 }
 
-/// `s.find(char::is_whitespace)`, byte by byte while the text is ASCII (the
-/// whole line, nearly always): decoding characters cost more than the rest
-/// of the parse.
+/// `s.find(char::is_whitespace)`, eight bytes at a time in a register
+/// while the text is ASCII (the whole line, nearly always): decoding
+/// characters cost more than the rest of the parse.
 fn find_space(s: &str) -> Option<usize> {
-    for (i, &b) in s.as_bytes().iter().enumerate() {
-        if !b.is_ascii() {
-            // `i` follows ASCII bytes only, so it is a char boundary.
-            return s[i..].find(char::is_whitespace).map(|j| i + j);
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let b = s.as_bytes();
+    let mut i = 0;
+    loop {
+        // The next byte below 0x21 or not ASCII: only those can start a
+        // whitespace character.
+        let at = match b.get(i..i + 8) {
+            Some(chunk) => {
+                let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+                // High bit of each byte below 0x21 (exact for the lowest
+                // one) or at or above 0x80.
+                let hit = ((v.wrapping_sub(ONES * 0x21) & !v) | v) & HIGH;
+                if hit == 0 {
+                    i += 8;
+                    continue;
+                }
+                i + (hit.trailing_zeros() / 8) as usize
+            }
+            None => i + b[i..].iter().position(|&c| c < 0x21 || !c.is_ascii())?,
+        };
+        if !b[at].is_ascii() {
+            // `at` follows ASCII bytes only, so it is a char boundary.
+            return s[at..].find(char::is_whitespace).map(|j| at + j);
         }
-        if is_space(b) {
-            return Some(i);
+        if is_space(b[at]) {
+            return Some(at);
         }
+        // Another control character: not whitespace; go on after it.
+        i = at + 1;
     }
-    None
 }
 
 /// `s.trim_start()`, byte by byte while the text is ASCII.
@@ -90,7 +111,7 @@ fn pairs<'a>(mut rest: &'a str, mut f: impl FnMut(&'a str, Cow<'a, str>)) -> Opt
         if rest.is_empty() {
             return Some(());
         }
-        let eq = rest.bytes().position(|b| b == b'=')?;
+        let eq = super::find_byte(rest.as_bytes(), b'=')?;
         let key = &rest[..eq];
         if !is_key(key) {
             return None;
@@ -200,6 +221,11 @@ mod tests {
             "x\u{2003}y",
             "  \u{3000} z",
             "ab\u{1680}",
+            "abcdefgh ijklmnop",
+            "abcdefghijklmnopq\u{1}rstuvwx\u{1f}yz\u{0}! tail",
+            "abcdefghijklmn\u{7f}\u{1}op\u{a0}q r",
+            "0123456789\u{1}\u{2}\u{3}\u{4}\u{5}\u{6}\u{7}\u{8}\u{e}\u{f}\u{10} end",
+            "abcdefghijklmnopé\u{2028}x",
         ];
         for s in cases {
             assert_eq!(find_space(s), s.find(char::is_whitespace), "{s:?}");

@@ -36,7 +36,7 @@ pub fn parse(message: &str) -> Result<Parsed<'_>, ParseError> {
     if message.len() > MAX_MESSAGE_BYTES {
         return Err(ParseError::TooLong);
     }
-    let trimmed = message.trim();
+    let trimmed = trim(message);
     if trimmed.is_empty() {
         return Err(ParseError::Empty);
     }
@@ -47,24 +47,59 @@ pub fn parse(message: &str) -> Result<Parsed<'_>, ParseError> {
     }
 }
 
+/// `s.trim()`, answering without a scan when both ends are visible ASCII
+/// (nearly every message: `{…}` or a text line): such a byte is a whole
+/// character and not whitespace, so there is nothing to trim.
+fn trim(s: &str) -> &str {
+    match s.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
+/// Position of the first `needle` in `b`, eight bytes at a time in a
+/// register: the fields searched here (ARN parts, stream names) are a few
+/// bytes to a few dozen, where a call into `memchr`'s vector code costs
+/// more than the search.
+#[inline(always)]
+pub fn find_byte(b: &[u8], needle: u8) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let pattern = ONES * u64::from(needle);
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let v = u64::from_le_bytes(chunk.try_into().expect("8 bytes")) ^ pattern;
+        // High bit of each zero byte (exact for the lowest one, the only
+        // one used).
+        let hit = v.wrapping_sub(ONES) & !v & HIGH;
+        if hit != 0 {
+            return Some(i + (hit.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    b[i..].iter().position(|&c| c == needle).map(|j| i + j)
+}
+
 /// Splits a Transfer Family ARN (`arn:<partition>:transfer:<region>:<account>:<type>/<id>`)
 /// into (region, account, type, id). `None` when it is not one.
 pub fn split_arn(arn: &str) -> Option<(&str, &str, &str, &str)> {
-    // memchr instead of `splitn`: this runs on every structured event.
+    // A register-wide search instead of `splitn`: this runs on every
+    // structured event. Every split is at an ASCII byte, so every slice
+    // is at a char boundary.
     let rest = arn.strip_prefix("arn:")?;
     let mut fields = [""; 4];
     let mut rest = rest;
     for f in &mut fields {
-        let i = memchr::memchr(b':', rest.as_bytes())?;
+        let i = find_byte(rest.as_bytes(), b':')?;
         *f = &rest[..i];
         rest = &rest[i + 1..];
     }
     let [_partition, _service, region, account] = fields;
-    let slash = memchr::memchr(b'/', rest.as_bytes())?;
+    let slash = find_byte(rest.as_bytes(), b'/')?;
     let kind = &rest[..slash];
     let tail = &rest[slash + 1..];
     // Only the first path segment is the id (user ARNs are server/<id>/<user>).
-    let id = match memchr::memchr(b'/', tail.as_bytes()) {
+    let id = match find_byte(tail.as_bytes(), b'/') {
         Some(j) => &tail[..j],
         None => tail,
     };
@@ -77,6 +112,47 @@ pub fn split_arn(arn: &str) -> Option<(&str, &str, &str, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_byte_finds_the_first() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut v = vec![b'a'; len];
+                v.extend([0xff, 0x00, b'/' + 0x80, b';', b'9']);
+                if at < len {
+                    v[at] = b':';
+                    // A later one never wins.
+                    v.push(b':');
+                }
+                let want = v.iter().position(|&x| x == b':');
+                assert_eq!(find_byte(&v, b':'), want, "len {len} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn trim_is_str_trim() {
+        for s in [
+            "",
+            " ",
+            "x",
+            " x",
+            "x ",
+            "{}",
+            " {} ",
+            "\t{\"a\":1}\n",
+            "a b",
+            "\u{a0}x",
+            "x\u{a0}",
+            "\u{2003}{}\u{3000}",
+            "é",
+            " é ",
+            "\u{85}x\u{85}",
+            "{\r\n",
+        ] {
+            assert_eq!(trim(s), s.trim(), "{s:?}");
+        }
+    }
 
     #[test]
     fn split_arn_table() {

@@ -115,6 +115,7 @@ fn has_control(b: &[u8]) -> bool {
 /// Position of the first `"` or `\` in `b`. Strings here are short (a
 /// dozen bytes): eight bytes at a time in a register beats a call into
 /// `memchr`'s vector code, whose set-up costs more than the search.
+#[inline(always)]
 fn quote_or_backslash(b: &[u8]) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -212,34 +213,48 @@ impl<'a> Cursor<'a> {
     /// After an opening quote: the string up to the closing quote, which is
     /// consumed. `None` at a malformed escape, a control character or the
     /// end of input.
+    ///
+    /// Inlined: it runs for every key and most values, and the common
+    /// string (no escape) is a search and a check; strings with escapes
+    /// take the out-of-line [`Self::escaped_string`].
+    #[inline(always)]
     fn string_body(&mut self) -> Option<Value<'a>> {
         let b = self.bytes();
         let start = self.i;
-        let mut at = start;
-        let mut escaped = false;
+        let at = start + quote_or_backslash(b.get(start..)?)?;
+        if b[at] != b'"' {
+            return self.escaped_string(start, at);
+        }
+        if self.controls && b[start..at].iter().any(|&c| c < 0x20) {
+            return None;
+        }
+        self.i = at + 1;
+        // Both ends sit next to an ASCII quote, so this is a char boundary.
+        Some(Value::Str(&self.s[start..at]))
+    }
+
+    /// [`Self::string_body`] from the first backslash at `at` of a string
+    /// starting at `start`.
+    #[cold]
+    #[inline(never)]
+    fn escaped_string(&mut self, start: usize, mut at: usize) -> Option<Value<'a>> {
+        let b = self.bytes();
         let end = loop {
-            at += quote_or_backslash(&b[at..])?;
             if b[at] == b'"' {
                 break at;
             }
-            escaped = true;
             at += match b.get(at + 1)? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => 2,
                 b'u' if b.get(at + 2..at + 6)?.iter().all(u8::is_ascii_hexdigit) => 6,
                 _ => return None,
             };
+            at += quote_or_backslash(b.get(at..)?)?;
         };
         if self.controls && b[start..end].iter().any(|&c| c < 0x20) {
             return None;
         }
         self.i = end + 1;
-        // Both ends sit next to an ASCII quote, so this is a char boundary.
-        let text = &self.s[start..end];
-        Some(if escaped {
-            Value::Escaped(text)
-        } else {
-            Value::Str(text)
-        })
+        Some(Value::Escaped(&self.s[start..end]))
     }
 
     fn literal(&mut self, word: &'static str) -> Option<&'a str> {
@@ -299,7 +314,19 @@ impl<'a> Cursor<'a> {
         })
     }
 
+    /// A value starting at the cursor. Inlined for the common string;
+    /// the rest is [`Self::other_value`].
+    #[inline(always)]
     fn value(&mut self) -> Option<Value<'a>> {
+        if self.peek()? == b'"' {
+            self.i += 1;
+            return self.string_body();
+        }
+        self.other_value()
+    }
+
+    #[inline(never)]
+    fn other_value(&mut self) -> Option<Value<'a>> {
         match self.peek()? {
             b'"' => {
                 self.i += 1;
