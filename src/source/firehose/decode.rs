@@ -846,7 +846,7 @@ mod tests {
         for _ in 0..300 {
             let n = rng.random_range(0..4);
             let text = |rng: &mut rand::rngs::StdRng| -> String {
-                let len = rng.random_range(0..12);
+                let len = rng.random_range(0..40);
                 (0..len)
                     .map(|_| alphabet[rng.random_range(0..alphabet.len())])
                     .collect()

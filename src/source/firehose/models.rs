@@ -408,6 +408,35 @@ const fn string_stops() -> [bool; 256] {
 }
 static STRING_STOPS: [bool; 256] = string_stops();
 
+/// The index of the first string stop ([`STRING_STOPS`]) at or after `i`,
+/// or `b.len()`. Eight bytes at a time while none of them can be a stop
+/// (the word tests may say "maybe" falsely, never "no" falsely; the byte
+/// loop decides), since messages run long between escapes.
+fn plain_run(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(w) = b.get(i..i + 8) {
+        let Ok(w) = <[u8; 8]>::try_from(w) else {
+            break;
+        };
+        let x = u64::from_le_bytes(w);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        // A zero byte in `quote` or `backslash`, or a byte below 0x20 in `x`.
+        let maybe = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (x.wrapping_sub(ONES * 0x20) & !x);
+        if maybe & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while b.get(i).is_some_and(|&c| !STRING_STOPS[usize::from(c)]) {
+        i += 1;
+    }
+    i
+}
+
 /// Nesting deeper than this in a skipped value makes the scanner give up
 /// (serde_json's own limit is 128).
 const MAX_SKIP_DEPTH: usize = 64;
@@ -470,11 +499,8 @@ impl<'a> Scanner<'a> {
     fn key(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.pos;
-        let mut i = start;
-        while !STRING_STOPS[*self.b.get(i)? as usize] {
-            i += 1;
-        }
-        if self.b[i] != b'"' {
+        let i = plain_run(self.b, start);
+        if *self.b.get(i)? != b'"' {
             return None;
         }
         self.pos = i + 1;
@@ -490,21 +516,16 @@ impl<'a> Scanner<'a> {
         self.eat(b'"')?;
         dst.clear();
         let mut seg = self.pos;
-        let mut i = seg;
         loop {
-            while !STRING_STOPS[*self.b.get(i)? as usize] {
-                i += 1;
-            }
+            let i = plain_run(self.b, seg);
+            let stop = *self.b.get(i)?;
             dst.push_str(self.text.get(seg..i)?);
-            match self.b[i] {
+            match stop {
                 b'"' => {
                     self.pos = i + 1;
                     return Some(());
                 }
-                b'\\' => {
-                    i = self.escape(i + 1, dst)?;
-                    seg = i;
-                }
+                b'\\' => seg = self.escape(i + 1, dst)?,
                 _ => return None, // a raw control character
             }
         }
