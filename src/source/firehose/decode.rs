@@ -326,6 +326,7 @@ pub enum Record {
 }
 
 /// Reusable buffers, inflate state and event slots for decoding requests.
+#[derive(Default)]
 pub struct Scratch {
     /// The decompressed body of a `Content-Encoding: gzip` request.
     pub body: OutBuf,
@@ -333,17 +334,6 @@ pub struct Scratch {
     pub events: EventBuf,
     records: RecordScratch,
     inflaters: Inflaters,
-}
-
-impl Default for Scratch {
-    fn default() -> Self {
-        Scratch {
-            body: OutBuf::default(),
-            events: EventBuf::default(),
-            records: RecordScratch::default(),
-            inflaters: Inflaters::default(),
-        }
-    }
 }
 
 /// Buffers for one record at a time.
