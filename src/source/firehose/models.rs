@@ -515,9 +515,12 @@ impl<'a> Scanner<'a> {
     fn string_into(&mut self, dst: &mut String) -> Option<()> {
         self.eat(b'"')?;
         dst.clear();
+        // `seg`: where the text not yet copied starts; `from`: where to
+        // look for the next stop.
         let mut seg = self.pos;
+        let mut from = seg;
         loop {
-            let i = plain_run(self.b, seg);
+            let i = plain_run(self.b, from);
             let stop = *self.b.get(i)?;
             dst.push_str(self.text.get(seg..i)?);
             match stop {
@@ -525,7 +528,16 @@ impl<'a> Scanner<'a> {
                     self.pos = i + 1;
                     return Some(());
                 }
-                b'\\' => seg = self.escape(i + 1, dst)?,
+                // `\"`, `\\` and `\/` stand for the byte after the backslash:
+                // it starts the next run instead of being pushed alone.
+                b'\\' if matches!(self.b.get(i + 1), Some(b'"' | b'\\' | b'/')) => {
+                    seg = i + 1;
+                    from = i + 2;
+                }
+                b'\\' => {
+                    seg = self.escape(i + 1, dst)?;
+                    from = seg;
+                }
                 _ => return None, // a raw control character
             }
         }
