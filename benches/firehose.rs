@@ -33,6 +33,13 @@
 //! id and event id is new, as in production; the pipeline behind it is
 //! shared across iterations (its label series exist: the steady state), as
 //! is the bare pipeline's. Figures go in BENCHMARKS.md.
+//!
+//! For instruction counts (repeatable on a loaded machine), one measured pass
+//! of each, after one warm-up pass, without criterion:
+//!
+//!     FIREHOSE_BENCH_ONCE=1 valgrind --tool=callgrind \
+//!         target/release/deps/firehose-<hash> --bench
+//!     callgrind_annotate --inclusive=yes callgrind.out.<pid> | grep measured_
 
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -195,9 +202,51 @@ fn pipeline() -> Pipeline {
     )
 }
 
+/// One pass of the bare pipeline over the events.
+fn bare_pass(p: &mut Pipeline, events: &[RawEvent]) {
+    for e in events {
+        black_box(p.process(e));
+    }
+}
+
+/// One pass of a fresh receiver over the request bodies.
+fn receiver_pass(sink: &Arc<PipelineSink>, bodies: &[Vec<u8>]) -> u64 {
+    let rx = receiver(sink);
+    let mut counted = 0;
+    for body in bodies {
+        counted += rx.process(true, body, "bench").expect("accepted").events;
+    }
+    counted
+}
+
+#[inline(never)]
+fn measured_bare(p: &mut Pipeline, events: &[RawEvent]) {
+    bare_pass(p, events)
+}
+
+#[inline(never)]
+fn measured_receiver(sink: &Arc<PipelineSink>, bodies: &[Vec<u8>]) -> u64 {
+    receiver_pass(sink, bodies)
+}
+
+/// `FIREHOSE_BENCH_ONCE`: a warm-up and one measured pass of each (for
+/// callgrind), checking that the receiver counted every event.
+fn once(events: &[RawEvent], bodies: &[Vec<u8>]) {
+    let mut p = pipeline();
+    bare_pass(&mut p, events);
+    measured_bare(&mut p, events);
+    let sink = Arc::new(PipelineSink(Arc::new(Mutex::new(pipeline()))));
+    assert_eq!(receiver_pass(&sink, bodies), EVENTS as u64);
+    assert_eq!(measured_receiver(&sink, bodies), EVENTS as u64);
+}
+
 fn bench(c: &mut Criterion) {
     let events = delivery_order(corpus::mixed(EVENTS, 42));
     let (bodies, n_records) = requests(&events);
+    if std::env::var_os("FIREHOSE_BENCH_ONCE").is_some() {
+        once(&events, &bodies);
+        return;
+    }
     let wire: usize = bodies.iter().map(Vec::len).sum();
     let mut g = c.benchmark_group("firehose");
     g.throughput(Throughput::Elements(EVENTS as u64));

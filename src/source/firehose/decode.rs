@@ -21,7 +21,7 @@ use base64::Engine as _;
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 use serde::de::DeserializeSeed as _;
 
-use super::models::{EventBuf, MessageSeed, MessageType};
+use super::models::{EventBuf, MessageSeed, MessageType, Scanner};
 
 /// One record's decompressed payload can never legitimately exceed this:
 /// CloudWatch Logs sends at most ~1 MiB of events per subscription message
@@ -55,7 +55,7 @@ pub fn gunzip_body(body: &[u8], cap: usize) -> Result<Vec<u8>, BodyError> {
 /// [`gunzip_body`] into the scratch's body buffer ([`Scratch::body`]).
 pub fn gunzip_body_into(body: &[u8], cap: usize, scratch: &mut Scratch) -> Result<(), BodyError> {
     scratch.body.clear();
-    match gunzip_into(body, cap, &mut scratch.inflater, &mut scratch.body) {
+    match gunzip_into(body, cap, &mut scratch.inflaters, &mut scratch.body) {
         Ok(()) => Ok(()),
         Err(GzError::TooLarge) => Err(BodyError::TooLarge),
         Err(GzError::Bad) => Err(BodyError::BadGzip),
@@ -108,6 +108,16 @@ impl OutBuf {
         &mut self.data[self.len..end]
     }
 
+    /// Exactly `n` bytes of room after `len` (growing the storage, and
+    /// zeroing only what is new, if needed).
+    fn room(&mut self, n: usize) -> &mut [u8] {
+        let end = self.len + n;
+        if end > self.data.len() {
+            self.data.resize(end, 0);
+        }
+        &mut self.data[self.len..end]
+    }
+
     /// Gives memory back when it grew past `keep` bytes.
     fn trim(&mut self, keep: usize) {
         if self.data.len() > keep {
@@ -117,11 +127,111 @@ impl OutBuf {
     }
 }
 
+/// Inflates `input` into `out` (which the caller cleared), at most `cap`
+/// bytes: [`gunzip_whole`] when the input is one plain gzip member whose
+/// size it can trust, else (several members, a size past the cap or a lie,
+/// anything malformed) [`gunzip_stream`], which decides what is wrong.
+fn gunzip_into(
+    input: &[u8],
+    cap: usize,
+    inflaters: &mut Inflaters,
+    out: &mut OutBuf,
+) -> Result<(), GzError> {
+    if gunzip_whole(input, cap, &mut inflaters.whole, out) {
+        return Ok(());
+    }
+    gunzip_stream(input, cap, &mut inflaters.stream, out)
+}
+
+/// The two inflaters a [`Scratch`] keeps: libdeflate for the common case
+/// (a whole member in memory, its size known from its trailer: no
+/// streaming state, ~2x faster), zlib-rs streaming for everything else.
+struct Inflaters {
+    whole: libdeflater::Decompressor,
+    stream: Decompress,
+}
+
+impl Default for Inflaters {
+    fn default() -> Self {
+        Inflaters {
+            whole: libdeflater::Decompressor::new(),
+            stream: Decompress::new(false),
+        }
+    }
+}
+
+/// The fast path: `input` read as exactly one gzip member (what CloudWatch
+/// Logs and Firehose send) and inflated in one call into `out`, sized from
+/// the member's ISIZE trailer. True when that worked and the trailer's
+/// CRC-32 and length match the output; false (nothing decided, `out`
+/// holding junk) when the input may be anything else: several members,
+/// trailing bytes, an ISIZE over `cap` or a false one, corrupt data.
+///
+/// libdeflate does not say where the deflate stream ended, so the member
+/// is taken to end 8 bytes before the input, where its trailer must then
+/// be. Input that is something else yet passes (a second member, or junk,
+/// ending in exactly this member's CRC-32 and length) decodes as this one
+/// member: a sender could only hide its own events that way, and an
+/// identical second member would repeat ids that dedup drops anyway.
+fn gunzip_whole(
+    input: &[u8],
+    cap: usize,
+    inflater: &mut libdeflater::Decompressor,
+    out: &mut OutBuf,
+) -> bool {
+    let Some(pos) = member_header_len(input) else {
+        return false;
+    };
+    let Some(body_end) = input.len().checked_sub(8).filter(|&e| e >= pos) else {
+        return false;
+    };
+    let t = &input[body_end..];
+    let want_crc = u32::from_le_bytes([t[0], t[1], t[2], t[3]]);
+    let size = u32::from_le_bytes([t[4], t[5], t[6], t[7]]) as usize;
+    if out.len.saturating_add(size) > cap {
+        return false;
+    }
+    let room = out.room(size);
+    match inflater.deflate_decompress(&input[pos..body_end], room) {
+        Ok(n) if n == size && libdeflater::crc32(room) == want_crc => {
+            out.len += n;
+            true
+        }
+        _ => false,
+    }
+}
+
+/// The length of the gzip member header at the start of `input` (RFC 1952:
+/// magic, deflate, no reserved flags, optional extra, name, comment and
+/// header CRC), or None if it is not one.
+fn member_header_len(input: &[u8]) -> Option<usize> {
+    let h = input.get(..10)?;
+    if h[0] != 0x1f || h[1] != 0x8b || h[2] != 8 || h[3] & 0xe0 != 0 {
+        return None;
+    }
+    let flags = h[3];
+    let mut pos = 10;
+    if flags & 0x04 != 0 {
+        let x = input.get(pos..pos + 2)?;
+        pos += 2 + u16::from_le_bytes([x[0], x[1]]) as usize;
+    }
+    for bit in [0x08u8, 0x10] {
+        if flags & bit != 0 {
+            let rest = input.get(pos..)?;
+            pos += memchr::memchr(0, rest)? + 1;
+        }
+    }
+    if flags & 0x02 != 0 {
+        pos += 2;
+    }
+    (pos <= input.len()).then_some(pos)
+}
+
 /// Inflates every gzip member of `input` (RFC 1952; one or several back to
 /// back) into `out`, at most `cap` bytes, checking each member's CRC and
 /// length. The inflate state is the caller's and reused: setting one up
 /// per record (a 32 KiB window) cost more than the inflating.
-fn gunzip_into(
+fn gunzip_stream(
     input: &[u8],
     cap: usize,
     inflater: &mut Decompress,
@@ -130,29 +240,7 @@ fn gunzip_into(
     let mut pos = 0usize;
     loop {
         // ---- member header ----
-        let h = input.get(pos..pos + 10).ok_or(GzError::Bad)?;
-        if h[0] != 0x1f || h[1] != 0x8b || h[2] != 8 || h[3] & 0xe0 != 0 {
-            return Err(GzError::Bad);
-        }
-        let flags = h[3];
-        pos += 10;
-        if flags & 0x04 != 0 {
-            let x = input.get(pos..pos + 2).ok_or(GzError::Bad)?;
-            pos += 2 + u16::from_le_bytes([x[0], x[1]]) as usize;
-        }
-        for bit in [0x08u8, 0x10] {
-            if flags & bit != 0 {
-                let rest = input.get(pos..).ok_or(GzError::Bad)?;
-                let nul = memchr::memchr(0, rest).ok_or(GzError::Bad)?;
-                pos += nul + 1;
-            }
-        }
-        if flags & 0x02 != 0 {
-            pos += 2;
-        }
-        if pos > input.len() {
-            return Err(GzError::Bad);
-        }
+        pos += member_header_len(&input[pos..]).ok_or(GzError::Bad)?;
         // ---- deflate data ----
         inflater.reset(false);
         let start = out.len;
@@ -238,24 +326,14 @@ pub enum Record {
 }
 
 /// Reusable buffers, inflate state and event slots for decoding requests.
+#[derive(Default)]
 pub struct Scratch {
     /// The decompressed body of a `Content-Encoding: gzip` request.
     pub body: OutBuf,
     /// The request's decoded events.
     pub events: EventBuf,
     records: RecordScratch,
-    inflater: Decompress,
-}
-
-impl Default for Scratch {
-    fn default() -> Self {
-        Scratch {
-            body: OutBuf::default(),
-            events: EventBuf::default(),
-            records: RecordScratch::default(),
-            inflater: Decompress::new(false),
-        }
-    }
+    inflaters: Inflaters,
 }
 
 /// Buffers for one record at a time.
@@ -291,7 +369,7 @@ impl Scratch {
             self.body.filled(),
             RecordDecoder {
                 records: &mut self.records,
-                inflater: &mut self.inflater,
+                inflaters: &mut self.inflaters,
                 events: &mut self.events,
             },
         )
@@ -306,7 +384,7 @@ impl Scratch {
 /// Decodes records into the scratch's [`EventBuf`].
 pub struct RecordDecoder<'s> {
     records: &'s mut RecordScratch,
-    inflater: &'s mut Decompress,
+    inflaters: &'s mut Inflaters,
     pub events: &'s mut EventBuf,
 }
 
@@ -337,7 +415,7 @@ impl RecordDecoder<'_> {
         let payload: &[u8] = if raw[0] == 0x1f && raw[1] == 0x8b {
             let cap = MAX_RECORD_DECOMPRESSED_BYTES.min(budget);
             plain.clear();
-            match gunzip_into(raw, cap, self.inflater, plain) {
+            match gunzip_into(raw, cap, self.inflaters, plain) {
                 Ok(()) => plain.filled(),
                 Err(GzError::TooLarge) => return (Record::Undecodable(Undecodable::TooLarge), 0),
                 Err(GzError::Bad) => return (Record::Undecodable(Undecodable::BadGzip), 0),
@@ -364,8 +442,70 @@ pub fn decode_record(data: &str, budget: usize, scratch: &mut Scratch) -> (Recor
 
 /// Parses one or more subscription documents written back to back,
 /// appending the events of DATA_MESSAGEs to `events`; on any error nothing
-/// of the record stays appended.
+/// of the record stays appended. The hand-written [`Scanner`] reads what it
+/// can; anything else (all errors among it) is read again by serde.
 fn parse_messages(
+    payload: &[u8],
+    events: &mut EventBuf,
+    group: &mut String,
+    stream: &mut String,
+) -> Record {
+    let start = events.len();
+    if let Some(r) = scan_messages(payload, events, group, stream) {
+        return r;
+    }
+    events.truncate(start);
+    parse_messages_serde(payload, events, group, stream)
+}
+
+/// [`parse_messages`] with the [`Scanner`]: the same loop as
+/// [`parse_messages_serde`], giving up (None) on anything but a record of
+/// DATA and CONTROL messages that all read cleanly.
+fn scan_messages(
+    payload: &[u8],
+    events: &mut EventBuf,
+    group: &mut String,
+    stream: &mut String,
+) -> Option<Record> {
+    let start = events.len();
+    let (mut control, mut data) = (false, false);
+    let mut sc = Scanner::new(payload)?;
+    while !sc.at_end() {
+        let doc_start = events.len();
+        match sc.message(events, group, stream)? {
+            MessageType::Control => {
+                control = true;
+                events.truncate(doc_start);
+            }
+            MessageType::Data if group.is_empty() => return None,
+            MessageType::Data => {
+                data = true;
+                stamp(&mut events.events_mut()[doc_start..], group, stream);
+            }
+            MessageType::Other => return None,
+        }
+    }
+    if data {
+        Some(Record::Data(events.len() - start))
+    } else if control {
+        Some(Record::Control)
+    } else {
+        None
+    }
+}
+
+/// Writes the message's group and stream on its events.
+fn stamp(events: &mut [crate::event::RawEvent], group: &str, stream: &str) {
+    for e in events {
+        e.log_group.clear();
+        e.log_group.push_str(group);
+        e.log_stream.clear();
+        e.log_stream.push_str(stream);
+    }
+}
+
+/// [`parse_messages`] with serde_json and [`MessageSeed`]: the reference.
+fn parse_messages_serde(
     payload: &[u8],
     events: &mut EventBuf,
     group: &mut String,
@@ -404,12 +544,7 @@ fn parse_messages(
             }
             MessageType::Data => {
                 data = true;
-                for e in &mut events.events_mut()[doc_start..] {
-                    e.log_group.clear();
-                    e.log_group.push_str(group);
-                    e.log_stream.clear();
-                    e.log_stream.push_str(stream);
-                }
+                stamp(&mut events.events_mut()[doc_start..], group, stream);
             }
             MessageType::Other => return fail(events, Undecodable::UnknownMessageType),
         }
@@ -652,6 +787,126 @@ mod tests {
                 e.message.as_str()
             ),
             ("/h", "t", "1", 9, "m")
+        );
+    }
+
+    /// Decodes `payload` both ways: (scanner's answer if it gave one,
+    /// serde's), each as (record, events as tuples).
+    #[allow(clippy::type_complexity)]
+    fn both_ways(
+        payload: &[u8],
+    ) -> (
+        Option<(Record, Vec<(String, String, String, i64, String)>)>,
+        (Record, Vec<(String, String, String, i64, String)>),
+    ) {
+        let rows = |b: &EventBuf| -> Vec<_> {
+            b.events()
+                .iter()
+                .map(|e| {
+                    (
+                        e.log_group.clone(),
+                        e.log_stream.clone(),
+                        e.event_id.clone(),
+                        e.timestamp_ms,
+                        e.message.clone(),
+                    )
+                })
+                .collect()
+        };
+        let (mut g, mut s) = (String::new(), String::new());
+        let mut fast = EventBuf::default();
+        let scanned = scan_messages(payload, &mut fast, &mut g, &mut s).map(|r| (r, rows(&fast)));
+        let mut slow = EventBuf::default();
+        let r = parse_messages_serde(payload, &mut slow, &mut g, &mut s);
+        (scanned, (r, rows(&slow)))
+    }
+
+    /// The hand-written scanner is only a faster way to the serde path's
+    /// answer: on every payload where it answers, the answer (record kind,
+    /// events, every field) is serde's; and it does answer on the messages
+    /// CloudWatch Logs sends, whatever their strings hold.
+    #[test]
+    fn scanner_agrees_with_serde() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let alphabet: Vec<char> = "ab \"\\/{}[]:,\n\t\r\u{0}\u{1f}\u{7f}é€😀\u{2028}\u{ffff}"
+            .chars()
+            .collect();
+        let mut valid = Vec::new();
+        for _ in 0..300 {
+            let n = rng.random_range(0..4);
+            let text = |rng: &mut rand::rngs::StdRng| -> String {
+                let len = rng.random_range(0..40);
+                (0..len)
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect()
+            };
+            let ev: Vec<(String, i64, String)> = (0..n)
+                .map(|_| {
+                    let id = if rng.random_bool(0.5) {
+                        format!("{:056}", rng.random::<u64>())
+                    } else {
+                        text(&mut rng)
+                    };
+                    (
+                        id,
+                        rng.random::<i64>() >> rng.random_range(0..64),
+                        text(&mut rng),
+                    )
+                })
+                .collect();
+            let group = format!("/g{}", text(&mut rng));
+            let stream = text(&mut rng);
+            valid.push(data_message(&group, &stream, &ev));
+        }
+        // Hand-written shapes: numeric ids, escapes serde_json never writes,
+        // keys in other orders, unknown fields, several documents.
+        let hand = [
+            r#"{"messageType":"DATA_MESSAGE","logGroup":"/g","logStream":"s","logEvents":[{"id":17,"timestamp":-5,"message":"\u00e9\ud83d\ude00\/\b\f"},{"message":"","id":-3,"timestamp":0,"x":[1.5e-3,true,null,{"k\"":"v"}]}]}"#,
+            r#" {"logEvents":[],"messageType":"CONTROL_MESSAGE"} {"messageType":"DATA_MESSAGE","logGroup":"/h","logEvents":[{"id":"1","timestamp":1,"message":"m"}]}  "#,
+            r#"{"messageType":"DATA_MESSAGE","logGroup":"/g","logEvents":[{"id":"1","timestamp":1,"message":"a"}],"logEvents":[{"id":"2","timestamp":2,"message":"b"}],"logGroup":"/h"}"#,
+        ];
+        let mut cases: Vec<Vec<u8>> = valid.iter().map(|v| v.as_bytes().to_vec()).collect();
+        cases.extend(hand.iter().map(|h| h.as_bytes().to_vec()));
+        cases.push(format!("{}{}", valid[0], control_message()).into_bytes());
+        for c in cases.clone() {
+            let (fast, slow) = both_ways(&c);
+            assert_eq!(
+                fast.as_ref(),
+                Some(&slow),
+                "valid payload {:?}",
+                String::from_utf8_lossy(&c)
+            );
+        }
+        // Damaged payloads: whatever the scanner accepts, serde agrees on.
+        let bytes = b"\"\\{}[],:0-.eE \nu\xff\x01a";
+        let mut answered = 0;
+        for i in 0..20_000 {
+            let mut c = cases[i % cases.len()].clone();
+            for _ in 0..rng.random_range(1..3) {
+                let at = rng.random_range(0..c.len());
+                match rng.random_range(0..3) {
+                    0 => c[at] = bytes[rng.random_range(0..bytes.len())],
+                    1 => {
+                        c.remove(at);
+                    }
+                    _ => c.insert(at, bytes[rng.random_range(0..bytes.len())]),
+                }
+            }
+            let (fast, slow) = both_ways(&c);
+            if let Some(fast) = fast {
+                answered += 1;
+                assert_eq!(
+                    fast,
+                    slow,
+                    "damaged payload {:?}",
+                    String::from_utf8_lossy(&c)
+                );
+            }
+        }
+        assert!(
+            answered > 1000,
+            "the scanner answered only {answered} damaged payloads"
         );
     }
 

@@ -18,7 +18,7 @@
 //! Both are plain data structures: the handler locks them and counts hits.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHasher;
@@ -164,8 +164,11 @@ pub struct EventIds {
     /// Insertion order of `set`, for forgetting the oldest.
     order: VecDeque<u64>,
     cap: usize,
-    /// Keyed per process, so which ids collide cannot be chosen from outside.
-    hasher: RandomState,
+    /// Keyed per set from a per-process random seed, so which ids collide
+    /// cannot be chosen from outside without seeing the keys. foldhash's
+    /// quality variant: several times cheaper than SipHash on a 56-digit id,
+    /// with a full-width finish (the 64-bit key is compared whole).
+    hasher: foldhash::quality::RandomState,
 }
 
 impl std::fmt::Debug for EventIds {
@@ -180,7 +183,7 @@ impl EventIds {
             set: HashSet::default(),
             order: VecDeque::new(),
             cap: cap.max(1),
-            hasher: RandomState::new(),
+            hasher: foldhash::quality::RandomState::default(),
         }
     }
 

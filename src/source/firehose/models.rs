@@ -373,6 +373,439 @@ impl Visitor<'_> for IdInto<'_> {
     }
 }
 
+/// A hand-written reader for the same subscription messages as
+/// [`MessageSeed`], for speed: one pass over the bytes that finds the
+/// strings' ends and decodes their escapes straight into the event slots
+/// (serde_json copies each escaped string into a scratch buffer, checks it
+/// as UTF-8 again, and then it is copied into the slot). The payload is
+/// checked as UTF-8 once, up front.
+///
+/// It only ever accepts what the serde path accepts, with the same result:
+/// anything it is not sure of (invalid JSON, a missing field, a number that
+/// is not a plain integer, an escaped key, a lone surrogate, deep nesting)
+/// makes it give up (`None`), and the caller decodes the payload again with
+/// [`MessageSeed`], which decides. So its only effect is speed.
+pub struct Scanner<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    pos: usize,
+    /// For values read only to be compared or skipped.
+    junk: String,
+}
+
+/// Bytes that end a run of plain string content: the quote, the backslash
+/// and the control characters (which JSON forbids raw in a string).
+const fn string_stops() -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+}
+static STRING_STOPS: [bool; 256] = string_stops();
+
+/// The index of the first string stop ([`STRING_STOPS`]) at or after `i`,
+/// or `b.len()`. Eight bytes at a time while none of them can be a stop
+/// (the word tests may say "maybe" falsely, never "no" falsely; the byte
+/// loop decides), since messages run long between escapes.
+fn plain_run(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(w) = b.get(i..i + 8) {
+        let Ok(w) = <[u8; 8]>::try_from(w) else {
+            break;
+        };
+        let x = u64::from_le_bytes(w);
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        // A zero byte in `quote` or `backslash`, or a byte below 0x20 in `x`.
+        let maybe = (quote.wrapping_sub(ONES) & !quote)
+            | (backslash.wrapping_sub(ONES) & !backslash)
+            | (x.wrapping_sub(ONES * 0x20) & !x);
+        if maybe & HIGH != 0 {
+            break;
+        }
+        i += 8;
+    }
+    while b.get(i).is_some_and(|&c| !STRING_STOPS[usize::from(c)]) {
+        i += 1;
+    }
+    i
+}
+
+/// Nesting deeper than this in a skipped value makes the scanner give up
+/// (serde_json's own limit is 128).
+const MAX_SKIP_DEPTH: usize = 64;
+
+impl<'a> Scanner<'a> {
+    /// None if `payload` is not UTF-8 (the serde path then says why).
+    pub fn new(payload: &'a [u8]) -> Option<Scanner<'a>> {
+        let text = std::str::from_utf8(payload).ok()?;
+        Some(Scanner {
+            text,
+            b: text.as_bytes(),
+            pos: 0,
+            junk: String::new(),
+        })
+    }
+
+    /// Skips JSON whitespace; true if the input ends there.
+    pub fn at_end(&mut self) -> bool {
+        self.ws();
+        self.pos >= self.b.len()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.pos) {
+            self.pos += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.pos).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// After a member or element: `,` (true: another follows) or `close`.
+    fn next_or_close(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        match self.peek()? {
+            b',' => {
+                self.pos += 1;
+                self.ws();
+                Some(true)
+            }
+            c if c == close => {
+                self.pos += 1;
+                Some(false)
+            }
+            _ => None,
+        }
+    }
+
+    /// An object key without escapes, then the colon.
+    fn key(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.pos;
+        let i = plain_run(self.b, start);
+        if *self.b.get(i)? != b'"' {
+            return None;
+        }
+        self.pos = i + 1;
+        let key = self.text.get(start..i)?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(key)
+    }
+
+    /// A JSON string, unescaped over `dst`'s previous contents.
+    fn string_into(&mut self, dst: &mut String) -> Option<()> {
+        self.eat(b'"')?;
+        dst.clear();
+        // `seg`: where the text not yet copied starts; `from`: where to
+        // look for the next stop.
+        let mut seg = self.pos;
+        let mut from = seg;
+        loop {
+            let i = plain_run(self.b, from);
+            let stop = *self.b.get(i)?;
+            dst.push_str(self.text.get(seg..i)?);
+            match stop {
+                b'"' => {
+                    self.pos = i + 1;
+                    return Some(());
+                }
+                // `\"`, `\\` and `\/` stand for the byte after the backslash:
+                // it starts the next run instead of being pushed alone.
+                b'\\' if matches!(self.b.get(i + 1), Some(b'"' | b'\\' | b'/')) => {
+                    seg = i + 1;
+                    from = i + 2;
+                }
+                b'\\' => {
+                    seg = self.escape(i + 1, dst)?;
+                    from = seg;
+                }
+                _ => return None, // a raw control character
+            }
+        }
+    }
+
+    /// The escape after a backslash at `i`, pushed to `dst`; returns the
+    /// index after it.
+    fn escape(&self, i: usize, dst: &mut String) -> Option<usize> {
+        let c = match *self.b.get(i)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = self.hex4(i + 1)?;
+                if (0xd800..0xdc00).contains(&hi) {
+                    // A surrogate pair, or give up.
+                    if self.b.get(i + 5..i + 7)? != b"\\u" {
+                        return None;
+                    }
+                    let lo = self.hex4(i + 7)?;
+                    if !(0xdc00..0xe000).contains(&lo) {
+                        return None;
+                    }
+                    let c = 0x10000 + ((hi - 0xd800) << 10) + (lo - 0xdc00);
+                    dst.push(char::from_u32(c)?);
+                    return Some(i + 11);
+                }
+                dst.push(char::from_u32(hi)?); // None for a lone low surrogate
+                return Some(i + 5);
+            }
+            _ => return None,
+        };
+        dst.push(c);
+        Some(i + 1)
+    }
+
+    fn hex4(&self, i: usize) -> Option<u32> {
+        let h = self.text.get(i..i + 4)?;
+        if !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u32::from_str_radix(h, 16).ok()
+    }
+
+    /// A plain JSON integer that fits an i64: `-?(0|[1-9][0-9]*)`, not
+    /// `-0`, not followed by a fraction or exponent.
+    fn integer(&mut self) -> Option<i64> {
+        let neg = self.peek()? == b'-';
+        let start = self.pos + usize::from(neg);
+        let mut i = start;
+        let mut v: u64 = 0;
+        while let Some(d @ b'0'..=b'9') = self.b.get(i) {
+            v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+            i += 1;
+        }
+        let digits = i - start;
+        if digits == 0 || (digits > 1 && self.b[start] == b'0') || (neg && v == 0) {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.b.get(i) {
+            return None;
+        }
+        let v = if neg {
+            0i64.checked_sub_unsigned(v)?
+        } else {
+            i64::try_from(v).ok()?
+        };
+        self.pos = i;
+        Some(v)
+    }
+
+    /// Skips one JSON value, checking its syntax.
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_SKIP_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => {
+                let mut junk = std::mem::take(&mut self.junk);
+                let r = self.string_into(&mut junk);
+                self.junk = junk;
+                r
+            }
+            b'{' => {
+                self.pos += 1;
+                self.ws();
+                if self.eat(b'}').is_some() {
+                    return Some(());
+                }
+                loop {
+                    self.skip_value_key()?;
+                    self.skip_value(depth + 1)?;
+                    if !self.next_or_close(b'}')? {
+                        return Some(());
+                    }
+                }
+            }
+            b'[' => {
+                self.pos += 1;
+                self.ws();
+                if self.eat(b']').is_some() {
+                    return Some(());
+                }
+                loop {
+                    self.skip_value(depth + 1)?;
+                    if !self.next_or_close(b']')? {
+                        return Some(());
+                    }
+                }
+            }
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            b'n' => self.literal("null"),
+            _ => self.skip_number(),
+        }
+    }
+
+    /// A key of a skipped object (escapes allowed), then the colon.
+    fn skip_value_key(&mut self) -> Option<()> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        self.skip_value(0)?;
+        self.ws();
+        self.eat(b':')?;
+        self.ws();
+        Some(())
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        if self.b.get(self.pos..self.pos + word.len())? == word.as_bytes() {
+            self.pos += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn skip_number(&mut self) -> Option<()> {
+        let b = self.b;
+        let mut i = self.pos;
+        let digits = |mut i: usize| -> Option<usize> {
+            let s = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            (i > s).then_some(i)
+        };
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        if b.get(i) == Some(&b'0') {
+            i += 1;
+        } else {
+            i = digits(i)?;
+        }
+        if b.get(i) == Some(&b'.') {
+            i = digits(i + 1)?;
+        }
+        if let Some(b'e' | b'E') = b.get(i) {
+            i += 1;
+            if let Some(b'+' | b'-') = b.get(i) {
+                i += 1;
+            }
+            i = digits(i)?;
+        }
+        self.pos = i;
+        Some(())
+    }
+
+    /// One subscription message (an object), as [`MessageSeed`] reads it:
+    /// events appended to `events`, group and stream written, the type
+    /// returned.
+    pub fn message(
+        &mut self,
+        events: &mut EventBuf,
+        group: &mut String,
+        stream: &mut String,
+    ) -> Option<MessageType> {
+        self.ws();
+        self.eat(b'{')?;
+        group.clear();
+        stream.clear();
+        self.ws();
+        let mut kind = None;
+        if self.eat(b'}').is_some() {
+            return None; // no messageType
+        }
+        loop {
+            match self.key()? {
+                "messageType" => {
+                    let mut junk = std::mem::take(&mut self.junk);
+                    let r = self.string_into(&mut junk);
+                    kind = Some(match junk.as_str() {
+                        "DATA_MESSAGE" => MessageType::Data,
+                        "CONTROL_MESSAGE" => MessageType::Control,
+                        _ => MessageType::Other,
+                    });
+                    self.junk = junk;
+                    r?;
+                }
+                "logGroup" => self.string_into(group)?,
+                "logStream" => self.string_into(stream)?,
+                "logEvents" => self.events(events)?,
+                _ => self.skip_value(1)?,
+            }
+            if !self.next_or_close(b'}')? {
+                return kind;
+            }
+        }
+    }
+
+    fn events(&mut self, events: &mut EventBuf) -> Option<()> {
+        self.eat(b'[')?;
+        self.ws();
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.event(events.push_slot())?;
+            if !self.next_or_close(b']')? {
+                return Some(());
+            }
+        }
+    }
+
+    fn event(&mut self, e: &mut RawEvent) -> Option<()> {
+        self.eat(b'{')?;
+        self.ws();
+        let (mut id, mut timestamp, mut message) = (false, false, false);
+        if self.peek()? == b'}' {
+            return None;
+        }
+        loop {
+            match self.key()? {
+                "id" => {
+                    if self.peek()? == b'"' {
+                        self.string_into(&mut e.event_id)?;
+                    } else {
+                        let v = self.integer()?;
+                        e.event_id.clear();
+                        e.event_id.push_str(itoa::Buffer::new().format(v));
+                    }
+                    id = true;
+                }
+                "timestamp" => {
+                    e.timestamp_ms = self.integer()?;
+                    timestamp = true;
+                }
+                "message" => {
+                    self.string_into(&mut e.message)?;
+                    message = true;
+                }
+                _ => self.skip_value(3)?,
+            }
+            if !self.next_or_close(b'}')? {
+                return (id && timestamp && message).then_some(());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
