@@ -214,7 +214,7 @@ pub fn user_from_stream(stream: &str) -> Option<&str> {
     // Structured per-user stream `<server-id>/<user>`: server ids hold no
     // `/`, so split at the first one. Workflow streams `<workflow-id>/<execution-id>`
     // start with `w-` and carry no user.
-    if let Some(slash) = crate::parse::find_byte(stream.as_bytes(), b'/') {
+    if let Some(slash) = crate::bytes::find_byte(stream.as_bytes(), b'/') {
         // `/` is ASCII: both sides are at char boundaries.
         let (server, user) = (&stream[..slash], &stream[slash + 1..]);
         return (server.starts_with("s-") && !user.is_empty()).then_some(user);

@@ -33,6 +33,7 @@
 pub mod app;
 pub mod attribute;
 pub mod aws;
+pub mod bytes;
 pub mod classify;
 pub mod cli;
 pub mod clock;
