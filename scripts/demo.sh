@@ -35,22 +35,9 @@ say() { printf '%sdemo:%s %s\n' "$BOLD" "$RESET" "$*"; }
 # (with Debian's python3-venv first when `python3 -m venv` cannot work, as on
 # stock Debian, which ships ensurepip separately).
 VENV=$ROOT/.venv-test
-if [[ -x "$VENV/bin/moto_server" ]] && "$VENV/bin/python" -c 'import moto, boto3' 2>/dev/null; then
-    :
-else
-    if [[ ! -x "$VENV/bin/python" ]] && ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
-        if [[ $(id -u) -ne 0 ]]; then
-            say "python3 cannot create a venv (no ensurepip) and not root: run 'apt-get update && apt-get install -y python3-venv' as root, then run this again"
-            exit 1
-        fi
-        say "installing python3-venv (for python3 -m venv) with apt-get"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-    fi
-    say "installing moto[server] and boto3 into .venv-test (about a minute, once)"
-    [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' boto3
-fi
+# shellcheck source=scripts/lib/moto-venv.sh
+. "$ROOT/scripts/lib/moto-venv.sh"
+moto_venv_ready "$VENV" || install_moto_venv "$VENV"
 if [[ -n "${DEMO_EXPORTER_BIN:-}" ]]; then
     BIN=$DEMO_EXPORTER_BIN
 else

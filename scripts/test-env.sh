@@ -14,26 +14,12 @@ VENV=.venv-test
 
 say() { printf 'test-env: %s\n' "$*"; }
 
-if [[ -x "$VENV/bin/moto_server" ]] && "$VENV/bin/python" -c 'import moto, boto3' 2>/dev/null; then
+# shellcheck source=scripts/lib/moto-venv.sh
+. scripts/lib/moto-venv.sh
+if moto_venv_ready "$VENV"; then
     say "moto already installed in $VENV ($("$VENV/bin/python" -c 'import moto; print(moto.__version__)'))"
 else
-    if [[ ! -x "$VENV/bin/python" ]]; then
-        # `python3 -m venv` needs ensurepip, which stock Debian ships in the
-        # separate python3-venv package.
-        if ! python3 -c 'import ensurepip' 2>/dev/null; then
-            if [[ $(id -u) -ne 0 ]]; then
-                say "python3 cannot create a venv (no ensurepip) and not root: run 'apt-get update && apt-get install -y python3-venv' as root"
-                exit 1
-            fi
-            say "installing python3-venv (for python3 -m venv) with apt-get"
-            apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-        fi
-        say "creating $VENV"
-        python3 -m venv "$VENV"
-    fi
-    say "installing moto[server] and boto3 into $VENV (about a minute)"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check 'moto[server]' boto3
+    install_moto_venv "$VENV"
     say "moto $("$VENV/bin/python" -c 'import moto; print(moto.__version__)') installed"
 fi
 
