@@ -315,11 +315,10 @@ pub struct Journal {
     path: PathBuf,
     /// The epoch of the base on disk (0: none written or loaded).
     pub epoch: u64,
-    /// Appending is allowed: a whole write in this process emptied the
-    /// journal, and nothing failed since.
-    ready: bool,
     /// The path holds something that is not ours: never touched.
     foreign: bool,
+    /// Open for appending: a whole write in this process emptied the
+    /// journal, and nothing failed since. `None`: appending is not allowed.
     file: Option<File>,
     len: u64,
     base_len: u64,
@@ -330,7 +329,6 @@ impl Journal {
         Journal {
             path,
             epoch: 0,
-            ready: false,
             foreign: false,
             file: None,
             len: 0,
@@ -345,19 +343,18 @@ impl Journal {
     /// The journal path holds something that is not ours: never write it.
     pub fn set_foreign(&mut self) {
         self.foreign = true;
-        self.ready = false;
         self.file = None;
     }
 
     /// The next write must be a whole one: no journal ready in this
     /// process (none emptied by a whole write yet, or a write failed).
     pub fn wants_whole(&self) -> bool {
-        !self.ready
+        self.file.is_none()
     }
 
     /// The journal outweighs the base: a whole write should fold it in.
     pub fn is_heavy(&self) -> bool {
-        self.ready && self.len > (COMPACT_RATIO * self.base_len).max(MIN_COMPACT_BYTES)
+        self.file.is_some() && self.len > (COMPACT_RATIO * self.base_len).max(MIN_COMPACT_BYTES)
     }
 
     /// A whole base of `epoch` and `base_len` bytes is on disk: empty the
@@ -367,7 +364,6 @@ impl Journal {
     pub fn reset(&mut self, epoch: u64, base_len: u64) -> std::io::Result<()> {
         self.epoch = epoch;
         self.base_len = base_len;
-        self.ready = false;
         self.file = None;
         if self.foreign {
             return Ok(());
@@ -388,7 +384,6 @@ impl Journal {
         File::open(dir)?.sync_all()?;
         self.len = MAGIC.len() as u64;
         self.file = Some(f);
-        self.ready = true;
         Ok(())
     }
 
@@ -396,14 +391,11 @@ impl Journal {
     /// until the next whole write.
     pub fn append(&mut self, changes: &StateChanges) -> std::io::Result<()> {
         let result = (|| {
-            let file = match (&mut self.file, self.ready) {
-                (Some(f), true) => f,
-                _ => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::Unsupported,
-                        "no state journal ready (a whole write comes first)",
-                    ))
-                }
+            let Some(file) = &mut self.file else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "no state journal ready (a whole write comes first)",
+                ));
             };
             let bytes = frame(self.epoch, changes)?;
             file.write_all(&bytes)?;
@@ -416,7 +408,6 @@ impl Journal {
                 Ok(())
             }
             Err(e) => {
-                self.ready = false;
                 self.file = None;
                 Err(e)
             }
