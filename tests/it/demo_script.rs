@@ -16,13 +16,19 @@ struct Group(i32);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        // kill(1) of the process group this test created, by its id.
-        let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.0)])
-            .status();
+        // A process group id is the pid of its first member: never 0 or 1,
+        // which would mean "this group" or "everything".
+        if self.0 <= 1 {
+            return;
+        }
+        let group = format!("-{}", self.0);
+        // `--` is required: procps-ng 4.0.2's kill(1) reads `-TERM -17521`
+        // as kill(-1, SIGTERM), every process we may signal (strace shows
+        // it), which once took the whole CI run down with it.
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
         std::thread::sleep(Duration::from_millis(500));
         let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.0)])
+            .args(["-KILL", "--", &group])
             .stderr(Stdio::null())
             .status();
     }

@@ -18,6 +18,7 @@ mod firehose_push;
 mod firehose_replicas;
 mod inventory_daemon;
 mod inventory_moto;
+mod kill_hygiene;
 mod labels_attack;
 mod landing_page;
 mod layout;
