@@ -30,9 +30,11 @@
 //! ([`Progress::save_changes_under`]), the counter series whose value moved
 //! and the last sessions that moved. Either way it is one consistent
 //! snapshot; a write costs what changed, and the store folds its journal
-//! into a whole write when the journal outweighs it. The first write of a
-//! process, the first after a part registers and the first after a failed
-//! write are whole.
+//! into a whole write when the journal outweighs it. The first write after
+//! a part replaced another (a reload) and the first after a failed write
+//! are whole; so is a process's first write unless the store continues the
+//! journal it loaded (intact: complete header, no torn tail), in which case
+//! the new life's first write is a record over what it loaded.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -61,9 +63,13 @@ pub trait Progress: Send + Sync {
     fn save_under(&self, inner: &mut dyn FnMut()) -> serde_json::Value;
 
     /// Like [`Progress::save_under`], but may return only what changed
-    /// since the last `save_under` or `save_changes_under`, as a JSON merge
-    /// patch (RFC 7396) over the slot's value. The default saves the whole
-    /// value.
+    /// since the last `save_under` or `save_changes_under` (before either:
+    /// since the slot's value the part was restored from, see
+    /// [`Persister::saved`]), as a JSON merge patch (RFC 7396) over the
+    /// slot's value. A part that could not use all of the loaded value (an
+    /// unreadable entry) returns [`Saved::Whole`] the first time, so the
+    /// store stops holding what it could not read. The default saves the
+    /// whole value.
     fn save_changes_under(&self, inner: &mut dyn FnMut()) -> Saved {
         Saved::Whole(self.save_under(inner))
     }
@@ -159,6 +165,8 @@ pub struct Persister {
     ingest: Arc<Ingest>,
     metrics: Arc<Metrics>,
     parts: Mutex<Vec<Arc<dyn Progress>>>,
+    /// Slots a part has registered for in this process.
+    registered: Mutex<Vec<&'static str>>,
     /// Slots loaded at start that no part has claimed yet: written back as
     /// they were, so a source that is off for one life (push only) finds
     /// its progress again when it is back.
@@ -170,8 +178,8 @@ pub struct Persister {
     requested: AtomicU64,
     /// Highest request covered by a successful write.
     durable: AtomicU64,
-    /// The next write must be whole (first write, a part registered, a
-    /// write failed).
+    /// The next write must be whole (a part replaced another, a write
+    /// failed; the store adds its own reasons).
     whole_next: AtomicBool,
     /// What the last write held, to write only what changed.
     baseline: Mutex<Baseline>,
@@ -209,18 +217,25 @@ impl Persister {
         for outcome in ["success", "failure"] {
             let _ = metrics.state_writes.with_label_values(&[outcome]);
         }
+        // What the store holds now: when it continues its journal (the
+        // first write is then a record), changes are relative to this.
+        let mut baseline = Baseline::default();
+        baseline.reset(&state.counter_families, &state.last_sessions);
         Arc::new(Persister {
             store,
             ingest,
             metrics,
             parts: Mutex::new(Vec::new()),
+            registered: Mutex::new(Vec::new()),
             unclaimed: Mutex::new(state.parts),
             write_lock: tokio::sync::Mutex::new(()),
             dirty: AtomicBool::new(false),
             requested: AtomicU64::new(0),
             durable: AtomicU64::new(0),
-            whole_next: AtomicBool::new(true),
-            baseline: Mutex::new(Baseline::default()),
+            // The store says whether the first write must be whole
+            // (`StateStore::wants_whole`).
+            whole_next: AtomicBool::new(false),
+            baseline: Mutex::new(baseline),
         })
     }
 
@@ -237,13 +252,23 @@ impl Persister {
 
     /// Includes `part` in every later snapshot (its slot is then written
     /// from it).
+    ///
+    /// A slot's first part starts from the progress loaded for it (see
+    /// [`Persister::saved`]), which is what the store holds, so its changes
+    /// are relative to that and writes can stay records. A part that
+    /// replaces another (a reload) does not know what its predecessor
+    /// wrote: the next write is whole.
     pub fn register(&self, part: Arc<dyn Progress>) {
         let mut parts = lock(&self.parts);
         lock(&self.unclaimed).remove(part.slot());
         parts.retain(|p| p.slot() != part.slot());
+        let mut registered = lock(&self.registered);
+        if registered.contains(&part.slot()) {
+            self.whole_next.store(true, Ordering::Release);
+        } else {
+            registered.push(part.slot());
+        }
         parts.push(part);
-        // The new part's changes are relative to nothing written yet.
-        self.whole_next.store(true, Ordering::Release);
     }
 
     /// Something was counted or progressed: the periodic flush writes.
@@ -703,13 +728,55 @@ mod tests {
                 .get(),
             20
         );
-        // The new process's first write is whole and empties the journal.
+        // The new process continues the journal: its first write is a
+        // record of what moved since the load (the base untouched), even
+        // though its part is new to it, and a third process reads it all.
+        let part2 = Arc::new(MapPart::default());
+        for (k, v) in &live_map {
+            part2.set(k, *v);
+        }
+        std::mem::take(&mut *lock(&part2.changed));
+        p2.register(part2.clone());
+        part2.set("k-new", 99);
+        metrics2
+            .events
+            .with_label_values(&["s-1", "CONNECTED"])
+            .inc();
         p2.flush().await.unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), base, "base untouched");
+        let len = std::fs::metadata(&journal).unwrap().len() as usize;
+        assert!(
+            len > journal_len && len - journal_len < 1_000,
+            "one small record: {} bytes",
+            len - journal_len
+        );
+        let (metrics3, p3) = open();
+        assert_eq!(p3.saved("map").unwrap()["k-new"], 99);
+        assert_eq!(p3.saved("map").unwrap()["k1"], live_map["k1"]);
+        let s1 = |m: &Metrics| m.events.with_label_values(&["s-1", "CONNECTED"]).get();
+        assert_eq!(s1(&metrics3), 21);
+        drop(p3);
+
+        // A torn tail (a crash inside an append): the next process ignores
+        // it, and its first write is whole, which empties the journal.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .unwrap();
+        std::io::Write::write_all(&mut f, &[7, 0, 0]).unwrap();
+        drop(f);
+        let (metrics4, p4) = open();
+        assert_eq!(s1(&metrics4), 21);
+        p4.flush().await.unwrap();
         assert_eq!(
             std::fs::read(&journal).unwrap(),
             crate::state::journal::MAGIC
         );
         assert_ne!(std::fs::read(&path).unwrap(), base);
+        drop(p4);
+        let (metrics5, p5) = open();
+        assert_eq!(s1(&metrics5), 21);
+        assert_eq!(p5.saved("map").unwrap()["k-new"], 99);
     }
 
     /// A journaling store whose second record fails: the failed write is
@@ -722,6 +789,11 @@ mod tests {
             log: Mutex<Vec<&'static str>>,
             wholes: Mutex<Vec<serde_json::Value>>,
         }
+        impl Flaky {
+            fn saved_whole(&self) -> bool {
+                lock(&self.log).contains(&"whole")
+            }
+        }
         impl StateStore for Flaky {
             fn load(&self) -> StateFile {
                 StateFile::default()
@@ -732,7 +804,8 @@ mod tests {
                 Ok(())
             }
             fn wants_whole(&self) -> bool {
-                false
+                // A store with nothing on disk yet.
+                !self.saved_whole()
             }
             fn save_changes(&self, _: &StateChanges) -> std::io::Result<()> {
                 let mut log = lock(&self.log);
@@ -767,17 +840,29 @@ mod tests {
             *lock(&store.log),
             ["whole", "record", "record failed", "whole", "record"]
         );
-        let wholes = lock(&store.wholes);
-        let second = &wholes[1];
+        {
+            let wholes = lock(&store.wholes);
+            let second = &wholes[1];
+            assert_eq!(
+                second["parts"]["map"],
+                serde_json::json!({"k1": 1, "k2": 2, "k3": 3, "k4": 4}),
+                "the whole write after the failure holds what the failed record held"
+            );
+            assert_eq!(counter(second, "aws_transfer_events_total"), Some(4.0));
+            assert_eq!(
+                metrics.state_writes.with_label_values(&["failure"]).get(),
+                1
+            );
+        }
+        // A part that replaces another (a reload) does not know what its
+        // predecessor wrote: the next write is whole, then records again.
+        p.register(Arc::new(MapPart::default()));
+        let _ = p.flush().await;
+        let _ = p.flush().await;
         assert_eq!(
-            second["parts"]["map"],
-            serde_json::json!({"k1": 1, "k2": 2, "k3": 3, "k4": 4}),
-            "the whole write after the failure holds what the failed record held"
-        );
-        assert_eq!(counter(second, "aws_transfer_events_total"), Some(4.0));
-        assert_eq!(
-            metrics.state_writes.with_label_values(&["failure"]).get(),
-            1
+            lock(&store.log)[5..],
+            ["whole", "record"],
+            "after a part was replaced"
         );
     }
 }

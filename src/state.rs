@@ -436,6 +436,65 @@ mod tests {
         assert!(store.wants_whole(), "the state file was replaced");
     }
 
+    /// A new store continues the journal it loaded when it is intact; a
+    /// torn tail, a header cut short or a missing journal make its first
+    /// write whole.
+    #[test]
+    fn a_loaded_journal_is_continued_only_when_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let jpath = journal_path(&path);
+        let record = |k: &str| {
+            let mut c = StateChanges::default();
+            c.patches.insert(
+                CLOUDWATCH_SLOT.into(),
+                serde_json::json!({ k: {"checkpoint_ms": 1} }),
+            );
+            c
+        };
+        let first = FileStore::new(&path);
+        first.save(&mut sample()).unwrap();
+        first.save_changes(&record("a")).unwrap();
+
+        let second = FileStore::new(&path);
+        let loaded = second.load();
+        assert!(loaded.parts[CLOUDWATCH_SLOT].get("a").is_some());
+        assert!(!second.wants_whole(), "intact journal: continued");
+        second.save_changes(&record("b")).unwrap();
+        let third = FileStore::new(&path).load();
+        assert!(third.parts[CLOUDWATCH_SLOT].get("a").is_some());
+        assert!(third.parts[CLOUDWATCH_SLOT].get("b").is_some());
+
+        // Torn tail: read up to it, not continued.
+        let mut bytes = std::fs::read(&jpath).unwrap();
+        bytes.extend_from_slice(&[9, 9]);
+        std::fs::write(&jpath, &bytes).unwrap();
+        let torn = FileStore::new(&path);
+        assert!(torn.load().parts[CLOUDWATCH_SLOT].get("b").is_some());
+        assert!(torn.wants_whole(), "torn tail: the first write is whole");
+
+        // Header cut short (an emptying interrupted): not continued.
+        std::fs::write(&jpath, &journal::MAGIC[..5]).unwrap();
+        let cut = FileStore::new(&path);
+        cut.load();
+        assert!(cut.wants_whole(), "header cut short");
+
+        // No journal at all: not continued (nothing to append to).
+        std::fs::remove_file(&jpath).unwrap();
+        let none = FileStore::new(&path);
+        none.load();
+        assert!(none.wants_whole(), "no journal");
+
+        // A state file from before the journal (epoch 0): not continued.
+        let mut old = sample();
+        old.journal_epoch = 0;
+        write_atomic(&path, &old).unwrap();
+        std::fs::write(&jpath, journal::MAGIC).unwrap();
+        let pre = FileStore::new(&path);
+        pre.load();
+        assert!(pre.wants_whole(), "a base without an epoch");
+    }
+
     #[test]
     fn missing_file_is_a_first_start() {
         let dir = tempfile::tempdir().unwrap();
@@ -507,8 +566,10 @@ pub trait StateStore: Send + Sync + 'static {
         false
     }
     /// Saves durably what changed since the last successful `save` or
-    /// `save_changes` of this process. An error (including "unsupported")
-    /// means nothing is promised: the caller's next write is whole.
+    /// `save_changes` of this process, or since the state `load` returned
+    /// when the store continues the journal it read (`wants_whole` false
+    /// before the first write). An error (including "unsupported") means
+    /// nothing is promised: the caller's next write is whole.
     fn save_changes(&self, changes: &StateChanges) -> std::io::Result<()> {
         let _ = changes;
         Err(std::io::Error::new(
@@ -582,9 +643,20 @@ impl StateStore for FileStore {
                         "state journal replayed over the state file"
                     );
                 }
+                let records = r.records.len();
                 let mut folder = journal::Folder::new(&mut state);
                 for c in r.records {
                     folder.apply(c);
+                }
+                // The state is what the file and its journal say: this
+                // process's writes may go on appending to it, so its first
+                // write costs a record, not the whole state.
+                let base_len = std::fs::metadata(&self.path).map(|m| m.len());
+                if let (Some(at), Ok(base_len)) = (r.appendable_at, base_len) {
+                    if j.resume(state.journal_epoch, base_len, at) {
+                        tracing::info!(journal = %j.path().display(), records,
+                            "state journal continued: writes append to it");
+                    }
                 }
             }
             Err(e) => {
@@ -595,6 +667,7 @@ impl StateStore for FileStore {
             }
         }
         j.epoch = state.journal_epoch;
+        drop(j);
         self.set_base(self.base_identity());
         state
     }

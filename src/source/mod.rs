@@ -338,16 +338,24 @@ fn launch(
             t.name
         );
     }
+    // The first state write takes this slot whole when the loaded value is
+    // not all used: an unreadable part of it, or targets no longer
+    // configured. A record would leave those on disk under what it adds.
+    let mut loaded_unused = false;
     let (mut saved, mut handed, keep_extra) = match resume {
         Resume::Saved => {
             let saved: BTreeMap<String, serde_json::Value> = match persist.saved(CLOUDWATCH_SLOT) {
                 Some(serde_json::Value::Object(m)) => m.into_iter().collect(),
                 Some(other) => {
                     tracing::error!(found = %other, "saved CloudWatch progress is unreadable; every group starts at its initial lookback");
+                    loaded_unused = true;
                     BTreeMap::new()
                 }
                 None => BTreeMap::new(),
             };
+            loaded_unused |= saved
+                .keys()
+                .any(|name| !targets.iter().any(|t| &t.name == name));
             (saved, BTreeMap::new(), false)
         }
         Resume::Handover {
@@ -388,10 +396,17 @@ fn launch(
         let h = handed.remove(&spec.name);
         let restored = match &h {
             Some(h) => h.restored.clone(),
-            None => saved
+            None => match saved
                 .remove(&spec.name)
                 .map(|v| restore_progress(&spec.name, v))
-                .unwrap_or_default(),
+            {
+                Some(Some(groups)) => groups,
+                Some(None) => {
+                    loaded_unused = true;
+                    BTreeMap::new()
+                }
+                None => BTreeMap::new(),
+            },
         };
         let calls = Caller::new(&spec.name, Api::Logs, bucket.clone(), metrics.clone());
         rts.push(Arc::new(TargetRt {
@@ -417,7 +432,7 @@ fn launch(
         ingest,
         metrics,
         persist,
-        set_aside: AtomicBool::new(false),
+        set_aside: AtomicBool::new(loaded_unused),
     });
     // Replaces the previous generation's part, if any: from here on
     // snapshots read these targets (the same group objects).
@@ -634,19 +649,19 @@ fn live_groups(shared: &Shared) -> Vec<(usize, Arc<GroupRt>)> {
 }
 
 /// A target's progress as the store gave it back; unreadable progress is
-/// reported and the target starts from its initial lookback.
-fn restore_progress(target: &str, v: serde_json::Value) -> BTreeMap<String, GroupProgress> {
+/// reported (`None`) and the target starts from its initial lookback.
+fn restore_progress(target: &str, v: serde_json::Value) -> Option<BTreeMap<String, GroupProgress>> {
     match serde_json::from_value::<BTreeMap<String, GroupProgress>>(v) {
         Ok(mut m) => {
             for p in m.values_mut() {
                 p.prune();
             }
-            m
+            Some(m)
         }
         Err(e) => {
             tracing::error!(target_name = target, error = %e,
                 "saved progress of this target is unreadable; its groups start at the initial lookback");
-            BTreeMap::new()
+            None
         }
     }
 }

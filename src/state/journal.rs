@@ -208,6 +208,12 @@ pub struct Replayed {
     pub foreign: usize,
     /// Bytes after the last complete record (a torn append), ignored.
     pub torn_bytes: usize,
+    /// The journal's length when a record appended now would be read by
+    /// the next load: the file holds the whole header and ends exactly at
+    /// a record's end. `None` for a missing journal, a header cut short
+    /// (an emptying interrupted by a crash) or a torn tail: the first write
+    /// is then whole, which empties the journal.
+    pub appendable_at: Option<u64>,
 }
 
 /// Why a journal is not used.
@@ -251,7 +257,11 @@ pub fn read(path: &Path, epoch: u64) -> Result<Replayed, JournalError> {
             path: path.to_owned(),
         });
     }
-    Ok(parse(bytes.get(MAGIC.len()..).unwrap_or_default(), epoch))
+    let mut r = parse(bytes.get(MAGIC.len()..).unwrap_or_default(), epoch);
+    if bytes.starts_with(MAGIC) && r.torn_bytes == 0 {
+        r.appendable_at = Some(bytes.len() as u64);
+    }
+    Ok(r)
 }
 
 /// Our header, or a prefix of it (an emptying cut short by a crash).
@@ -385,6 +395,32 @@ impl Journal {
         self.len = MAGIC.len() as u64;
         self.file = Some(f);
         Ok(())
+    }
+
+    /// Continues the journal a load has just read (see
+    /// [`Replayed::appendable_at`]) for the base of `epoch` and `base_len`
+    /// bytes it was read for: the next records are appended after the
+    /// ones read, and a process's first write need not be whole. False
+    /// (nothing changed) when the journal is not ours or its length is no
+    /// longer what was read.
+    pub fn resume(&mut self, epoch: u64, base_len: u64, len: u64) -> bool {
+        if self.foreign || epoch == 0 {
+            return false;
+        }
+        let Ok(f) = OpenOptions::new().append(true).open(&self.path) else {
+            return false;
+        };
+        if !f
+            .metadata()
+            .is_ok_and(|m| m.file_type().is_file() && m.len() == len)
+        {
+            return false;
+        }
+        self.epoch = epoch;
+        self.base_len = base_len;
+        self.len = len;
+        self.file = Some(f);
+        true
     }
 
     /// Appends one record durably. On failure the journal is not used

@@ -220,6 +220,9 @@ fn restarts_count_every_event_exactly_once(ending: Ending, trials: usize) {
     // Lives that started from journal records (writes after a life's first
     // are appended to `<state>.journal`): the kills land between them too.
     let mut replayed = 0;
+    // Lives that went on appending to the journal they loaded (their first
+    // write a record, not the whole state).
+    let mut continued = 0;
     for life in 0..trials {
         let mut d = Daemon::start(&args);
         // A crash loop first (within 1 s of start), then anywhere up to 3 s.
@@ -247,6 +250,9 @@ fn restarts_count_every_event_exactly_once(ending: Ending, trials: usize) {
         if d.stderr().contains("state journal replayed") {
             replayed += 1;
         }
+        if d.stderr().contains("state journal continued") {
+            continued += 1;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
@@ -260,5 +266,9 @@ fn restarts_count_every_event_exactly_once(ending: Ending, trials: usize) {
         replayed > 0,
         "no life resumed from journal records: the journal path went untested"
     );
-    eprintln!("restart ({ending:?}): {total} events over {trials} lives + 1, each counted exactly once as seen by the scraper; {replayed} lives resumed through journal records");
+    assert!(
+        continued > 0,
+        "no life continued the journal it loaded: that path went untested"
+    );
+    eprintln!("restart ({ending:?}): {total} events over {trials} lives + 1, each counted exactly once as seen by the scraper; {replayed} lives resumed through journal records, {continued} appended to the journal they loaded");
 }

@@ -346,6 +346,9 @@ struct SavedRequestId {
 /// The receiver's part of every state snapshot.
 struct SavedRequests {
     rx: std::sync::Weak<Inner>,
+    /// The slot as loaded cannot be patched (unreadable, or the first
+    /// layout): the first write takes it whole.
+    whole_first: AtomicBool,
     /// The ids as the last write saved them (id -> acknowledged at).
     last: Mutex<HashMap<String, i64>>,
 }
@@ -408,6 +411,7 @@ impl Progress for SavedRequests {
         };
         let mut last = lock(&self.last);
         *last = ids.iter().cloned().collect();
+        self.whole_first.store(false, Ordering::Release);
         serde_json::to_value(SavedReceiver {
             acked: ids.into_iter().collect(),
             request_ids: Vec::new(),
@@ -416,6 +420,9 @@ impl Progress for SavedRequests {
     }
 
     fn save_changes_under(&self, inner: &mut dyn FnMut()) -> Saved {
+        if self.whole_first.load(Ordering::Acquire) {
+            return Saved::Whole(self.save_under(inner));
+        }
         match self.read_under(inner) {
             Some(ids) => Saved::Patch(acked_patch(&mut lock(&self.last), ids)),
             None => Saved::Whole(serde_json::Value::Null),
@@ -561,9 +568,18 @@ impl Receiver {
     /// disk: an acknowledged event is never lost by a crash, and a request
     /// retried after one is recognized.
     pub fn persist_with(&self, persist: &Arc<Persister>) {
+        // The ids as the store holds them, which the first write's patch is
+        // relative to; `None` (the first write takes the slot whole) when
+        // what was loaded cannot be patched.
+        let mut on_disk = Some(HashMap::new());
         if let Some(saved) = persist.saved(FIREHOSE_SLOT) {
             match serde_json::from_value::<SavedReceiver>(saved) {
                 Ok(saved) => {
+                    if saved.request_ids.is_empty() {
+                        on_disk = Some(saved.acked.iter().map(|(k, v)| (k.clone(), *v)).collect());
+                    } else {
+                        on_disk = None; // the first layout: rewritten whole
+                    }
                     let now_wall = now_ms();
                     let ids = saved
                         .request_ids
@@ -577,13 +593,17 @@ impl Receiver {
                         .collect();
                     self.inner.lock_requests().import(ids, Instant::now());
                 }
-                Err(e) => tracing::error!(error = %e,
-                    "saved Firehose request ids are unreadable; a request retried across this restart may be counted twice"),
+                Err(e) => {
+                    on_disk = None;
+                    tracing::error!(error = %e,
+                        "saved Firehose request ids are unreadable; a request retried across this restart may be counted twice");
+                }
             }
         }
         persist.register(Arc::new(SavedRequests {
             rx: Arc::downgrade(&self.inner),
-            last: Mutex::new(HashMap::new()),
+            whole_first: AtomicBool::new(on_disk.is_none()),
+            last: Mutex::new(on_disk.unwrap_or_default()),
         }));
         let _ = self.inner.persist.set(persist.clone());
     }
