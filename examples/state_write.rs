@@ -13,8 +13,9 @@
 //! a poll interval of events). Then: one whole write, `ROUNDS` scrapes
 //! (journal records; the compactions the journal asks for, done as the
 //! periodic flush does them, between scrapes, are timed apart), the file
-//! sizes, and the time the next start takes to load the file and fold its
-//! journal.
+//! sizes, the time the next start takes to load the file and fold its
+//! journal, and that next life's first write (a record when the journal it
+//! loaded is intact).
 //!
 //! Prints one `name value unit` line per figure. Usage:
 //! `state_write DIR [ROUNDS]`; DIR is where the files go (on the disk the
@@ -196,7 +197,50 @@ fn main() {
         let loaded = FileStore::new(&path).load();
         let load_ms = t.elapsed().as_secs_f64() * 1000.0;
         assert!(loaded.parts.contains_key(CLOUDWATCH_SLOT));
+        drop(loaded);
+        // The next life: load (counters resumed), restore the groups from
+        // what was loaded, a poll interval of events, then its first scrape.
+        // With the journal intact it appends a record instead of writing
+        // the whole state.
+        drop(persist);
+        let metrics2 = Arc::new(Metrics::new(&Registry::new(), Limits::default()));
+        let ingest2 = Arc::new(Ingest::new(metrics2.clone(), PipelineConfig::default()));
+        let store2 = Arc::new(FileStore::new(&path));
+        let persist2 = Persister::load(store2.clone(), ingest2, metrics2);
+        let continued = !store2.wants_whole();
+        let slot = persist2.saved(CLOUDWATCH_SLOT).expect("saved groups");
+        let groups2 = Arc::new(Groups(
+            groups
+                .0
+                .iter()
+                .map(|(name, _)| {
+                    let mut p: GroupProgress =
+                        serde_json::from_value(slot["default"][name].clone()).expect("a group");
+                    p.prune();
+                    (name.clone(), Mutex::new(p))
+                })
+                .collect(),
+        ));
+        now_ms += SCRAPE_S * 1000;
+        advance(&groups2, now_ms, &mut next_id);
+        persist2.register(groups2);
+        let journal_before = size(&journal);
+        let t = Instant::now();
+        rt.block_on(persist2.scrape());
+        let restart_ms = t.elapsed().as_secs_f64() * 1000.0;
+        let restart_bytes = if continued {
+            size(&journal).saturating_sub(journal_before)
+        } else {
+            size(&path)
+        };
+        drop(persist2);
         let tag = format!("groups={n_groups},series={series},remembered_ids={ids}");
+        println!(
+            "state_first_write_after_restart{{{tag}}} {restart_ms:.2} ms, {:.1} KiB ({}; whole write {whole_ms:.2} ms: {:.1} x)",
+            restart_bytes as f64 / 1024.0,
+            if continued { "a journal record" } else { "whole" },
+            whole_ms / restart_ms
+        );
         println!(
             "state_load{{{tag}}} {load_ms:.2} ms (file {:.0} KiB + journal {:.0} KiB)",
             size(&path) as f64 / 1024.0,
