@@ -431,8 +431,10 @@ impl App {
         let ingest = Arc::new(Ingest::new(metrics.clone(), cfg.pipeline.clone()));
         // The saved state first: counters resume before anything listens, so
         // the first scrape of this life continues the last one.
-        let store: Arc<dyn StateStore> =
-            store.unwrap_or_else(|| Arc::new(FileStore::new(cfg.state_path.clone())));
+        let store: Arc<dyn StateStore> = match store {
+            Some(s) => s,
+            None => Arc::new(FileStore::exclusive(cfg.state_path.clone())?),
+        };
         let persist = Persister::load(store, ingest.clone(), metrics.clone());
         // The web config is read before binding, so a bad one fails startup
         // with every problem named and nothing listening.

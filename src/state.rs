@@ -495,6 +495,38 @@ mod tests {
         assert!(pre.wants_whole(), "a base without an epoch");
     }
 
+    /// One exclusive store per state path: a second is refused with the
+    /// holder's pid; dropping the first frees the path. Something at the
+    /// lock path that is not a regular file is left alone (the store runs
+    /// unlocked, as before locks existed).
+    #[test]
+    fn one_exclusive_store_per_state_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.json");
+        let first = FileStore::exclusive(&path).expect("free");
+        let err = FileStore::exclusive(&path).expect_err("held");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("pid {}", std::process::id())),
+            "{msg}"
+        );
+        assert!(msg.starts_with("state.path "), "{msg}");
+        assert!(msg.contains("--state.path"), "{msg}");
+        drop(first);
+        let again = FileStore::exclusive(&path).expect("free after drop");
+        drop(again);
+
+        let other = dir.path().join("other.json");
+        std::fs::create_dir(lock_path(&other)).unwrap();
+        std::fs::write(lock_path(&other).join("x"), "keep").unwrap();
+        let unlocked = FileStore::exclusive(&other).expect("runs unlocked");
+        assert!(unlocked._lock.is_none());
+        assert_eq!(
+            std::fs::read_to_string(lock_path(&other).join("x")).unwrap(),
+            "keep"
+        );
+    }
+
     #[test]
     fn missing_file_is_a_first_start() {
         let dir = tempfile::tempdir().unwrap();
@@ -586,6 +618,10 @@ pub trait StateStore: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct FileStore {
     path: PathBuf,
+    /// `<state.path>.lock`, held (flock) while this store lives when made
+    /// by [`FileStore::exclusive`]: two processes appending to one journal
+    /// would interleave two lives' records.
+    _lock: Option<std::fs::File>,
     journal: std::sync::Mutex<journal::Journal>,
     /// Identity of the state file the journal's records apply to (device,
     /// inode): if the file is deleted or replaced while we run, the next
@@ -599,9 +635,36 @@ impl FileStore {
         let journal = journal::Journal::new(journal_path(&path));
         FileStore {
             path,
+            _lock: None,
             journal: std::sync::Mutex::new(journal),
             base: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The store the daemon uses: as [`FileStore::new`], holding an
+    /// exclusive lock on `<path>.lock` (created if missing, with the
+    /// directory) for as long as it lives. Another live process holding it
+    /// is an error naming `state.path` and that process; a lock that cannot
+    /// be taken for another reason (a read-only directory) is logged and
+    /// the store works without it, as before locks existed.
+    pub fn exclusive(path: impl Into<PathBuf>) -> Result<FileStore, StateInUse> {
+        let mut store = FileStore::new(path);
+        let lock_path = lock_path(&store.path);
+        match take_lock(&lock_path) {
+            Ok(f) => store._lock = Some(f),
+            Err(LockFailure::Held(holder)) => {
+                return Err(StateInUse {
+                    path: store.path.clone(),
+                    lock: lock_path,
+                    holder,
+                })
+            }
+            Err(LockFailure::Io(e)) => {
+                tracing::warn!(lock = %lock_path.display(), error = %e,
+                    "cannot lock the state file; nothing stops a second exporter from using the same state.path");
+            }
+        }
+        Ok(store)
     }
 
     fn base_identity(&self) -> Option<(u64, u64)> {
@@ -619,6 +682,63 @@ impl FileStore {
     fn journal(&self) -> std::sync::MutexGuard<'_, journal::Journal> {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Another process holds the state lock.
+#[derive(Debug, thiserror::Error)]
+#[error("state.path {} is in use by another running exporter ({}holding {}); give each exporter its own --state.path, or stop the other one", path.display(), holder.as_deref().map(|h| format!("{h}, ")).unwrap_or_default(), lock.display())]
+pub struct StateInUse {
+    pub path: PathBuf,
+    pub lock: PathBuf,
+    /// What the holder wrote in the lock file (`pid N`), if readable.
+    pub holder: Option<String>,
+}
+
+enum LockFailure {
+    Held(Option<String>),
+    Io(std::io::Error),
+}
+
+/// `<state path>.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".lock");
+    PathBuf::from(s)
+}
+
+fn take_lock(lock_path: &Path) -> Result<std::fs::File, LockFailure> {
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(LockFailure::Io)?;
+    }
+    // Not a regular file (a directory, a fifo): not ours, never opened.
+    if std::fs::symlink_metadata(lock_path).is_ok_and(|m| !m.file_type().is_file()) {
+        return Err(LockFailure::Io(std::io::Error::other(
+            "not a regular file; left alone",
+        )));
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path)
+        .map_err(LockFailure::Io)?;
+    match f.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut f, &mut text);
+            let holder = text.lines().next().map(str::trim).filter(|l| {
+                !l.is_empty() && l.len() < 64 && l.chars().all(|c| c.is_ascii_graphic() || c == ' ')
+            });
+            return Err(LockFailure::Held(holder.map(str::to_owned)));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(LockFailure::Io(e)),
+    }
+    // Who holds it, for the message another process prints.
+    let _ = f.set_len(0);
+    let _ = writeln!(f, "pid {}", std::process::id());
+    Ok(f)
 }
 
 /// `<state path>.journal`.

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::support::daemon::run_to_exit;
 use crate::support::logs::shapes;
 use crate::support::{exposition, now_ms, unique, Daemon, Logs, Moto, REGION};
 
@@ -402,6 +403,55 @@ fn ready_turns_200_after_the_first_round() {
         &[("log_group", &group)],
     );
     assert!(v.is_some_and(|v| v > 0.0), "{v:?}");
+}
+
+/// Two exporters must not share a state file: the second one's writes
+/// would interleave with the first one's journal records. The second exits
+/// non-zero naming `state.path` and the process holding it; the first runs
+/// on, and once it has stopped the path is free again.
+#[test]
+fn a_second_exporter_on_the_same_state_path_exits_naming_it() {
+    let moto = Moto::shared();
+    let logs = Logs::new(&moto.url);
+    let sc = write_scenario(&logs);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    let args = daemon_args(moto, &sc, &state);
+    let mut first = Daemon::start(&args);
+    first.wait_sum(
+        "aws_transfer_events_total",
+        &[],
+        13.0,
+        Duration::from_secs(60),
+    );
+    let (status, _out, err) = run_to_exit(&args, &[], Duration::from_secs(30));
+    assert!(status.is_some_and(|s| !s.success()), "{status:?}\n{err}");
+    for want in [
+        format!(
+            "state.path {} is in use by another running exporter",
+            state.display()
+        ),
+        format!("pid {}", first.pid()),
+        "give each exporter its own --state.path".to_owned(),
+    ] {
+        assert!(err.contains(&want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("listening"), "nothing listened:\n{err}");
+    // The first one is unaffected.
+    let (code, _, body) = first.get("/metrics");
+    assert_eq!(code, 200);
+    assert!(body.contains("aws_transfer_events_total"));
+    first.terminate();
+    let status = first.wait_exit(Duration::from_secs(15));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    // Free again: a new exporter takes the path and resumes its counters.
+    let again = Daemon::start(&args);
+    again.wait_sum(
+        "aws_transfer_events_total",
+        &[],
+        13.0,
+        Duration::from_secs(60),
+    );
 }
 
 #[test]
