@@ -1364,6 +1364,9 @@ fn push_only_sigkill_at_random_points_counts_every_event_exactly_once() {
 
     let mut rng = rand::rng();
     let mut prom = Increase::default();
+    // Lives that appended to the journal they loaded (their first write,
+    // often an acknowledgement's, a record over what the last life saved).
+    let mut continued = 0;
     for life in 0..LIVES {
         let mut d = crate::support::Daemon::start(&args);
         let max_ms = if life < 4 { 1000 } else { 3000 };
@@ -1373,6 +1376,9 @@ fn push_only_sigkill_at_random_points_counts_every_event_exactly_once() {
             std::thread::sleep(Duration::from_millis(rng.random_range(50..250)));
         }
         d.kill();
+        if d.stderr().contains("state journal continued") {
+            continued += 1;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let d = crate::support::Daemon::start(&args);
@@ -1384,8 +1390,12 @@ fn push_only_sigkill_at_random_points_counts_every_event_exactly_once() {
         retries.load(Ordering::Relaxed) > 0,
         "no request was ever retried: the kills did not exercise the retry path"
     );
+    assert!(
+        continued > 0,
+        "no life continued the journal it loaded: that path went untested"
+    );
     eprintln!(
-        "push restart: {total} events over {LIVES} SIGKILLed lives + 1, {} retried attempts, each event counted exactly once as seen by the scraper",
+        "push restart: {total} events over {LIVES} SIGKILLed lives + 1, {} retried attempts, each event counted exactly once as seen by the scraper; {continued} lives appended to the journal they loaded",
         retries.load(Ordering::Relaxed)
     );
 }
