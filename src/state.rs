@@ -495,6 +495,32 @@ mod tests {
         assert!(pre.wants_whole(), "a base without an epoch");
     }
 
+    /// A continued journal that already outweighs its base asks for a
+    /// compaction at once (the flusher's first tick, at start), so lives
+    /// that crash before their first periodic flush do not grow it without
+    /// bound.
+    #[test]
+    fn a_continued_heavy_journal_asks_for_compaction_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let first = FileStore::new(&path);
+        first.save(&mut sample()).unwrap();
+        let big = "x".repeat(1 << 20);
+        for i in 0..9 {
+            let mut c = StateChanges::default();
+            c.patches.insert(
+                CLOUDWATCH_SLOT.into(),
+                serde_json::json!({ format!("k{i}"): big }),
+            );
+            first.save_changes(&c).unwrap();
+        }
+        drop(first);
+        let next = FileStore::new(&path);
+        next.load();
+        assert!(!next.wants_whole(), "continued");
+        assert!(next.wants_compaction(), "9 MiB over a small base");
+    }
+
     /// One exclusive store per state path: a second is refused with the
     /// holder's pid; dropping the first frees the path. Something at the
     /// lock path that is not a regular file is left alone (the store runs
