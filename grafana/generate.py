@@ -427,6 +427,13 @@ def health():
                              "{{server_id}}")],
                      description="Servers with both logging mechanisms deliver every event twice; the legacy "
                                  "copy is skipped so each event counts once."), 12, 8)
+    L.add(timeseries("State write latency p99 (what a scrape waits for)",
+                     [target(f'histogram_quantile(0.99, sum by (kind, le) '
+                             f'(rate(aws_transfer_exporter_state_write_duration_seconds_bucket{{{i}}}[$__rate_interval])))',
+                             "{{kind}}")], unit="s",
+                     description="Successful state writes by kind: record (a journal record appended, every "
+                                 "scrape) and whole (the state file rewritten: a first start, a compaction). "
+                                 "Scrapes and Firehose acknowledgements wait for them."), 12, 8)
     return dashboard("aws-transfer-exporter-health", "AWS Transfer Family / Exporter health",
                      "Is the exporter itself seeing everything? API calls, throttles, lag, data quality.", L,
                      [var_datasource(),

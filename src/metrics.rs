@@ -325,6 +325,9 @@ pub struct Metrics {
     pub poll_interval: prometheus::Gauge,
     /// `{outcome}` (success|failure) state-file writes.
     pub state_writes: IntCounterVec,
+    /// `{kind}` (whole|record) duration of successful state writes: what
+    /// a scrape or a Firehose acknowledgement waits for.
+    pub state_write_duration: HistogramVec,
 
     guard: Mutex<LabelGuard>,
 }
@@ -349,6 +352,12 @@ fn gauge(reg: &Registry, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
         .expect("metric registered once");
     g
 }
+
+/// State writes: a small record takes ~1 ms, a whole state of 1,000 busy
+/// groups about a second (BENCHMARKS.md, "State write per scrape").
+const STATE_WRITE_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 fn histogram(
     reg: &Registry,
@@ -511,6 +520,9 @@ impl Metrics {
             state_writes: counter(reg, group, "aws_transfer_exporter_state_writes_total",
                 "State-file writes, by outcome (success|failure).",
                 &["outcome"]),
+            state_write_duration: histogram(reg, "aws_transfer_exporter_state_write_duration_seconds",
+                "Successful state writes: snapshot, encoding and durable write, by kind (whole: the state file rewritten; record: a journal record appended).",
+                &["kind"], STATE_WRITE_BUCKETS),
             guard: Mutex::new(LabelGuard::new(limits)),
         };
         m.build_info

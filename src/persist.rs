@@ -353,7 +353,12 @@ impl Persister {
         let whole = self.whole_next.swap(false, Ordering::AcqRel)
             || self.store.wants_whole()
             || (may_compact && self.store.wants_compaction());
+        let started = std::time::Instant::now();
         let (write, snapshot) = self.snapshot(whole);
+        let kind = match &write {
+            Write::Whole(_) => "whole",
+            Write::Changes(_) => "record",
+        };
         let store = self.store.clone();
         let result = tokio::task::spawn_blocking(move || match write {
             Write::Whole(mut state) => store.save(&mut state),
@@ -370,6 +375,10 @@ impl Persister {
                     .state_writes
                     .with_label_values(&["success"])
                     .inc();
+                self.metrics
+                    .state_write_duration
+                    .with_label_values(&[kind])
+                    .observe(started.elapsed().as_secs_f64());
                 Ok(snapshot)
             }
             Err(err) => {
@@ -864,5 +873,13 @@ mod tests {
             ["whole", "record"],
             "after a part was replaced"
         );
+        // Successful writes by kind (the failed record is not timed).
+        let timed = |kind: &str| {
+            metrics
+                .state_write_duration
+                .with_label_values(&[kind])
+                .get_sample_count()
+        };
+        assert_eq!((timed("whole"), timed("record")), (3, 3));
     }
 }
