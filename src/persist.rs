@@ -212,10 +212,15 @@ impl Persister {
                 "counters resumed from the saved state"
             );
         }
-        // Both outcomes exist from the start (a failure alert needs the
-        // series before the first failure; scrapes keep one shape).
+        // Both outcomes (and both kinds of write) exist from the start (a
+        // failure alert needs the series before the first failure; scrapes
+        // keep one shape: a write observed after its own snapshot would
+        // otherwise add a series to the next answer).
         for outcome in ["success", "failure"] {
             let _ = metrics.state_writes.with_label_values(&[outcome]);
+        }
+        for kind in ["whole", "record"] {
+            let _ = metrics.state_write_duration.with_label_values(&[kind]);
         }
         // What the store holds now: when it continues its journal (the
         // first write is then a record), changes are relative to this.
