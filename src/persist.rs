@@ -165,8 +165,6 @@ pub struct Persister {
     ingest: Arc<Ingest>,
     metrics: Arc<Metrics>,
     parts: Mutex<Vec<Arc<dyn Progress>>>,
-    /// Slots a part has registered for in this process.
-    registered: Mutex<Vec<&'static str>>,
     /// Slots loaded at start that no part has claimed yet: written back as
     /// they were, so a source that is off for one life (push only) finds
     /// its progress again when it is back.
@@ -231,7 +229,6 @@ impl Persister {
             ingest,
             metrics,
             parts: Mutex::new(Vec::new()),
-            registered: Mutex::new(Vec::new()),
             unclaimed: Mutex::new(state.parts),
             write_lock: tokio::sync::Mutex::new(()),
             dirty: AtomicBool::new(false),
@@ -266,12 +263,10 @@ impl Persister {
     pub fn register(&self, part: Arc<dyn Progress>) {
         let mut parts = lock(&self.parts);
         lock(&self.unclaimed).remove(part.slot());
+        let before = parts.len();
         parts.retain(|p| p.slot() != part.slot());
-        let mut registered = lock(&self.registered);
-        if registered.contains(&part.slot()) {
+        if parts.len() < before {
             self.whole_next.store(true, Ordering::Release);
-        } else {
-            registered.push(part.slot());
         }
         parts.push(part);
     }

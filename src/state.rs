@@ -255,8 +255,14 @@ pub fn load_or_default(path: &Path) -> StateFile {
 }
 
 fn aside_path(path: &Path) -> PathBuf {
+    with_suffix(path, ".corrupt")
+}
+
+/// `path` with `suffix` appended to its file name: the files the store
+/// keeps next to the state file.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
-    s.push(".corrupt");
+    s.push(suffix);
     PathBuf::from(s)
 }
 
@@ -727,9 +733,7 @@ enum LockFailure {
 
 /// `<state path>.lock`.
 pub fn lock_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".lock");
-    PathBuf::from(s)
+    with_suffix(path, ".lock")
 }
 
 fn take_lock(lock_path: &Path) -> Result<std::fs::File, LockFailure> {
@@ -769,9 +773,7 @@ fn take_lock(lock_path: &Path) -> Result<std::fs::File, LockFailure> {
 
 /// `<state path>.journal`.
 pub fn journal_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".journal");
-    PathBuf::from(s)
+    with_suffix(path, ".journal")
 }
 
 impl StateStore for FileStore {
