@@ -70,6 +70,10 @@ const PER_PROCESS: &[(&str, &str)] = &[
         "State-file writes",
         "each replica writes its own state file",
     ),
+    (
+        "State write latency p99",
+        "each replica times its own state writes on its own disk",
+    ),
 ];
 
 /// Relative tolerance for values: the two Prometheus servers scrape and
